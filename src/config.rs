@@ -1,0 +1,197 @@
+//! `Config`: flag values checked and converted, with every cross-flag rule in one place. What
+//! leaves here is valid; what is not becomes a usage error (exit 64) or a configuration error
+//! (exit 78) naming the flag.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use crate::cli::{CheckArgs, ServeArgs};
+use crate::error::Error;
+use crate::tls::TlsFiles;
+
+/// A validated `serve` invocation.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: Vec<SocketAddr>,
+    /// The upstream as given, for messages.
+    pub upstream: String,
+    /// The upstream's addresses, resolved at start, tried in turn.
+    pub upstream_addrs: Vec<SocketAddr>,
+    pub tls: TlsFiles,
+    pub threads: usize,
+    pub handshake_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_conns: Option<usize>,
+}
+
+impl ServeConfig {
+    pub fn from_args(args: ServeArgs) -> Result<ServeConfig, Error> {
+        if args.listen.is_empty() {
+            return Err(Error::Usage(
+                "--listen is required (e.g. --listen 0.0.0.0:8443)".into(),
+            ));
+        }
+        let listen = args
+            .listen
+            .iter()
+            .map(|s| parse_listen(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let upstream_addrs = resolve_upstream(&args.upstream)?;
+        let threads = match args.threads {
+            Some(0) => return Err(Error::Usage("--threads must be at least 1".into())),
+            Some(n) => n,
+            None => default_threads(),
+        };
+        if args.max_conns == Some(0) {
+            return Err(Error::Usage("--max-conns must be at least 1".into()));
+        }
+        Ok(ServeConfig {
+            listen,
+            upstream: args.upstream,
+            upstream_addrs,
+            tls: TlsFiles {
+                crt: args.crt,
+                key: args.key,
+                cas: args.mutual_tls_cas,
+                crls: args.crl,
+            },
+            threads,
+            handshake_timeout: parse_duration("--handshake-timeout", &args.handshake_timeout)?,
+            connect_timeout: parse_duration("--connect-timeout", &args.connect_timeout)?,
+            idle_timeout: parse_duration("--idle-timeout", &args.idle_timeout)?,
+            max_conns: args.max_conns,
+        })
+    }
+}
+
+/// The TLS files of a `check` invocation.
+pub fn check_files(args: CheckArgs) -> TlsFiles {
+    TlsFiles {
+        crt: args.crt,
+        key: args.key,
+        cas: args.mutual_tls_cas,
+        crls: args.crl,
+    }
+}
+
+/// The number of cores this process may run on (its affinity mask, not the machine's count).
+pub fn default_threads() -> usize {
+    core_affinity::get_core_ids()
+        .map(|ids| ids.len())
+        .filter(|&n| n > 0)
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1)
+}
+
+fn parse_listen(s: &str) -> Result<SocketAddr, Error> {
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    // A name such as localhost:8443: listen on its first address.
+    s.to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "--listen {s}: expected IP:PORT, e.g. 127.0.0.1:8443 or [::]:8443"
+            ))
+        })
+}
+
+fn resolve_upstream(s: &str) -> Result<Vec<SocketAddr>, Error> {
+    if s.rsplit_once(':')
+        .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+    {
+        return Err(Error::Usage(format!(
+            "--upstream {s}: expected HOST:PORT, e.g. 127.0.0.1:8080"
+        )));
+    }
+    match s.to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<_> = addrs.collect();
+            if addrs.is_empty() {
+                Err(Error::Config(format!(
+                    "--upstream {s}: name resolves to no address"
+                )))
+            } else {
+                Ok(addrs)
+            }
+        }
+        Err(e) => Err(Error::Config(format!(
+            "--upstream {s}: cannot resolve: {e}"
+        ))),
+    }
+}
+
+/// Parses `10s`, `500ms`, `5m`, `1h` or a bare number of seconds.
+pub fn parse_duration(flag: &str, s: &str) -> Result<Duration, Error> {
+    let bad = || {
+        Error::Usage(format!(
+            "{flag} {s}: expected a duration such as 500ms, 10s, 5m or 1h"
+        ))
+    };
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(bad()),
+    };
+    if d.is_zero() {
+        return Err(Error::Usage(format!("{flag} {s}: must be more than zero")));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(
+            parse_duration("--x", "10s").ok(),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            parse_duration("--x", "250ms").ok(),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            parse_duration("--x", "2m").ok(),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_duration("--x", "7").ok(),
+            Some(Duration::from_secs(7))
+        );
+    }
+
+    #[test]
+    fn rejects_bad_durations_naming_the_flag() {
+        for bad in ["", "s", "10x", "-1s", "0s", "1.5s"] {
+            let err = parse_duration("--idle-timeout", bad)
+                .err()
+                .map(|e| e.to_string());
+            assert!(
+                err.is_some_and(|e| e.contains("--idle-timeout")),
+                "{bad:?} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_upstream_without_port() {
+        assert!(resolve_upstream("localhost").is_err());
+        assert!(resolve_upstream("127.0.0.1:http").is_err());
+        assert_eq!(
+            resolve_upstream("127.0.0.1:9").ok().map(|a| a.len()),
+            Some(1)
+        );
+    }
+}

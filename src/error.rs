@@ -1,0 +1,63 @@
+//! The top-level error: every way a command can fail, and the stable exit code of each
+//! (sysexits: 64 usage, 78 configuration; 1 for failures at run time).
+
+use std::fmt;
+
+use crate::runtime::StartError;
+use crate::tls::LoadError;
+
+#[derive(Debug)]
+pub enum Error {
+    /// The command line is wrong: unknown flag, missing value, malformed value.
+    Usage(String),
+    /// A flag value is well-formed but unusable (e.g. an upstream name that does not resolve).
+    Config(String),
+    /// A certificate, key, CA bundle or CRL is unusable.
+    Load(LoadError),
+    /// Binding or starting the workers failed.
+    Start(StartError),
+    /// Anything else at run time.
+    Runtime(String),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => 64,
+            Error::Config(_) | Error::Load(_) => 78,
+            Error::Start(_) | Error::Runtime(_) => 1,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Usage(m) | Error::Config(m) | Error::Runtime(m) => f.write_str(m),
+            Error::Load(e) => e.fmt(f),
+            Error::Start(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Load(e) => e.source(),
+            Error::Start(e) => e.source(),
+            _ => None,
+        }
+    }
+}
+
+impl From<LoadError> for Error {
+    fn from(e: LoadError) -> Self {
+        Error::Load(e)
+    }
+}
+
+impl From<StartError> for Error {
+    fn from(e: StartError) -> Self {
+        Error::Start(e)
+    }
+}

@@ -1,0 +1,90 @@
+//! ringtls: a mutual-TLS terminator. It accepts TLS, requires each client to present a
+//! certificate signed by one of the configured CAs, and forwards the decrypted byte stream to a
+//! plaintext TCP upstream.
+//!
+//! Layout:
+//! - `cli`: argh flag structs only (the `--help` text)
+//! - `config`: validated `ServeConfig`; every cross-flag check
+//! - `error`: the top-level error and its exit codes
+//! - `tls`: trust store (CA bundle rules), CRLs, server credentials, the shared `ServerConfig`
+//! - `listen`: binding one SO_REUSEPORT socket per worker, refusing ports owned by others
+//! - `runtime`: pinned worker threads, each with its own monoio runtime and accept loop
+//! - `proxy`: one connection's life: handshake → upstream connect → relay → close
+//! - `telemetry`: the event log
+//! - `check`, `pki`, `demo`: the other subcommands
+
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod listen;
+pub mod pki;
+pub mod proxy;
+pub mod runtime;
+pub mod telemetry;
+pub mod tls;
+
+use std::sync::Arc;
+
+pub use config::ServeConfig;
+pub use error::Error;
+pub use runtime::Server;
+
+use telemetry::log::Quoted;
+
+/// Loads and validates every file, binds every listener and starts the workers. Returns once
+/// all workers accept connections; `Server::local_addrs` then gives the bound addresses.
+pub fn start(config: &ServeConfig) -> Result<Server, Error> {
+    let material = tls::load_tls(&config.tls)?;
+    match &material.trust_store {
+        Some(store) => {
+            for anchor in store.anchors.iter().filter(|a| !a.warnings.is_empty()) {
+                warn!(
+                    "trust.warning",
+                    "file={} index={} subject={} problem={}",
+                    Quoted(&anchor.file.display().to_string()),
+                    anchor.index,
+                    Quoted(&anchor.info.subject),
+                    Quoted(&anchor.warnings.join("; "))
+                );
+            }
+        }
+        None => warn!(
+            "tls.no_client_auth",
+            "serving without client authentication: no --mutual-tls-cas given, any client gets through"
+        ),
+    }
+    info!(
+        "serve.start",
+        "listen={:?} upstream={} threads={} cas={} crls={}",
+        config.listen,
+        config.upstream,
+        config.threads,
+        material.trust_store.as_ref().map_or(0, |s| s.anchors.len()),
+        material.crls.infos.len()
+    );
+    let settings = Arc::new(proxy::Settings {
+        tls: material.server_config,
+        upstream: config.upstream_addrs.clone(),
+        handshake_timeout: config.handshake_timeout,
+        connect_timeout: config.connect_timeout,
+        idle_timeout: config.idle_timeout,
+    });
+    let plan = runtime::WorkerPlan {
+        listen: config.listen.clone(),
+        threads: config.threads,
+        max_conns: config.max_conns,
+    };
+    Ok(runtime::start(&plan, settings)?)
+}
+
+/// The readiness line `serve` prints on stdout: `{"listening":["127.0.0.1:43817"]}`.
+pub fn listening_line(server: &Server) -> String {
+    let addrs: Vec<String> = server
+        .local_addrs()
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect();
+    format!("{{\"listening\":[{}]}}", addrs.join(","))
+}

@@ -1,0 +1,78 @@
+//! The `ringtls` binary: parse flags, validate, run; print one error line and exit with a stable
+//! code (0 ok, 64 usage, 78 bad configuration or credentials, 1 runtime failure).
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use argh::FromArgs;
+use ringtls::cli::{Cli, Command};
+use ringtls::{Error, ServeConfig, config};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let name = args.first().map(String::as_str).unwrap_or("ringtls");
+    let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    let cli = match Cli::from_args(&[name], &rest) {
+        Ok(cli) => cli,
+        Err(early) => {
+            return match early.status {
+                Ok(()) => {
+                    println!("{}", early.output);
+                    ExitCode::SUCCESS
+                }
+                Err(()) => {
+                    eprintln!("{}", early.output.trim_end());
+                    eprintln!("Run {name} --help for usage.");
+                    ExitCode::from(64)
+                }
+            };
+        }
+    };
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ringtls: error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn run(command: Command) -> Result<ExitCode, Error> {
+    match command {
+        Command::Serve(args) => {
+            let config = ServeConfig::from_args(args)?;
+            let server = ringtls::start(&config)?;
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "{}", ringtls::listening_line(&server))
+                .and_then(|()| stdout.flush())
+                .map_err(|e| {
+                    Error::Runtime(format!("cannot write the listening line to stdout: {e}"))
+                })?;
+            drop(stdout);
+            server.wait();
+            Err(Error::Runtime("every worker stopped".into()))
+        }
+        Command::Check(args) => {
+            let files = config::check_files(args);
+            let material = ringtls::tls::load_tls(&files)?;
+            print!("{}", ringtls::check::report(&files, &material));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pki(args) => {
+            for path in ringtls::pki::write_dev_pki(&args.dir)? {
+                println!("wrote {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(_) => ringtls::demo::run_demo().map(|ok| {
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }),
+    }
+}

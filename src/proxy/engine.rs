@@ -1,0 +1,81 @@
+//! The synchronous half of the adapter over `rustls::ServerConnection`: moving bytes between
+//! our owned buffers and rustls, with no I/O of its own.
+//!
+//! Two traps shape it. `read_tls` takes at most one chunk per call (about 4 KiB in rustls 0.23),
+//! so a socket read is fed in a loop until it is consumed; and each `process_new_packets` must be
+//! followed by draining the plaintext it produced (else rustls' plaintext buffer fills and
+//! `read_tls` refuses) and by flushing `write_tls` (that is how alerts, handshake messages and
+//! key updates go out).
+
+use std::io::Read;
+
+use rustls::ServerConnection;
+
+/// What one call to [`feed`] left behind.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Fed {
+    /// The client sent close_notify; no more plaintext will come.
+    pub peer_closed: bool,
+}
+
+/// Feeds `input` (ciphertext from the client) to rustls and appends every byte of plaintext it
+/// yields to `plain`. On a TLS error the alert rustls chose is queued for `write_tls`.
+pub fn feed(
+    conn: &mut ServerConnection,
+    mut input: &[u8],
+    plain: &mut Vec<u8>,
+) -> Result<Fed, rustls::Error> {
+    let mut fed = Fed::default();
+    loop {
+        if !input.is_empty() {
+            // `read_tls` from a slice only fails when rustls' buffers are full; the plaintext is
+            // drained below after every round, so a full buffer means the peer floods us with
+            // records rustls cannot take: a protocol violation.
+            conn.read_tls(&mut input).map_err(|e| {
+                rustls::Error::General(format!("cannot buffer client records: {e}"))
+            })?;
+        }
+        let state = conn.process_new_packets()?;
+        drain_plaintext(conn, state.plaintext_bytes_to_read(), plain)?;
+        if state.peer_has_closed() {
+            fed.peer_closed = true;
+        }
+        if input.is_empty() {
+            return Ok(fed);
+        }
+    }
+}
+
+/// Tells rustls the client's TCP stream ended (FIN without, or after, close_notify).
+pub fn feed_eof(conn: &mut ServerConnection, plain: &mut Vec<u8>) -> Result<(), rustls::Error> {
+    let mut empty: &[u8] = &[];
+    // Reading from an empty slice records EOF; it cannot fail.
+    let _ = conn.read_tls(&mut empty);
+    let state = conn.process_new_packets()?;
+    drain_plaintext(conn, state.plaintext_bytes_to_read(), plain)
+}
+
+fn drain_plaintext(
+    conn: &mut ServerConnection,
+    n: usize,
+    plain: &mut Vec<u8>,
+) -> Result<(), rustls::Error> {
+    if n == 0 {
+        return Ok(());
+    }
+    let start = plain.len();
+    plain.resize(start + n, 0);
+    conn.reader()
+        .read_exact(&mut plain[start..])
+        .map_err(|e| rustls::Error::General(format!("plaintext reported but not readable: {e}")))
+}
+
+/// Appends every pending TLS record to `out`.
+pub fn take_tls(conn: &mut ServerConnection, out: &mut Vec<u8>) {
+    while conn.wants_write() {
+        // Writing into a Vec cannot fail.
+        if conn.write_tls(out).is_err() {
+            break;
+        }
+    }
+}

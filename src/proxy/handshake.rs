@@ -1,0 +1,69 @@
+//! Accepting a client: drive the rustls handshake over the socket until it completes or fails.
+//!
+//! Every failure flushes the alert rustls queued before returning (RFC 8446 §6): a rejected
+//! client learns why instead of seeing a bare close. Plaintext the client sent with (or right
+//! after) its Finished is kept and handed to the relay, never lost.
+
+use std::io;
+
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use rustls::ServerConnection;
+
+use super::engine;
+
+/// A failed handshake.
+#[derive(Debug)]
+pub enum HandshakeError {
+    /// rustls refused the client; its alert was sent.
+    Tls(rustls::Error),
+    /// The client closed before the handshake finished.
+    Eof,
+    /// The socket failed (reset by the client, ...).
+    Io(io::Error),
+}
+
+/// Runs the server side of the handshake. On success returns the plaintext the client already
+/// sent, to be forwarded first.
+pub async fn accept_client(
+    stream: &mut TcpStream,
+    conn: &mut ServerConnection,
+    mut buf: Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Result<(Vec<u8>, Vec<u8>), HandshakeError> {
+    let mut plain = Vec::new();
+    loop {
+        flush(stream, conn, out).await?;
+        if !conn.is_handshaking() {
+            return Ok((plain, buf));
+        }
+        buf.clear();
+        let (res, b) = stream.read(buf).await;
+        buf = b;
+        let n = res.map_err(HandshakeError::Io)?;
+        if n == 0 {
+            return Err(HandshakeError::Eof);
+        }
+        if let Err(e) = engine::feed(conn, &buf[..n], &mut plain) {
+            // Best effort: the alert goes out unless the client is already gone.
+            let _ = flush(stream, conn, out).await;
+            return Err(HandshakeError::Tls(e));
+        }
+    }
+}
+
+/// Writes every queued TLS record to the client.
+pub async fn flush(
+    stream: &mut TcpStream,
+    conn: &mut ServerConnection,
+    out: &mut Vec<u8>,
+) -> Result<(), HandshakeError> {
+    out.clear();
+    engine::take_tls(conn, out);
+    if out.is_empty() {
+        return Ok(());
+    }
+    let (res, b) = stream.write_all(std::mem::take(out)).await;
+    *out = b;
+    res.map(|_| ()).map_err(HandshakeError::Io)
+}

@@ -1,0 +1,217 @@
+//! One connection's life: handshake → upstream connect → data plane → close, and the one event
+//! line that records it.
+//!
+//! The upstream is dialled only after the handshake (and so the client-certificate check) has
+//! succeeded: a rejected client never causes an upstream connection, and none of its bytes reach
+//! the upstream. Every outcome is logged here and nowhere else; nothing here can take down the
+//! worker.
+
+mod engine;
+pub mod handshake;
+mod notify;
+pub mod reason;
+pub mod relay;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use monoio::net::TcpStream;
+use rustls::{ServerConfig, ServerConnection};
+
+use crate::telemetry::log::Quoted;
+use crate::tls::x509::leaf_common_name;
+use handshake::HandshakeError;
+use reason::Reject;
+
+/// Read buffer size for each direction: one maximal TLS record of plaintext.
+const BUF_SIZE: usize = 16 * 1024 + 256;
+
+/// What every connection of every worker needs; built once, shared read-only.
+pub struct Settings {
+    pub tls: Arc<ServerConfig>,
+    pub upstream: Vec<SocketAddr>,
+    pub handshake_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// Serves one accepted client to completion. Never panics on anything the client sends.
+pub async fn serve_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    worker: usize,
+    settings: Arc<Settings>,
+) {
+    let started = Instant::now();
+    let _ = stream.set_nodelay(true);
+    let mut conn = match ServerConnection::new(settings.tls.clone()) {
+        Ok(conn) => conn,
+        Err(e) => {
+            crate::error!(
+                "conn.error",
+                "worker={worker} peer={peer} detail={}",
+                Quoted(&e.to_string())
+            );
+            return;
+        }
+    };
+
+    let mut out = Vec::new();
+    let handshake = monoio::time::timeout(
+        settings.handshake_timeout,
+        handshake::accept_client(
+            &mut stream,
+            &mut conn,
+            Vec::with_capacity(BUF_SIZE),
+            &mut out,
+        ),
+    )
+    .await;
+    let (first, client_read) = match handshake {
+        Ok(Ok(done)) => done,
+        Ok(Err(err)) => return log_rejected(worker, peer, started, &err),
+        Err(_) => {
+            return log_reject(
+                worker,
+                peer,
+                started,
+                Reject::HandshakeTimeout,
+                None,
+                "no complete handshake in time",
+            );
+        }
+    };
+
+    let client = conn
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|leaf| leaf_common_name(leaf))
+        .unwrap_or_default();
+    let tls_version = conn
+        .protocol_version()
+        .map(|v| format!("{v:?}"))
+        .unwrap_or_default();
+
+    let upstream = match connect_upstream(&settings).await {
+        Ok(upstream) => upstream,
+        Err(detail) => {
+            // The client is told with close_notify that nothing more will come.
+            conn.send_close_notify();
+            let _ = handshake::flush(&mut stream, &mut conn, &mut out).await;
+            crate::warn!(
+                "conn.closed",
+                "worker={worker} peer={peer} client={} tls={tls_version} up=0 down=0 ms={} reason=upstream_unreachable detail={}",
+                Quoted(&client),
+                started.elapsed().as_millis(),
+                Quoted(&detail)
+            );
+            return;
+        }
+    };
+
+    let counters = relay::Counters::default();
+    let bufs = relay::Buffers {
+        client_read,
+        upstream_read: Vec::with_capacity(BUF_SIZE),
+        client_write: out,
+    };
+    let result = relay::relay(
+        stream,
+        upstream,
+        conn,
+        first,
+        bufs,
+        settings.idle_timeout,
+        &counters,
+    )
+    .await;
+    let (reason, detail) = match &result {
+        Ok(()) => ("closed", String::new()),
+        Err(e) => (e.reason(), e.detail()),
+    };
+    crate::info!(
+        "conn.closed",
+        "worker={worker} peer={peer} client={} tls={tls_version} up={} down={} ms={} reason={reason} detail={}",
+        Quoted(&client),
+        counters.up.get(),
+        counters.down.get(),
+        started.elapsed().as_millis(),
+        Quoted(&detail)
+    );
+}
+
+/// Dials each resolved upstream address in turn, each within `--connect-timeout`.
+async fn connect_upstream(settings: &Settings) -> Result<TcpStream, String> {
+    let mut last = String::from("no upstream address");
+    for addr in &settings.upstream {
+        match monoio::time::timeout(settings.connect_timeout, TcpStream::connect_addr(*addr)).await
+        {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Ok(Err(e)) => last = format!("{addr}: {e}"),
+            Err(_) => {
+                last = format!(
+                    "{addr}: connect timed out after {:?}",
+                    settings.connect_timeout
+                )
+            }
+        }
+    }
+    Err(last)
+}
+
+fn log_rejected(worker: usize, peer: SocketAddr, started: Instant, err: &HandshakeError) {
+    match err {
+        HandshakeError::Tls(e) => {
+            let (reason, alert) = reason::classify(e);
+            log_reject(
+                worker,
+                peer,
+                started,
+                reason,
+                alert.map(u8::from),
+                &e.to_string(),
+            );
+        }
+        HandshakeError::Eof => log_reject(
+            worker,
+            peer,
+            started,
+            Reject::ClientClosed,
+            None,
+            "closed mid-handshake",
+        ),
+        HandshakeError::Io(e) => log_reject(
+            worker,
+            peer,
+            started,
+            Reject::ClientClosed,
+            None,
+            &e.to_string(),
+        ),
+    }
+}
+
+/// Logs a client turned away, before or during the handshake.
+pub fn log_reject(
+    worker: usize,
+    peer: SocketAddr,
+    started: Instant,
+    reason: Reject,
+    alert: Option<u8>,
+    detail: &str,
+) {
+    let alert = alert
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "none".into());
+    crate::info!(
+        "conn.rejected",
+        "worker={worker} peer={peer} reason={} alert={alert} ms={} detail={}",
+        reason.as_str(),
+        started.elapsed().as_millis(),
+        Quoted(detail)
+    );
+}

@@ -1,0 +1,83 @@
+//! Why a connection was rejected or closed: one vocabulary for the log (and later the metrics),
+//! derived from the rustls error so the reason and the alert the client saw always agree.
+
+use rustls::{AlertDescription, CertificateError, Error};
+
+/// The reason a client did not get through the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reject {
+    NoCertificate,
+    UnknownCa,
+    Expired,
+    NotYetValid,
+    Revoked,
+    BadCertificate,
+    WrongUsage,
+    HandshakeTimeout,
+    ProtocolError,
+    /// The client aborted with an alert of its own (often: it does not trust our certificate).
+    ClientAlert,
+    /// The client closed or reset the connection mid-handshake.
+    ClientClosed,
+    /// The worker is at its share of `--max-conns`.
+    MaxConns,
+}
+
+impl Reject {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reject::NoCertificate => "no_certificate",
+            Reject::UnknownCa => "unknown_ca",
+            Reject::Expired => "expired",
+            Reject::NotYetValid => "not_yet_valid",
+            Reject::Revoked => "revoked",
+            Reject::BadCertificate => "bad_certificate",
+            Reject::WrongUsage => "wrong_usage",
+            Reject::HandshakeTimeout => "handshake_timeout",
+            Reject::ProtocolError => "protocol_error",
+            Reject::ClientAlert => "client_alert",
+            Reject::ClientClosed => "client_closed",
+            Reject::MaxConns => "max_conns",
+        }
+    }
+}
+
+/// Classifies a handshake error and names the alert rustls sent for it (RFC 8446 §6), if any.
+pub fn classify(err: &Error) -> (Reject, Option<AlertDescription>) {
+    match err {
+        Error::NoCertificatesPresented => (
+            Reject::NoCertificate,
+            Some(AlertDescription::CertificateRequired),
+        ),
+        Error::InvalidCertificate(cert_err) => {
+            let reason = match cert_err {
+                CertificateError::UnknownIssuer => Reject::UnknownCa,
+                CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                    Reject::Expired
+                }
+                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                    Reject::NotYetValid
+                }
+                CertificateError::Revoked => Reject::Revoked,
+                CertificateError::InvalidPurpose
+                | CertificateError::InvalidPurposeContext { .. } => Reject::WrongUsage,
+                CertificateError::UnknownRevocationStatus
+                | CertificateError::ExpiredRevocationList
+                | CertificateError::ExpiredRevocationListContext { .. } => Reject::UnknownCa,
+                _ => Reject::BadCertificate,
+            };
+            (reason, Some(AlertDescription::from(cert_err.clone())))
+        }
+        Error::AlertReceived(_) => (Reject::ClientAlert, None),
+        Error::InvalidMessage(_) => (Reject::ProtocolError, Some(AlertDescription::DecodeError)),
+        Error::PeerIncompatible(_) => (
+            Reject::ProtocolError,
+            Some(AlertDescription::HandshakeFailure),
+        ),
+        Error::PeerMisbehaved(_) => (
+            Reject::ProtocolError,
+            Some(AlertDescription::IllegalParameter),
+        ),
+        _ => (Reject::ProtocolError, None),
+    }
+}

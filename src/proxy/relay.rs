@@ -1,0 +1,290 @@
+//! The data plane of one established connection: plaintext both ways, concurrently.
+//!
+//! Three futures share the connection's `ServerConnection` through a `RefCell` (one worker
+//! thread, one task: no locks), and never hold the borrow across an await:
+//! - client → upstream: read ciphertext, feed rustls, write the plaintext to the upstream;
+//! - upstream → client: read plaintext, hand it to rustls' writer (bounded: rustls' send buffer
+//!   limit is the backpressure), wake the client writer;
+//! - client writer: the only writer of the client socket, so records never interleave; it
+//!   flushes whatever rustls queued (data, alerts, key-update replies, close_notify).
+//!
+//! Half-close is forwarded both ways: the client's close_notify (or FIN) becomes
+//! `shutdown(SHUT_WR)` on the upstream, the upstream's FIN becomes close_notify then
+//! `shutdown(SHUT_WR)` on the client; the other direction keeps flowing until it ends too.
+
+use std::cell::{Cell, RefCell};
+use std::io::{self, Write};
+use std::time::Duration;
+
+use monoio::io::{
+    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable,
+};
+use monoio::net::TcpStream;
+use rustls::ServerConnection;
+
+use super::engine;
+use super::notify::Notify;
+
+/// Why the relay ended early.
+#[derive(Debug)]
+pub enum RelayError {
+    ClientRead(io::Error),
+    ClientWrite(io::Error),
+    UpstreamRead(io::Error),
+    UpstreamWrite(io::Error),
+    Tls(rustls::Error),
+    Idle,
+}
+
+impl RelayError {
+    /// The reason word for the close event.
+    pub fn reason(&self) -> &'static str {
+        let reset = |e: &io::Error| {
+            matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::ConnectionAborted
+            )
+        };
+        match self {
+            RelayError::ClientRead(e) | RelayError::ClientWrite(e) if reset(e) => "client_reset",
+            RelayError::ClientRead(_) | RelayError::ClientWrite(_) => "client_io_error",
+            RelayError::UpstreamRead(e) | RelayError::UpstreamWrite(e) if reset(e) => {
+                "upstream_reset"
+            }
+            RelayError::UpstreamRead(_) | RelayError::UpstreamWrite(_) => "upstream_io_error",
+            RelayError::Tls(_) => "tls_error",
+            RelayError::Idle => "idle_timeout",
+        }
+    }
+
+    /// The underlying cause, for the log's detail field.
+    pub fn detail(&self) -> String {
+        match self {
+            RelayError::ClientRead(e)
+            | RelayError::ClientWrite(e)
+            | RelayError::UpstreamRead(e)
+            | RelayError::UpstreamWrite(e) => e.to_string(),
+            RelayError::Tls(e) => e.to_string(),
+            RelayError::Idle => "no bytes either way".into(),
+        }
+    }
+}
+
+/// Bytes moved, for the close event.
+#[derive(Default)]
+pub struct Counters {
+    /// Plaintext bytes client → upstream.
+    pub up: Cell<u64>,
+    /// Plaintext bytes upstream → client.
+    pub down: Cell<u64>,
+    /// Bumped on every read either way; the idle watch looks for it to stand still.
+    activity: Cell<u64>,
+}
+
+impl Counters {
+    fn touch(&self) {
+        self.activity.set(self.activity.get().wrapping_add(1));
+    }
+}
+
+/// Buffers lent to the relay.
+pub struct Buffers {
+    pub client_read: Vec<u8>,
+    pub upstream_read: Vec<u8>,
+    pub client_write: Vec<u8>,
+}
+
+/// Relays until both directions have ended, or until the first error or idle timeout.
+pub async fn relay(
+    client: TcpStream,
+    upstream: TcpStream,
+    conn: ServerConnection,
+    first: Vec<u8>,
+    bufs: Buffers,
+    idle: Duration,
+    counters: &Counters,
+) -> Result<(), RelayError> {
+    let conn = RefCell::new(conn);
+    let (mut cr, mut cw) = client.into_split();
+    let (mut ur, mut uw) = upstream.into_split();
+    let to_writer = Notify::default();
+    let space = Notify::default();
+    let upstream_done = Cell::new(false);
+
+    let result = {
+        let up = client_to_upstream(
+            &conn,
+            &mut cr,
+            &mut uw,
+            first,
+            bufs.client_read,
+            &to_writer,
+            counters,
+        );
+        let down = upstream_to_client(
+            &conn,
+            &mut ur,
+            bufs.upstream_read,
+            &to_writer,
+            &space,
+            &upstream_done,
+            counters,
+        );
+        let write = write_client(
+            &conn,
+            &mut cw,
+            bufs.client_write,
+            &to_writer,
+            &space,
+            &upstream_done,
+        );
+        monoio::select! {
+            r = async { monoio::try_join!(up, down, write) } => r.map(|_| ()),
+            e = watch_idle(idle, counters) => Err(e),
+        }
+    };
+    if let Err(RelayError::Tls(_)) = &result {
+        // rustls queued an alert for the client; the writer future is gone, send it here.
+        let mut out = Vec::new();
+        engine::take_tls(&mut conn.borrow_mut(), &mut out);
+        if !out.is_empty() {
+            let _ = monoio::time::timeout(Duration::from_secs(1), cw.write_all(out)).await;
+        }
+    }
+    result
+}
+
+async fn client_to_upstream(
+    conn: &RefCell<ServerConnection>,
+    cr: &mut OwnedReadHalf<TcpStream>,
+    uw: &mut OwnedWriteHalf<TcpStream>,
+    mut plain: Vec<u8>,
+    mut buf: Vec<u8>,
+    to_writer: &Notify,
+    counters: &Counters,
+) -> Result<(), RelayError> {
+    let mut closed = false;
+    loop {
+        if !plain.is_empty() {
+            let n = plain.len() as u64;
+            let (res, p) = uw.write_all(plain).await;
+            plain = p;
+            res.map_err(RelayError::UpstreamWrite)?;
+            counters.up.set(counters.up.get() + n);
+            plain.clear();
+        }
+        if closed {
+            // ENOTCONN here means the upstream is gone already; the other direction reports it.
+            let _ = uw.shutdown().await;
+            return Ok(());
+        }
+        buf.clear();
+        let (res, b) = cr.read(buf).await;
+        buf = b;
+        let n = res.map_err(RelayError::ClientRead)?;
+        counters.touch();
+        let mut c = conn.borrow_mut();
+        if n == 0 {
+            engine::feed_eof(&mut c, &mut plain).map_err(RelayError::Tls)?;
+            closed = true;
+        } else {
+            closed = engine::feed(&mut c, &buf[..n], &mut plain)
+                .map_err(RelayError::Tls)?
+                .peer_closed;
+        }
+        if c.wants_write() {
+            to_writer.notify();
+        }
+    }
+}
+
+async fn upstream_to_client(
+    conn: &RefCell<ServerConnection>,
+    ur: &mut OwnedReadHalf<TcpStream>,
+    mut buf: Vec<u8>,
+    to_writer: &Notify,
+    space: &Notify,
+    upstream_done: &Cell<bool>,
+    counters: &Counters,
+) -> Result<(), RelayError> {
+    loop {
+        buf.clear();
+        let (res, b) = ur.read(buf).await;
+        buf = b;
+        let n = res.map_err(RelayError::UpstreamRead)?;
+        counters.touch();
+        if n == 0 {
+            conn.borrow_mut().send_close_notify();
+            upstream_done.set(true);
+            to_writer.notify();
+            return Ok(());
+        }
+        let mut off = 0;
+        loop {
+            let written = conn
+                .borrow_mut()
+                .writer()
+                .write(&buf[off..n])
+                .map_err(RelayError::ClientWrite)?;
+            off += written;
+            if written > 0 {
+                to_writer.notify();
+            }
+            if off == n {
+                break;
+            }
+            // rustls' send buffer is full: wait for the client writer to drain it.
+            space.notified().await;
+        }
+        counters.down.set(counters.down.get() + n as u64);
+    }
+}
+
+async fn write_client(
+    conn: &RefCell<ServerConnection>,
+    cw: &mut OwnedWriteHalf<TcpStream>,
+    mut out: Vec<u8>,
+    to_writer: &Notify,
+    space: &Notify,
+    upstream_done: &Cell<bool>,
+) -> Result<(), RelayError> {
+    loop {
+        out.clear();
+        engine::take_tls(&mut conn.borrow_mut(), &mut out);
+        if !out.is_empty() {
+            let (res, b) = cw.write_all(out).await;
+            out = b;
+            res.map_err(RelayError::ClientWrite)?;
+            space.notify();
+            continue;
+        }
+        if upstream_done.get() {
+            let _ = cw.shutdown().await;
+            return Ok(());
+        }
+        to_writer.notified().await;
+    }
+}
+
+/// Resolves when no byte has been read either way for `idle`. It samples a counter rather than
+/// reading the clock on every read, so it fires between `idle` and 1.25 × `idle`.
+async fn watch_idle(idle: Duration, counters: &Counters) -> RelayError {
+    let step = (idle / 4).max(Duration::from_millis(10));
+    let mut seen = counters.activity.get();
+    let mut quiet = Duration::ZERO;
+    loop {
+        monoio::time::sleep(step).await;
+        let now = counters.activity.get();
+        if now != seen {
+            seen = now;
+            quiet = Duration::ZERO;
+        } else {
+            quiet += step;
+            if quiet >= idle {
+                return RelayError::Idle;
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Certificate revocation lists given with `--crl`, PEM (`X509 CRL` blocks) or DER.
+//!
+//! webpki checks them during verification; here we only load them and parse each once with
+//! x509-parser, so a broken CRL is refused at start naming its file and index.
+
+use std::path::{Path, PathBuf};
+
+use rustls_pki_types::CertificateRevocationListDer;
+use rustls_pki_types::pem::SectionKind;
+use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::revocation_list::CertificateRevocationList;
+
+use super::error::LoadError;
+use super::pem;
+
+const FLAG: &str = "--crl";
+
+/// What `check` shows of a loaded CRL.
+#[derive(Debug, Clone)]
+pub struct CrlInfo {
+    pub file: PathBuf,
+    pub index: usize,
+    pub issuer: String,
+    pub revoked: usize,
+    /// Seconds since the Unix epoch, if the CRL says.
+    pub next_update: Option<i64>,
+}
+
+/// The loaded CRLs.
+#[derive(Default)]
+pub struct Crls {
+    pub ders: Vec<CertificateRevocationListDer<'static>>,
+    pub infos: Vec<CrlInfo>,
+}
+
+/// Loads every CRL of every file, in order.
+pub fn load_crls(paths: &[PathBuf]) -> Result<Crls, LoadError> {
+    let mut crls = Crls::default();
+    for path in paths {
+        let bytes = pem::read_file(FLAG, path)?;
+        let ders: Vec<(usize, Vec<u8>)> = if looks_like_pem(&bytes) {
+            pem::blocks(FLAG, path, &bytes)?
+                .into_iter()
+                .filter(|b| b.kind == SectionKind::Crl)
+                .map(|b| (b.index, b.der))
+                .collect()
+        } else {
+            vec![(1, bytes)]
+        };
+        if ders.is_empty() {
+            return Err(LoadError::Missing {
+                flag: FLAG,
+                path: path.to_owned(),
+                what: "X509 CRL block",
+            });
+        }
+        for (index, der) in ders {
+            crls.infos.push(inspect(path, index, &der)?);
+            crls.ders.push(CertificateRevocationListDer::from(der));
+        }
+    }
+    Ok(crls)
+}
+
+fn looks_like_pem(bytes: &[u8]) -> bool {
+    bytes.windows(11).any(|w| w == b"-----BEGIN ")
+}
+
+fn inspect(path: &Path, index: usize, der: &[u8]) -> Result<CrlInfo, LoadError> {
+    let (_, crl) = CertificateRevocationList::from_der(der).map_err(|e| {
+        // A certificate given as a CRL is a common mix-up: say so.
+        let problem = if X509Certificate::from_der(der).is_ok() {
+            "is a certificate, not a CRL".to_owned()
+        } else {
+            format!("cannot be parsed: {e}")
+        };
+        LoadError::Crl {
+            path: path.to_owned(),
+            index,
+            problem,
+        }
+    })?;
+    Ok(CrlInfo {
+        file: path.to_owned(),
+        index,
+        issuer: crl.issuer().to_string(),
+        revoked: crl.iter_revoked_certificates().count(),
+        next_update: crl.next_update().map(|t| t.timestamp()),
+    })
+}

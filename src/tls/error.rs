@@ -1,0 +1,138 @@
+//! Why credentials or a trust store could not be loaded. Every message names the flag and file
+//! at fault and, inside a bundle, the block's 1-based index and the certificate's subject, so a
+//! operator can fix the right line of the right file without guessing.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// A credential or trust-store file that cannot be used; `serve` and `check` exit 78 on it.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The file could not be read at all.
+    Read {
+        flag: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A PEM block is malformed (bad base64, missing END line, ...).
+    Pem {
+        flag: &'static str,
+        path: PathBuf,
+        index: usize,
+        source: rustls_pki_types::pem::Error,
+    },
+    /// The file holds no block of the kind the flag needs.
+    Missing {
+        flag: &'static str,
+        path: PathBuf,
+        what: &'static str,
+    },
+    /// A block of a kind that must never be in this file (a private key in a trust bundle).
+    Forbidden {
+        flag: &'static str,
+        path: PathBuf,
+        index: usize,
+        what: &'static str,
+        why: &'static str,
+    },
+    /// A certificate that is well-formed PEM but unusable for this flag.
+    Certificate {
+        flag: &'static str,
+        path: PathBuf,
+        index: usize,
+        subject: String,
+        problem: String,
+    },
+    /// The private key cannot be used (unsupported type, malformed, or not the certificate's).
+    Key {
+        path: PathBuf,
+        crt: PathBuf,
+        source: rustls::Error,
+    },
+    /// A CRL that cannot be parsed.
+    Crl {
+        path: PathBuf,
+        index: usize,
+        problem: String,
+    },
+    /// rustls refused to build the client verifier from otherwise valid inputs.
+    Verifier(rustls::server::VerifierBuilderError),
+    /// rustls refused the server configuration.
+    Config(rustls::Error),
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Read { flag, path, source } => {
+                write!(f, "{flag} {}: cannot read: {source}", path.display())
+            }
+            LoadError::Pem {
+                flag,
+                path,
+                index,
+                source,
+            } => write!(
+                f,
+                "{flag} {}: PEM block #{index} cannot be decoded: {source}",
+                path.display()
+            ),
+            LoadError::Missing { flag, path, what } => {
+                write!(f, "{flag} {}: no {what} found", path.display())
+            }
+            LoadError::Forbidden {
+                flag,
+                path,
+                index,
+                what,
+                why,
+            } => write!(
+                f,
+                "{flag} {}: block #{index} is a {what}: {why}",
+                path.display()
+            ),
+            LoadError::Certificate {
+                flag,
+                path,
+                index,
+                subject,
+                problem,
+            } => write!(
+                f,
+                "{flag} {}: certificate #{index} ({subject}) {problem}",
+                path.display()
+            ),
+            LoadError::Key { path, crt, source } => match source {
+                rustls::Error::InconsistentKeys(_) => write!(
+                    f,
+                    "--key {}: does not match the certificate in --crt {}",
+                    path.display(),
+                    crt.display()
+                ),
+                other => write!(f, "--key {}: cannot use this key: {other}", path.display()),
+            },
+            LoadError::Crl {
+                path,
+                index,
+                problem,
+            } => write!(f, "--crl {}: CRL #{index} {problem}", path.display()),
+            LoadError::Verifier(e) => {
+                write!(f, "--mutual-tls-cas: cannot build the client verifier: {e}")
+            }
+            LoadError::Config(e) => write!(f, "cannot build the TLS configuration: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LoadError::Read { source, .. } => Some(source),
+            LoadError::Pem { source, .. } => Some(source),
+            LoadError::Key { source, .. } => Some(source),
+            LoadError::Verifier(e) => Some(e),
+            LoadError::Config(e) => Some(e),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! TLS material: the trust store (CA bundle rules), CRLs, the server's certificate and key, and
+//! the one `rustls::ServerConfig` all workers share read-only.
+//!
+//! Everything here runs once at start (and later on reload), never per connection.
+
+pub mod credentials;
+pub mod crl;
+pub mod error;
+mod pem;
+pub mod trust_store;
+pub mod x509;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls::sign::SingleCertAndKey;
+
+pub use credentials::ServerCredentials;
+pub use crl::Crls;
+pub use error::LoadError;
+pub use trust_store::TrustStore;
+
+/// The files that define the TLS side, exactly as given on the command line.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub crt: PathBuf,
+    pub key: PathBuf,
+    pub cas: Vec<PathBuf>,
+    pub crls: Vec<PathBuf>,
+}
+
+/// Everything loaded from [`TlsFiles`], validated, plus the shared server configuration.
+pub struct TlsMaterial {
+    pub server_config: Arc<ServerConfig>,
+    pub credentials: ServerCredentials,
+    /// `None` when no `--mutual-tls-cas` was given: no client authentication.
+    pub trust_store: Option<TrustStore>,
+    pub crls: Crls,
+}
+
+/// The crypto provider: aws-lc-rs with rustls' default suites and groups.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// Loads and validates every file, then builds the `ServerConfig`.
+pub fn load_tls(files: &TlsFiles) -> Result<TlsMaterial, LoadError> {
+    let provider = provider();
+    let credentials = credentials::load_server_credentials(&files.crt, &files.key, &provider)?;
+    let crls = crl::load_crls(&files.crls)?;
+    let trust_store = if files.cas.is_empty() {
+        None
+    } else {
+        Some(trust_store::load_trust_store(&files.cas)?)
+    };
+
+    let verifier = match &trust_store {
+        Some(store) => WebPkiClientVerifier::builder_with_provider(
+            Arc::new(store.roots.clone()),
+            provider.clone(),
+        )
+        .with_crls(crls.ders.iter().cloned())
+        // A CRL covers the CA that issued it. Clients of CAs without a CRL are still accepted:
+        // with several CAs in a bundle, one CA's CRL must not lock out every other CA's clients.
+        .allow_unknown_revocation_status()
+        .build()
+        .map_err(LoadError::Verifier)?,
+        None => WebPkiClientVerifier::no_client_auth(),
+    };
+
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(LoadError::Config)?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(Arc::new(SingleCertAndKey::from(
+            credentials.certified_key.clone(),
+        )));
+    // Clients try HTTP/1.1 and h2 through us; we forward bytes and so advertise no ALPN.
+    config.alpn_protocols = Vec::new();
+    Ok(TlsMaterial {
+        server_config: Arc::new(config),
+        credentials,
+        trust_store,
+        crls,
+    })
+}

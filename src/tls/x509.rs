@@ -1,0 +1,197 @@
+//! Facts read from one X.509 certificate with x509-parser, for the CA rules, the log and `check`.
+//!
+//! rustls and webpki do not expose the subject, validity or extensions of a certificate, and
+//! webpki accepts any certificate as a trust anchor; this module is where we look inside.
+
+use std::fmt;
+
+use x509_parser::prelude::*;
+
+/// Reasons a certificate cannot serve as a trust anchor (RFC 5280 §4.2.1.9 and §4.2.1.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaProblem {
+    NoBasicConstraints,
+    NotCa,
+    NoKeyCertSign,
+    BadExtension(String),
+}
+
+impl fmt::Display for CaProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CaProblem::NoBasicConstraints => {
+                f.write_str("is not a CA: it has no basicConstraints extension")
+            }
+            CaProblem::NotCa => f.write_str("is not a CA: basicConstraints cA is false"),
+            CaProblem::NoKeyCertSign => {
+                f.write_str("cannot sign certificates: its keyUsage lacks keyCertSign")
+            }
+            CaProblem::BadExtension(e) => write!(f, "has a malformed extension: {e}"),
+        }
+    }
+}
+
+/// What we keep of a parsed certificate.
+#[derive(Debug, Clone)]
+pub struct CertInfo {
+    pub subject: String,
+    pub issuer: String,
+    /// Seconds since the Unix epoch.
+    pub not_before: i64,
+    pub not_after: i64,
+    pub serial_hex: String,
+    pub sans: Vec<String>,
+    pub key_type: String,
+    /// `Ok` when usable as a trust anchor.
+    pub ca: Result<(), CaProblem>,
+}
+
+impl CertInfo {
+    /// Parses a DER certificate; the error is x509-parser's description.
+    pub fn parse(der: &[u8]) -> Result<CertInfo, String> {
+        let (_, cert) = X509Certificate::from_der(der).map_err(|e| e.to_string())?;
+        Ok(CertInfo {
+            subject: name_or_empty(cert.subject()),
+            issuer: name_or_empty(cert.issuer()),
+            not_before: cert.validity().not_before.timestamp(),
+            not_after: cert.validity().not_after.timestamp(),
+            serial_hex: cert.raw_serial_as_string(),
+            sans: sans(&cert),
+            key_type: key_type(&cert),
+            ca: ca_verdict(&cert),
+        })
+    }
+
+    /// The subject's common name, or the whole subject when it has none.
+    pub fn common_name(&self) -> &str {
+        common_name(&self.subject)
+    }
+}
+
+/// The CN attribute of an RFC 4514-style name string, or the whole string.
+pub fn common_name(subject: &str) -> &str {
+    subject
+        .split(", ")
+        .find_map(|part| part.strip_prefix("CN="))
+        .unwrap_or(subject)
+}
+
+/// The client's subject CN from its leaf certificate, for the log; empty if unparsable.
+pub fn leaf_common_name(der: &[u8]) -> String {
+    match X509Certificate::from_der(der) {
+        Ok((_, cert)) => common_name(&name_or_empty(cert.subject())).to_owned(),
+        Err(_) => String::new(),
+    }
+}
+
+fn name_or_empty(name: &X509Name<'_>) -> String {
+    let s = name.to_string();
+    if s.is_empty() { "no subject".into() } else { s }
+}
+
+fn ca_verdict(cert: &X509Certificate<'_>) -> Result<(), CaProblem> {
+    match cert.basic_constraints() {
+        Ok(Some(bc)) if bc.value.ca => {}
+        Ok(Some(_)) => return Err(CaProblem::NotCa),
+        Ok(None) => return Err(CaProblem::NoBasicConstraints),
+        Err(e) => return Err(CaProblem::BadExtension(e.to_string())),
+    }
+    match cert.key_usage() {
+        Ok(Some(ku)) if !ku.value.key_cert_sign() => Err(CaProblem::NoKeyCertSign),
+        Ok(_) => Ok(()),
+        Err(e) => Err(CaProblem::BadExtension(e.to_string())),
+    }
+}
+
+fn sans(cert: &X509Certificate<'_>) -> Vec<String> {
+    let Ok(Some(ext)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    ext.value
+        .general_names
+        .iter()
+        .map(|name| match name {
+            GeneralName::DNSName(d) => format!("DNS:{d}"),
+            GeneralName::IPAddress(ip) => match ip.len() {
+                4 => format!(
+                    "IP:{}",
+                    std::net::Ipv4Addr::from([ip[0], ip[1], ip[2], ip[3]])
+                ),
+                16 => {
+                    let mut b = [0u8; 16];
+                    b.copy_from_slice(ip);
+                    format!("IP:{}", std::net::Ipv6Addr::from(b))
+                }
+                _ => "IP:?".into(),
+            },
+            GeneralName::URI(u) => format!("URI:{u}"),
+            GeneralName::RFC822Name(e) => format!("email:{e}"),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+fn key_type(cert: &X509Certificate<'_>) -> String {
+    match cert.public_key().parsed() {
+        Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => format!("RSA-{}", rsa.key_size()),
+        Ok(x509_parser::public_key::PublicKey::EC(ec)) => {
+            let curve = cert
+                .public_key()
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .map(|oid| match oid.to_id_string().as_str() {
+                    "1.2.840.10045.3.1.7" => "P-256".to_owned(),
+                    "1.3.132.0.34" => "P-384".to_owned(),
+                    "1.3.132.0.35" => "P-521".to_owned(),
+                    other => other.to_owned(),
+                })
+                .unwrap_or_else(|| format!("{} bits", ec.key_size()));
+            format!("ECDSA {curve}")
+        }
+        Ok(_) => match cert
+            .public_key()
+            .algorithm
+            .algorithm
+            .to_id_string()
+            .as_str()
+        {
+            "1.3.101.112" => "Ed25519".into(),
+            other => other.into(),
+        },
+        Err(_) => "unknown".into(),
+    }
+}
+
+/// Formats a Unix timestamp as `2026-11-29 14:00:00 UTC`.
+pub fn format_time(ts: i64) -> String {
+    let (y, m, d) = crate::telemetry::log::civil_from_days(ts.div_euclid(86_400));
+    let rem = ts.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+/// Lowercase hex SHA-256 of `der`, colon-free, for fingerprints.
+pub fn sha256_hex(der: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
+    let mut s = String::with_capacity(64);
+    for b in digest.as_ref() {
+        use std::fmt::Write;
+        // Writing into a String cannot fail.
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
