@@ -48,17 +48,20 @@ pub fn load_trust_store(paths: &[PathBuf]) -> Result<TrustStore, LoadError> {
 
 fn load_bundle(path: &Path, now: i64, store: &mut TrustStore) -> Result<(), LoadError> {
     let bytes = pem::read_file(FLAG, path)?;
+    let blocks = pem::blocks(FLAG, path, &bytes)?;
+    // A key in a trust file is the worst mistake the file can hold: report it before anything
+    // else, wherever it sits.
+    if let Some(key) = blocks.iter().find(|b| pem::is_private_key(b.kind)) {
+        return Err(LoadError::Forbidden {
+            flag: FLAG,
+            path: path.to_owned(),
+            index: key.index,
+            what: "private key",
+            why: "a trust bundle must hold CA certificates only; keep CA keys out of it",
+        });
+    }
     let mut found = 0;
-    for block in pem::blocks(FLAG, path, &bytes)? {
-        if pem::is_private_key(block.kind) {
-            return Err(LoadError::Forbidden {
-                flag: FLAG,
-                path: path.to_owned(),
-                index: block.index,
-                what: "private key",
-                why: "a trust bundle must hold CA certificates only; keep CA keys out of it",
-            });
-        }
+    for block in blocks {
         if block.kind != SectionKind::Certificate {
             continue;
         }
