@@ -20,6 +20,8 @@ pub enum Command {
     Check(CheckArgs),
     Pki(PkiArgs),
     Demo(DemoArgs),
+    Load(LoadArgs),
+    Upstream(UpstreamArgs),
 }
 
 /// accept TLS, require client certificates, forward plaintext to the upstream
@@ -92,3 +94,69 @@ pub struct PkiArgs {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "demo")]
 pub struct DemoArgs {}
+
+/// drive mTLS load at a TLS server and report rates, latency and throughput
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "load")]
+pub struct LoadArgs {
+    /// server to connect to, HOST:PORT
+    #[argh(option)]
+    pub connect: String,
+    /// CA bundle that signed the server certificate, PEM
+    #[argh(option)]
+    pub ca: PathBuf,
+    /// client certificate chain, PEM (omit to connect without a client certificate)
+    #[argh(option)]
+    pub crt: Option<PathBuf>,
+    /// client private key, PEM
+    #[argh(option)]
+    pub key: Option<PathBuf>,
+    /// name sent as SNI and checked against the server certificate (default localhost)
+    #[argh(option, default = "String::from(\"localhost\")")]
+    pub server_name: String,
+    /// handshake, bulk-up, bulk-down, echo or idle
+    #[argh(option)]
+    pub mode: String,
+    /// connections at once (default 1)
+    #[argh(option, default = "1")]
+    pub concurrency: usize,
+    /// how long to run (default 10s)
+    #[argh(option, default = "String::from(\"10s\")")]
+    pub duration: String,
+    /// bytes per connection in bulk modes (default 64MiB)
+    #[argh(option, default = "String::from(\"64MiB\")")]
+    pub bytes: String,
+    /// message size in echo mode (default 64)
+    #[argh(option, default = "String::from(\"64\")")]
+    pub size: String,
+    /// echo round trips per second across all connections (default: as fast as possible)
+    #[argh(option)]
+    pub rate: Option<u64>,
+    /// resume sessions with tickets and report the resumed fraction
+    #[argh(switch)]
+    pub resume: bool,
+    /// load threads (default 1)
+    #[argh(option, default = "1")]
+    pub threads: usize,
+    /// pin the TLS version: 1.2 or 1.3 (default: 1.3, falling back to 1.2)
+    #[argh(option)]
+    pub tls: Option<String>,
+    /// key-exchange group: X25519, secp256r1, secp384r1 or X25519MLKEM768 (default: rustls')
+    #[argh(option)]
+    pub group: Option<String>,
+    /// print one JSON object on stdout instead of text
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// plaintext TCP service for tests and benchmarks: echo, sink or source
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "upstream")]
+pub struct UpstreamArgs {
+    /// address to listen on (default 127.0.0.1:0)
+    #[argh(option, default = "String::from(\"127.0.0.1:0\")")]
+    pub listen: String,
+    /// echo, sink or source (default echo)
+    #[argh(option, default = "String::from(\"echo\")")]
+    pub mode: String,
+}

@@ -11,19 +11,24 @@
 //! - `runtime`: pinned worker threads, each with its own monoio runtime and accept loop
 //! - `proxy`: one connection's life: handshake → upstream connect → relay → close
 //! - `telemetry`: the event log
-//! - `check`, `pki`, `demo`: the other subcommands
+//! - `engine`: the sans-I/O adapter between owned buffers and rustls (server and client side)
+//! - `load`: the mTLS load generator (`ringtls load`)
+//! - `check`, `pki`, `demo`, `upstream`: the other subcommands
 
 pub mod check;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod engine;
 pub mod error;
 pub mod listen;
+pub mod load;
 pub mod pki;
 pub mod proxy;
 pub mod runtime;
 pub mod telemetry;
 pub mod tls;
+pub mod upstream;
 
 use std::sync::Arc;
 

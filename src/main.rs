@@ -71,6 +71,21 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Load(args) => {
+            let plan = config::load_plan(args)?;
+            ringtls::load::run_load(plan).map(|_| ExitCode::SUCCESS)
+        }
+        Command::Upstream(args) => {
+            let addr = args
+                .listen
+                .parse()
+                .map_err(|_| Error::Usage(format!("--listen {}: expected IP:PORT", args.listen)))?;
+            let mode = ringtls::upstream::UpstreamMode::parse(&args.mode)?;
+            ringtls::upstream::run_upstream(addr, mode, |bound| {
+                println!("{{\"listening\":[\"{bound}\"]}}");
+            })
+            .map(|()| ExitCode::SUCCESS)
+        }
         Command::Demo(_) => ringtls::demo::run_demo().map(|ok| {
             if ok {
                 ExitCode::SUCCESS

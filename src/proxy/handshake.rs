@@ -10,7 +10,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use rustls::ServerConnection;
 
-use super::engine;
+use crate::engine;
 
 /// A failed handshake.
 #[derive(Debug)]
@@ -44,7 +44,7 @@ pub async fn accept_client(
         if n == 0 {
             return Err(HandshakeError::Eof);
         }
-        if let Err(e) = engine::feed(conn, &buf[..n], &mut plain) {
+        if let Err(e) = engine::feed(&mut **conn, &buf[..n], &mut plain) {
             // Best effort: the alert goes out unless the client is already gone.
             let _ = flush(stream, conn, out).await;
             return Err(HandshakeError::Tls(e));
@@ -59,7 +59,7 @@ pub async fn flush(
     out: &mut Vec<u8>,
 ) -> Result<(), HandshakeError> {
     out.clear();
-    engine::take_tls(conn, out);
+    engine::take_tls(&mut **conn, out);
     if out.is_empty() {
         return Ok(());
     }

@@ -6,7 +6,6 @@
 //! the upstream. Every outcome is logged here and nowhere else; nothing here can take down the
 //! worker.
 
-mod engine;
 pub mod handshake;
 mod notify;
 pub mod reason;

@@ -22,8 +22,8 @@ use monoio::io::{
 use monoio::net::TcpStream;
 use rustls::ServerConnection;
 
-use super::engine;
 use super::notify::Notify;
+use crate::engine;
 
 /// Why the relay ended early.
 #[derive(Debug)]

@@ -1,5 +1,5 @@
-//! The synchronous half of the adapter over `rustls::ServerConnection`: moving bytes between
-//! our owned buffers and rustls, with no I/O of its own.
+//! The synchronous half of our adapter over rustls connections (the server side in `proxy`, the
+//! client side in `load`): moving bytes between owned buffers and rustls, with no I/O of its own.
 //!
 //! Two traps shape it. `read_tls` takes at most one chunk per call (about 4 KiB in rustls 0.23),
 //! so a socket read is fed in a loop until it is consumed; and each `process_new_packets` must be
@@ -9,7 +9,7 @@
 
 use std::io::Read;
 
-use rustls::ServerConnection;
+use rustls::ConnectionCommon;
 
 /// What one call to [`feed`] left behind.
 #[derive(Debug, Default, Clone, Copy)]
@@ -20,8 +20,8 @@ pub struct Fed {
 
 /// Feeds `input` (ciphertext from the client) to rustls and appends every byte of plaintext it
 /// yields to `plain`. On a TLS error the alert rustls chose is queued for `write_tls`.
-pub fn feed(
-    conn: &mut ServerConnection,
+pub fn feed<D>(
+    conn: &mut ConnectionCommon<D>,
     mut input: &[u8],
     plain: &mut Vec<u8>,
 ) -> Result<Fed, rustls::Error> {
@@ -47,7 +47,10 @@ pub fn feed(
 }
 
 /// Tells rustls the client's TCP stream ended (FIN without, or after, close_notify).
-pub fn feed_eof(conn: &mut ServerConnection, plain: &mut Vec<u8>) -> Result<(), rustls::Error> {
+pub fn feed_eof<D>(
+    conn: &mut ConnectionCommon<D>,
+    plain: &mut Vec<u8>,
+) -> Result<(), rustls::Error> {
     let mut empty: &[u8] = &[];
     // Reading from an empty slice records EOF; it cannot fail.
     let _ = conn.read_tls(&mut empty);
@@ -55,8 +58,8 @@ pub fn feed_eof(conn: &mut ServerConnection, plain: &mut Vec<u8>) -> Result<(), 
     drain_plaintext(conn, state.plaintext_bytes_to_read(), plain)
 }
 
-fn drain_plaintext(
-    conn: &mut ServerConnection,
+fn drain_plaintext<D>(
+    conn: &mut ConnectionCommon<D>,
     n: usize,
     plain: &mut Vec<u8>,
 ) -> Result<(), rustls::Error> {
@@ -71,7 +74,7 @@ fn drain_plaintext(
 }
 
 /// Appends every pending TLS record to `out`.
-pub fn take_tls(conn: &mut ServerConnection, out: &mut Vec<u8>) {
+pub fn take_tls<D>(conn: &mut ConnectionCommon<D>, out: &mut Vec<u8>) {
     while conn.wants_write() {
         // Writing into a Vec cannot fail.
         if conn.write_tls(out).is_err() {
