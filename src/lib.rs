@@ -42,24 +42,7 @@ use telemetry::log::Quoted;
 /// all workers accept connections; `Server::local_addrs` then gives the bound addresses.
 pub fn start(config: &ServeConfig) -> Result<Server, Error> {
     let material = tls::load_tls(&config.tls)?;
-    match &material.trust_store {
-        Some(store) => {
-            for anchor in store.anchors.iter().filter(|a| !a.warnings.is_empty()) {
-                warn!(
-                    "trust.warning",
-                    "file={} index={} subject={} problem={}",
-                    Quoted(&anchor.file.display().to_string()),
-                    anchor.index,
-                    Quoted(&anchor.info.subject),
-                    Quoted(&anchor.warnings.join("; "))
-                );
-            }
-        }
-        None => warn!(
-            "tls.no_client_auth",
-            "serving without client authentication: no --mutual-tls-cas given, any client gets through"
-        ),
-    }
+    log_trust_warnings(&material);
     info!(
         "serve.start",
         "listen={:?} upstream={} threads={} cas={} crls={}",
@@ -82,6 +65,29 @@ pub fn start(config: &ServeConfig) -> Result<Server, Error> {
         max_conns: config.max_conns,
     };
     Ok(runtime::start(&plan, settings)?)
+}
+
+/// Says on stderr what is accepted but deserves a look: expired, not-yet-valid or duplicate CAs,
+/// and serving without client authentication at all.
+pub fn log_trust_warnings(material: &tls::TlsMaterial) {
+    match &material.trust_store {
+        Some(store) => {
+            for anchor in store.anchors.iter().filter(|a| !a.warnings.is_empty()) {
+                warn!(
+                    "trust.warning",
+                    "file={} index={} subject={} problem={}",
+                    Quoted(&anchor.file.display().to_string()),
+                    anchor.index,
+                    Quoted(&anchor.info.subject),
+                    Quoted(&anchor.warnings.join("; "))
+                );
+            }
+        }
+        None => warn!(
+            "tls.no_client_auth",
+            "serving without client authentication: no --mutual-tls-cas given, any client gets through"
+        ),
+    }
 }
 
 /// The readiness line `serve` prints on stdout: `{"listening":["127.0.0.1:43817"]}`.

@@ -1,0 +1,539 @@
+//! Running the real `ringtls` binary: `Serve`/`Server` for a long-running `serve` whose readiness
+//! signal is the `{"listening":[...]}` line on stdout, and `run` for subcommands that finish.
+//!
+//! Every wait is bounded; a server that never gets ready fails the test with its stderr, and a
+//! `Server` kills its child on drop so a failing test leaves no process behind.
+
+use std::ffi::{OsStr, OsString};
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long `serve` may take to print its listening line.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a finishing subcommand (`check`, `pki`, a refused `serve`) may take.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to wait for an expected stderr line of a running server.
+pub const LOG_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The env var that makes monoio use its epoll (legacy) driver.
+const LEGACY_DRIVER_ENV: &str = "MONOIO_FORCE_LEGACY_DRIVER";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ringtls")
+}
+
+/// Which monoio driver the spawned binary is asked to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Driver {
+    /// No driver env set: whatever the binary picks by default.
+    Default,
+    IoUring,
+    Epoll,
+}
+
+impl Driver {
+    fn apply(self, cmd: &mut Command) {
+        match self {
+            Driver::Default | Driver::IoUring => {
+                cmd.env_remove(LEGACY_DRIVER_ENV);
+            }
+            Driver::Epoll => {
+                cmd.env(LEGACY_DRIVER_ENV, "1");
+            }
+        }
+    }
+
+    /// The `driver=...` token the start lines must show, if this driver is asserted.
+    pub fn log_token(self) -> Option<&'static str> {
+        match self {
+            Driver::Default => None,
+            Driver::IoUring => Some("driver=io_uring"),
+            Driver::Epoll => Some("driver=epoll"),
+        }
+    }
+}
+
+/// Text a child wrote to one of its pipes, appended line by line, with a condvar so tests wait
+/// for a line instead of sleeping.
+#[derive(Default)]
+pub struct Captured {
+    state: Mutex<(String, bool)>,
+    changed: Condvar,
+}
+
+impl Captured {
+    fn spawn_reader(pipe: impl Read + Send + 'static) -> Arc<Captured> {
+        let captured = Arc::new(Captured::default());
+        let sink = Arc::clone(&captured);
+        thread::spawn(move || {
+            let mut reader = BufReader::new(pipe);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match reader.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let mut state = sink.state.lock().unwrap();
+                        state.0.push_str(&String::from_utf8_lossy(&line));
+                        sink.changed.notify_all();
+                    }
+                }
+            }
+            sink.state.lock().unwrap().1 = true;
+            sink.changed.notify_all();
+        });
+        captured
+    }
+
+    pub fn text(&self) -> String {
+        self.state.lock().unwrap().0.clone()
+    }
+
+    /// Waits until `pred(text)` holds or the pipe closed or `timeout` passed; returns whether
+    /// it holds.
+    pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.state.lock().unwrap();
+        loop {
+            if pred(&state.0) {
+                return true;
+            }
+            let now = Instant::now();
+            if state.1 || now >= deadline {
+                return false;
+            }
+            state = self.changed.wait_timeout(state, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Waits until the writer closed the pipe (usually: the process exited).
+    pub fn wait_closed(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.state.lock().unwrap();
+        while !state.1 {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            state = self.changed.wait_timeout(state, deadline - now).unwrap().0;
+        }
+        true
+    }
+}
+
+/// Waits at most `timeout` for `child` to exit, killing it after that.
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        // readiness-ok: std offers no timed wait on a child; its pipes already closed, so this
+        // only bridges the moment between closing its fds and becoming reapable.
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A finished (or killed after `RUN_TIMEOUT`) run of the binary.
+#[derive(Debug)]
+pub struct Output {
+    /// Exit code; `None` if it was killed by a signal or by the timeout.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// Panics with the whole output unless the exit code is `code`.
+    pub fn assert_code(&self, code: i32) -> &Output {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "expected exit code {code}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// The non-blank stderr lines.
+    pub fn stderr_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect()
+    }
+}
+
+/// Runs `ringtls ARGS...` to completion with the default driver and no stdin.
+pub fn run<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Output {
+    run_with_timeout(args, RUN_TIMEOUT)
+}
+
+/// Runs `ringtls ARGS...` to completion, killing it after `timeout`.
+pub fn run_with_timeout<S: AsRef<OsStr>>(
+    args: impl IntoIterator<Item = S>,
+    timeout: Duration,
+) -> Output {
+    let mut cmd = Command::new(bin());
+    cmd.args(args);
+    Driver::Default.apply(&mut cmd);
+    run_command(cmd, timeout)
+}
+
+/// Runs any command to completion with captured stdout/stderr, killing it after `timeout`.
+pub fn run_command(mut cmd: Command, timeout: Duration) -> Output {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let stdout = Captured::spawn_reader(child.stdout.take().expect("stdout piped"));
+    let stderr = Captured::spawn_reader(child.stderr.take().expect("stderr piped"));
+    let deadline = Instant::now() + timeout;
+    let closed =
+        stdout.wait_closed(timeout) && stderr.wait_closed(deadline - Instant::now().min(deadline));
+    let status = if closed {
+        wait_exit(&mut child, Duration::from_secs(5))
+    } else {
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    };
+    let out = Output {
+        code: status.and_then(|s| s.code()),
+        stdout: stdout.text(),
+        stderr: stderr.text(),
+    };
+    assert!(
+        closed,
+        "{cmd:?} did not finish within {timeout:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.stdout, out.stderr
+    );
+    out
+}
+
+/// Builder for `ringtls serve`; `--listen 127.0.0.1:0` is added unless `listen` is called.
+pub struct Serve {
+    args: Vec<OsString>,
+    listen: Vec<String>,
+    driver: Driver,
+}
+
+impl Serve {
+    pub fn new(upstream: SocketAddr, crt: &Path, key: &Path) -> Serve {
+        Serve {
+            args: vec![
+                "--upstream".into(),
+                upstream.to_string().into(),
+                "--crt".into(),
+                crt.into(),
+                "--key".into(),
+                key.into(),
+            ],
+            listen: Vec::new(),
+            driver: Driver::Default,
+        }
+    }
+
+    /// Adds `--mutual-tls-cas PATH`.
+    pub fn ca(mut self, path: &Path) -> Serve {
+        self.args.push("--mutual-tls-cas".into());
+        self.args.push(path.into());
+        self
+    }
+
+    /// Adds `--crl PATH`.
+    pub fn crl(mut self, path: &Path) -> Serve {
+        self.args.push("--crl".into());
+        self.args.push(path.into());
+        self
+    }
+
+    /// Adds `--listen ADDR` (replacing the default `127.0.0.1:0`).
+    pub fn listen(mut self, addr: &str) -> Serve {
+        self.listen.push(addr.to_owned());
+        self
+    }
+
+    /// Adds raw arguments.
+    pub fn args<S: AsRef<OsStr>>(mut self, args: impl IntoIterator<Item = S>) -> Serve {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    pub fn driver(mut self, driver: Driver) -> Serve {
+        self.driver = driver;
+        self
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.arg("serve");
+        if self.listen.is_empty() {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        for addr in &self.listen {
+            cmd.args(["--listen", addr]);
+        }
+        cmd.args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        self.driver.apply(&mut cmd);
+        cmd
+    }
+
+    /// Starts the server and waits for its listening line; panics with stderr if it exits or
+    /// never gets ready. If a driver was chosen, also asserts the start lines name it.
+    pub fn start(self) -> Server {
+        let driver = self.driver;
+        let server = match self.try_start() {
+            Ok(server) => server,
+            Err(exited) => panic!(
+                "ringtls serve exited before listening (code {:?})\n--- stderr ---\n{}",
+                exited.code, exited.stderr
+            ),
+        };
+        if let Some(token) = driver.log_token() {
+            server.wait_for_stderr(&format!("start line naming {token}"), |s| s.contains(token));
+        }
+        server
+    }
+
+    /// Starts the server; `Err` if it exited before printing its listening line (for the
+    /// refuse-to-start tests). Panics if it neither exits nor gets ready within READY_TIMEOUT.
+    pub fn try_start(self) -> Result<Server, Exited> {
+        let mut cmd = self.command();
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        let stderr = Captured::spawn_reader(child.stderr.take().expect("stderr piped"));
+        let stdout_pipe = child.stdout.take().expect("stdout piped");
+        let extra_stdout = Arc::new(Captured::default());
+        let (tx, rx) = mpsc::channel();
+        {
+            let extra_stdout = Arc::clone(&extra_stdout);
+            thread::spawn(move || {
+                let mut reader = BufReader::new(stdout_pipe);
+                let mut first = String::new();
+                match reader.read_line(&mut first) {
+                    Ok(n) if n > 0 => {
+                        let _ = tx.send(Some(first));
+                    }
+                    _ => {
+                        let _ = tx.send(None);
+                        return;
+                    }
+                }
+                // Keep draining so the child never blocks on a full stdout pipe, and keep
+                // what comes so a test can assert the listening line was the only one.
+                let mut rest = String::new();
+                while let Ok(n) = reader.read_line(&mut rest) {
+                    if n == 0 {
+                        break;
+                    }
+                    let mut state = extra_stdout.state.lock().unwrap();
+                    state.0.push_str(&rest);
+                    rest.clear();
+                }
+            });
+        }
+        match rx.recv_timeout(READY_TIMEOUT) {
+            Ok(Some(line)) => {
+                let addrs = parse_listening(&line).unwrap_or_else(|e| {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "bad listening line {line:?}: {e}\n--- stderr ---\n{}",
+                        stderr.text()
+                    )
+                });
+                Ok(Server {
+                    child,
+                    addrs,
+                    listening_line: line,
+                    stderr,
+                    extra_stdout,
+                })
+            }
+            Ok(None) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                // stdout closed: the process is exiting; its stderr closes with it.
+                stderr.wait_closed(RUN_TIMEOUT);
+                let status = wait_exit(&mut child, RUN_TIMEOUT);
+                Err(Exited {
+                    code: status.and_then(|s| s.code()),
+                    stderr: stderr.text(),
+                })
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "ringtls serve printed no listening line within {READY_TIMEOUT:?}\n--- stderr ---\n{}",
+                    stderr.text()
+                );
+            }
+        }
+    }
+}
+
+/// `{"listening":["127.0.0.1:43817", ...]}` -> the addresses, in order.
+fn parse_listening(line: &str) -> Result<Vec<SocketAddr>, String> {
+    let value: serde_json::Value = serde_json::from_str(line.trim()).map_err(|e| e.to_string())?;
+    let object = value.as_object().ok_or("not a JSON object")?;
+    if object.len() != 1 {
+        return Err(format!(
+            "expected only the \"listening\" key, got {object:?}"
+        ));
+    }
+    let list = object
+        .get("listening")
+        .and_then(|v| v.as_array())
+        .ok_or("no \"listening\" array")?;
+    let addrs = list
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .ok_or_else(|| format!("not a string: {v}"))?
+                .parse::<SocketAddr>()
+                .map_err(|e| format!("{v}: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if addrs.is_empty() {
+        return Err("empty \"listening\" array".into());
+    }
+    Ok(addrs)
+}
+
+/// A `serve` that exited before it got ready.
+#[derive(Debug)]
+pub struct Exited {
+    pub code: Option<i32>,
+    pub stderr: String,
+}
+
+/// A running `ringtls serve`; killed on drop.
+pub struct Server {
+    child: Child,
+    /// Every bound address, in `--listen` order, from the listening line.
+    pub addrs: Vec<SocketAddr>,
+    /// The listening line as printed (with its newline).
+    pub listening_line: String,
+    stderr: Arc<Captured>,
+    extra_stdout: Arc<Captured>,
+}
+
+impl Server {
+    /// The first bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    /// Everything written to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.text()
+    }
+
+    /// Whatever stdout carried after the listening line so far.
+    pub fn stdout_after_listening(&self) -> String {
+        self.extra_stdout.text()
+    }
+
+    /// Waits (bounded by LOG_TIMEOUT) until stderr satisfies `pred`; panics with stderr naming
+    /// `what` otherwise. Returns stderr at that moment.
+    pub fn wait_for_stderr(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        if !self.stderr.wait_for(LOG_TIMEOUT, pred) {
+            panic!(
+                "stderr never showed {what} within {LOG_TIMEOUT:?}\n--- stderr ---\n{}",
+                self.stderr.text()
+            );
+        }
+        self.stderr.text()
+    }
+
+    /// Waits (bounded) for a stderr line containing every one of `needles`; returns that line.
+    pub fn wait_for_line(&self, needles: &[&str]) -> String {
+        let matches = |line: &str| needles.iter().all(|n| line.contains(n));
+        let text = self.wait_for_stderr(&format!("a line containing all of {needles:?}"), |s| {
+            s.lines().any(matches)
+        });
+        text.lines().find(|l| matches(l)).unwrap().to_owned()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A spawned external program (curl, openssl) with captured output and a writable stdin.
+pub struct Spawned {
+    pub child: Child,
+    pub stdin: Option<ChildStdin>,
+    pub stdout: Arc<Captured>,
+    pub stderr: Arc<Captured>,
+}
+
+impl Spawned {
+    pub fn spawn(mut cmd: Command) -> Spawned {
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        let stdin = child.stdin.take();
+        let stdout = Captured::spawn_reader(child.stdout.take().expect("stdout piped"));
+        let stderr = Captured::spawn_reader(child.stderr.take().expect("stderr piped"));
+        Spawned {
+            child,
+            stdin,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Closes stdin and waits (bounded) for the exit.
+    pub fn finish(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        self.stdin.take();
+        self.stdout.wait_closed(timeout);
+        self.stderr.wait_closed(Duration::from_secs(5));
+        wait_exit(&mut self.child, Duration::from_secs(5))
+    }
+
+    pub fn output(&self) -> String {
+        format!(
+            "--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.stdout.text(),
+            self.stderr.text()
+        )
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether `program` can be run (for the real-client tests, which skip loudly without it).
+pub fn have_program(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}

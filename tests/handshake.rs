@@ -1,0 +1,426 @@
+//! Client authentication at the handshake: every trust decision has an accept and a reject test.
+//!
+//! A reject test asserts the alert rustls picked (RFC 8446 §6.2) and that the upstream never saw
+//! a connection: after the rejection one good client goes through, and the upstream must have
+//! accepted exactly that one.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use common::client::{self, tcp_connect};
+use common::{Ca, ClientFlaw, Leaf, Serve, Setup, Upstream, Version, connect, expect_alert};
+use rustls::AlertDescription;
+
+/// Asserts the rejection left the upstream untouched: one good client still gets through and
+/// is the only connection the upstream ever accepted.
+#[track_caller]
+fn assert_only_good_client_reached_upstream(
+    setup: &Setup,
+    server: &common::Server,
+    upstream: &Upstream,
+) {
+    let good = setup.ca.client("Good Client");
+    connect(server.addr(), &setup.client(&good)).expect("a good client after the rejected one");
+    assert_eq!(
+        upstream.accepted(),
+        1,
+        "the rejected client caused an upstream connection"
+    );
+}
+
+fn start(setup: &Setup, upstream: &Upstream) -> common::Server {
+    setup.serve(upstream.addr).start()
+}
+
+#[test]
+fn accepts_client_over_tls13() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let server = start(&setup, &upstream);
+    let alice = setup.ca.client("Alice");
+    let stream = connect(server.addr(), &setup.client(&alice).version(Version::Tls13))
+        .expect("client with a cert from the trusted CA");
+    assert_eq!(
+        stream.conn.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
+    assert_eq!(upstream.accepted(), 1);
+}
+
+#[test]
+fn accepts_client_over_tls12() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let server = start(&setup, &upstream);
+    let alice = setup.ca.client("Alice");
+    let stream = connect(server.addr(), &setup.client(&alice).version(Version::Tls12))
+        .expect("client with a cert from the trusted CA");
+    assert_eq!(
+        stream.conn.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    assert_eq!(upstream.accepted(), 1);
+}
+
+#[test]
+fn accepts_client_presenting_intermediate_chain() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let server = start(&setup, &upstream);
+    let intermediate = setup.ca.intermediate("Issuing CA");
+    let leaf = intermediate.client("Chained Client");
+    assert_eq!(leaf.chain().len(), 2, "leaf + intermediate");
+    connect(server.addr(), &setup.client(&leaf)).expect("leaf + intermediate to trusted root");
+    assert_eq!(upstream.accepted(), 1);
+}
+
+#[test]
+fn rejects_client_leaf_without_its_intermediate() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let server = start(&setup, &upstream);
+    let leaf = setup
+        .ca
+        .intermediate("Issuing CA")
+        .client("Forgetful Client");
+    let opts = setup
+        .anonymous()
+        .raw_identity(leaf.leaf_only(), leaf.rustls_key());
+    expect_alert(connect(server.addr(), &opts), AlertDescription::UnknownCA);
+    assert_only_good_client_reached_upstream(&setup, &server, &upstream);
+}
+
+#[test]
+fn rejects_client_without_certificate() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let server = start(&setup, &upstream);
+    expect_alert(
+        connect(server.addr(), &setup.anonymous().version(Version::Tls13)),
+        AlertDescription::CertificateRequired,
+    );
+    assert_only_good_client_reached_upstream(&setup, &server, &upstream);
+}
+
+#[test]
+fn rejects_client_without_certificate_over_tls12() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let server = start(&setup, &upstream);
+    expect_alert(
+        client::handshake(server.addr(), &setup.anonymous().version(Version::Tls12)),
+        AlertDescription::CertificateRequired,
+    );
+    assert_only_good_client_reached_upstream(&setup, &server, &upstream);
+}
+
+#[test]
+fn rejects_client_signed_by_unknown_ca() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let server = start(&setup, &upstream);
+    let stranger = Ca::root("Other Root").client("Mallory");
+    expect_alert(
+        connect(server.addr(), &setup.client(&stranger)),
+        AlertDescription::UnknownCA,
+    );
+    assert_only_good_client_reached_upstream(&setup, &server, &upstream);
+}
+
+#[test]
+fn rejects_client_signed_by_unknown_ca_during_tls12_handshake() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let server = start(&setup, &upstream);
+    let stranger = Ca::root("Other Root").client("Mallory");
+    // In TLS 1.2 the alert ends the handshake itself, before any application data.
+    expect_alert(
+        client::handshake(
+            server.addr(),
+            &setup.client(&stranger).version(Version::Tls12),
+        ),
+        AlertDescription::UnknownCA,
+    );
+    assert_only_good_client_reached_upstream(&setup, &server, &upstream);
+}
+
+#[test]
+fn rejects_self_signed_client() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let server = start(&setup, &upstream);
+    let selfie = Leaf::self_signed_client("Selfie");
+    expect_alert(
+        connect(server.addr(), &setup.client(&selfie)),
+        AlertDescription::UnknownCA,
+    );
+    assert_only_good_client_reached_upstream(&setup, &server, &upstream);
+}
+
+#[test]
+fn rejects_expired_client() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let server = start(&setup, &upstream);
+    let old = setup.ca.client_with("Expired Client", ClientFlaw::Expired);
+    expect_alert(
+        connect(server.addr(), &setup.client(&old)),
+        AlertDescription::CertificateExpired,
+    );
+    assert_only_good_client_reached_upstream(&setup, &server, &upstream);
+}
+
+#[test]
+fn rejects_not_yet_valid_client() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let server = start(&setup, &upstream);
+    let early = setup
+        .ca
+        .client_with("Future Client", ClientFlaw::NotYetValid);
+    expect_alert(
+        connect(server.addr(), &setup.client(&early)),
+        AlertDescription::CertificateExpired,
+    );
+    assert_only_good_client_reached_upstream(&setup, &server, &upstream);
+}
+
+#[test]
+fn rejects_client_with_server_auth_only_eku() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let server = start(&setup, &upstream);
+    let wrong = setup
+        .ca
+        .client_with("Server Pretending", ClientFlaw::ServerAuthOnly);
+    expect_alert(
+        connect(server.addr(), &setup.client(&wrong)),
+        AlertDescription::UnsupportedCertificate,
+    );
+    assert_only_good_client_reached_upstream(&setup, &server, &upstream);
+}
+
+fn crl_setup(der: bool) -> (Setup, Leaf, Upstream, common::Server) {
+    let setup = Setup::new();
+    let revoked = setup.ca.client("Revoked Client");
+    let crl = setup.ca.crl(&[&revoked]);
+    let crl_file = if der {
+        setup.dir.write("revoked.crl", crl.der())
+    } else {
+        setup
+            .dir
+            .write("revoked.crl.pem", crl.pem().expect("CRL PEM"))
+    };
+    let upstream = Upstream::echo();
+    let server = setup.serve(upstream.addr).crl(&crl_file).start();
+    (setup, revoked, upstream, server)
+}
+
+#[test]
+fn rejects_revoked_client_with_pem_crl() {
+    let (setup, revoked, upstream, server) = crl_setup(false);
+    expect_alert(
+        connect(server.addr(), &setup.client(&revoked)),
+        AlertDescription::CertificateRevoked,
+    );
+    assert_only_good_client_reached_upstream(&setup, &server, &upstream);
+}
+
+#[test]
+fn rejects_revoked_client_with_der_crl() {
+    let (setup, revoked, upstream, server) = crl_setup(true);
+    expect_alert(
+        connect(server.addr(), &setup.client(&revoked)),
+        AlertDescription::CertificateRevoked,
+    );
+    assert_only_good_client_reached_upstream(&setup, &server, &upstream);
+}
+
+#[test]
+fn accepts_non_revoked_client_with_crl() {
+    let (setup, _revoked, upstream, server) = crl_setup(false);
+    let fine = setup.ca.client("Fine Client");
+    connect(server.addr(), &setup.client(&fine)).expect("client not on the CRL");
+    assert_eq!(upstream.accepted(), 1);
+}
+
+#[test]
+fn serves_without_client_auth_when_no_cas_given() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let server = Serve::new(upstream.addr, &setup.crt, &setup.key).start();
+    server.wait_for_line(&["WARNING", "without client authentication"]);
+    connect(server.addr(), &setup.anonymous()).expect("no client auth configured");
+    assert_eq!(upstream.accepted(), 1);
+}
+
+#[test]
+fn does_not_warn_about_client_authentication_when_cas_given() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let server = start(&setup, &upstream);
+    // The good client's connection proves start-up is over, so the warning would be there.
+    connect(server.addr(), &setup.client(&setup.ca.client("Alice"))).expect("good client");
+    let stderr = server.stderr();
+    assert!(
+        !stderr.contains("without client authentication"),
+        "warned although --mutual-tls-cas was given:\n{stderr}"
+    );
+}
+
+#[test]
+fn logs_rejection_with_alert_number() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let server = start(&setup, &upstream);
+    let stranger = Ca::root("Other Root").client("Mallory");
+    expect_alert(
+        connect(server.addr(), &setup.client(&stranger)),
+        AlertDescription::UnknownCA,
+    );
+    server.wait_for_line(&["conn.rejected", "alert=48"]);
+}
+
+#[test]
+fn logs_client_subject_when_connection_closes() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let server = start(&setup, &upstream);
+    let alice = setup.ca.client("Alice Logged");
+    let mut stream = connect(server.addr(), &setup.client(&alice)).expect("good client");
+    client::send_close_notify(&mut stream).expect("close_notify");
+    client::read_to_clean_eof(&mut stream).expect("clean close after echo upstream closes");
+    let line = server.wait_for_line(&["conn.closed", "client=\"Alice Logged\""]);
+    // The probe went up and came back: both directions carried PROBE.len() bytes.
+    let probe_len = common::PROBE.len();
+    assert!(
+        line.contains(&format!("up={probe_len}")) && line.contains(&format!("down={probe_len}")),
+        "byte counts missing from {line:?}"
+    );
+}
+
+#[test]
+fn survives_garbage_bytes_instead_of_client_hello() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let server = start(&setup, &upstream);
+    let mut sock = tcp_connect(server.addr());
+    let mut garbage = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec();
+    garbage.extend((0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8));
+    // The server may close as soon as it sees the first bytes, so the tail may hit a reset.
+    let _ = sock.write_all(&garbage);
+    let mut sink = Vec::new();
+    // Whatever it answers (an alert, nothing), it must close the connection, bounded by the
+    // socket timeout.
+    match sock.read_to_end(&mut sink) {
+        Ok(_) => {}
+        Err(e) => assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            ),
+            "server did not close the garbage connection: {e}"
+        ),
+    }
+    assert_only_good_client_reached_upstream(&setup, &server, &upstream);
+}
+
+#[test]
+fn survives_reset_mid_handshake() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let server = start(&setup, &upstream);
+    let sock = tcp_connect(server.addr());
+    let mut conn = setup.client(&setup.ca.client("Quitter")).connection();
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).expect("ClientHello");
+    let mut sock_w = &sock;
+    sock_w.write_all(&hello).expect("send ClientHello");
+    // Wait for the server's first flight, then abort with RST (SO_LINGER 0) while it waits for
+    // our Finished.
+    let mut first = [0u8; 1];
+    let mut sock_r = &sock;
+    sock_r.read_exact(&mut first).expect("server flight");
+    socket2::SockRef::from(&sock)
+        .set_linger(Some(std::time::Duration::ZERO))
+        .expect("SO_LINGER 0");
+    drop(sock);
+    assert_only_good_client_reached_upstream(&setup, &server, &upstream);
+}
+
+/// A `TcpStream` that writes one byte per `write` call, with TCP_NODELAY so each byte is a
+/// segment of its own: the server must reassemble records from fragments.
+struct OneByteWrites(TcpStream);
+
+impl Read for OneByteWrites {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Write for OneByteWrites {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match buf.first() {
+            Some(byte) => self.0.write(std::slice::from_ref(byte)),
+            None => Ok(0),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+#[test]
+fn accepts_client_hello_sent_in_one_byte_writes() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let server = start(&setup, &upstream);
+    let alice = setup.ca.client("Slow Alice");
+    let mut conn = setup.client(&alice).connection();
+    let mut sock = OneByteWrites(tcp_connect(server.addr()));
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock)
+            .expect("handshake in 1-byte writes");
+    }
+    conn.writer()
+        .write_all(common::PROBE)
+        .expect("buffer probe");
+    while conn.wants_write() {
+        conn.write_tls(&mut sock).expect("send probe");
+    }
+    let mut echoed = vec![0u8; common::PROBE.len()];
+    rustls::Stream::new(&mut conn, &mut sock)
+        .read_exact(&mut echoed)
+        .expect("probe echoed");
+    assert_eq!(echoed, common::PROBE);
+    assert_eq!(upstream.accepted(), 1);
+    // And the server still serves others normally.
+    connect(server.addr(), &setup.client(&alice)).expect("a good client afterwards");
+    assert_eq!(upstream.accepted(), 2);
+}
+
+#[test]
+fn closes_silent_connection_after_handshake_timeout() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let server = setup
+        .serve(upstream.addr)
+        .args(["--handshake-timeout", "1s"])
+        .start();
+    let mut silent = tcp_connect(server.addr());
+    let mut sink = Vec::new();
+    // Bounded by the client's 20 s read timeout: a server without the handshake timeout would
+    // leave this read blocked and fail it with WouldBlock/TimedOut.
+    match silent.read_to_end(&mut sink) {
+        Ok(_) => {}
+        Err(e) => assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset,
+            "silent connection not closed by the handshake timeout: {e}"
+        ),
+    }
+    assert_only_good_client_reached_upstream(&setup, &server, &upstream);
+}
