@@ -145,8 +145,12 @@ pub async fn relay(
             e = watch_idle(idle, counters) => Err(e),
         }
     };
-    if let Err(RelayError::Tls(_)) = &result {
-        // rustls queued an alert for the client; the writer future is gone, send it here.
+    if let Err(RelayError::Tls(_) | RelayError::Idle) = &result {
+        // Tell the client why, best effort: rustls queued an alert for a TLS error; an idle
+        // connection gets a close_notify. The writer future is gone, so send it here.
+        if let Err(RelayError::Idle) = &result {
+            conn.borrow_mut().send_close_notify();
+        }
         let mut out = Vec::new();
         engine::take_tls(&mut conn.borrow_mut(), &mut out);
         if !out.is_empty() {
