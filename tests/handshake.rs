@@ -424,3 +424,77 @@ fn closes_silent_connection_after_handshake_timeout() {
     }
     assert_only_good_client_reached_upstream(&setup, &server, &upstream);
 }
+
+/// One full handshake through a shared client config (one session store), then the probe so
+/// the TLS 1.3 tickets that follow the handshake are read.
+fn connect_with(
+    addr: std::net::SocketAddr,
+    config: std::sync::Arc<rustls::ClientConfig>,
+) -> rustls::HandshakeKind {
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let conn = rustls::ClientConnection::new(config, name).expect("client connection");
+    let mut stream = rustls::StreamOwned::new(conn, tcp_connect(addr));
+    while stream.conn.is_handshaking() {
+        stream
+            .conn
+            .complete_io(&mut stream.sock)
+            .expect("handshake");
+    }
+    common::probe(&mut stream).expect("probe through the echo upstream");
+    stream.conn.handshake_kind().expect("handshake finished")
+}
+
+#[test]
+fn resumes_sessions_on_every_worker_but_not_after_restart() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let alice = setup.ca.client("Alice");
+    let config = setup.client(&alice).config();
+    let server = setup.serve(upstream.addr).args(["--threads", "2"]).start();
+    let kinds: Vec<_> = (0..8)
+        .map(|_| connect_with(server.addr(), config.clone()))
+        .collect();
+    assert_eq!(kinds[0], rustls::HandshakeKind::Full);
+    // SO_REUSEPORT spreads the reconnects over both workers; tickets must open on either.
+    assert!(
+        kinds[1..]
+            .iter()
+            .all(|k| *k == rustls::HandshakeKind::Resumed),
+        "not every reconnect resumed: {kinds:?}"
+    );
+    drop(server);
+
+    // A new process has new ticket keys: the old ticket must buy no shortcut.
+    let restarted = setup.serve(upstream.addr).start();
+    assert_eq!(
+        connect_with(restarted.addr(), config.clone()),
+        rustls::HandshakeKind::Full
+    );
+}
+
+#[test]
+fn forwards_bytes_sent_with_the_client_finished() {
+    const EARLY: &[u8] = b"sent in the same flight as Finished\n";
+    for version in [Version::Tls13, Version::Tls12] {
+        let setup = Setup::new();
+        let upstream = Upstream::echo();
+        let server = start(&setup, &upstream);
+        let alice = setup.ca.client("Alice");
+        let mut conn = setup.client(&alice).version(version).connection();
+        // Written before the handshake: rustls queues it and sends it right behind the client's
+        // Finished, in the same write, so the server reads both in one go.
+        conn.writer().write_all(EARLY).expect("queue early bytes");
+        let mut stream = rustls::StreamOwned::new(conn, tcp_connect(server.addr()));
+        while stream.conn.is_handshaking() {
+            stream
+                .conn
+                .complete_io(&mut stream.sock)
+                .expect("handshake");
+        }
+        let mut echo = vec![0u8; EARLY.len()];
+        stream
+            .read_exact(&mut echo)
+            .expect("echo of the early bytes");
+        assert_eq!(echo, EARLY, "{version:?}");
+    }
+}

@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod crl;
 pub mod error;
 mod pem;
+pub mod tickets;
 pub mod trust_store;
 pub mod x509;
 
@@ -22,6 +23,10 @@ pub use credentials::ServerCredentials;
 pub use crl::Crls;
 pub use error::LoadError;
 pub use trust_store::TrustStore;
+
+/// How long a session ticket may be used, and how often ticket keys rotate: 6 hours, as
+/// rustls' own ticketer does.
+const TICKET_LIFETIME_SECS: u32 = 6 * 3600;
 
 /// The files that define the TLS side, exactly as given on the command line.
 #[derive(Debug, Clone)]
@@ -80,6 +85,11 @@ pub fn load_tls(files: &TlsFiles) -> Result<TlsMaterial, LoadError> {
         )));
     // Clients try HTTP/1.1 and h2 through us; we forward bytes and so advertise no ALPN.
     config.alpn_protocols = Vec::new();
+    // Resumption through stateless tickets only: no session cache shared (and locked) by the
+    // workers, and a new key set with every config, so a trust change voids old tickets.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.ticketer = tickets::Tickets::new(TICKET_LIFETIME_SECS)
+        .ok_or(LoadError::Config(rustls::Error::FailedToGetRandomBytes))?;
     Ok(TlsMaterial {
         server_config: Arc::new(config),
         credentials,
