@@ -46,9 +46,20 @@ pub struct TlsMaterial {
     pub crls: Crls,
 }
 
-/// The crypto provider: aws-lc-rs with rustls' default suites and groups.
+/// The crypto provider: aws-lc-rs with rustls' suites and groups, AES-128-GCM first.
+///
+/// rustls lists AES-256-GCM-SHA384 first. AES-128-GCM with SHA-256 is as safe for TLS (NIST, the
+/// Mozilla "intermediate" profile, Go's crypto/tls prefer it) and cheaper twice over: the
+/// handshake's HKDF runs SHA-256 instead of SHA-384, and the bulk cipher does 10 AES rounds
+/// instead of 14. The server applies this order rather than the client's (`ignore_client_order`).
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    // A stable sort keeps rustls' order within each class.
+    provider.cipher_suites.sort_by_key(|suite| {
+        let name = format!("{:?}", suite.suite());
+        u8::from(!name.contains("AES_128_GCM"))
+    });
+    Arc::new(provider)
 }
 
 /// Loads and validates every file, then builds the `ServerConfig`.
@@ -83,6 +94,7 @@ pub fn load_tls(files: &TlsFiles) -> Result<TlsMaterial, LoadError> {
         .with_cert_resolver(Arc::new(SingleCertAndKey::from(
             credentials.certified_key.clone(),
         )));
+    config.ignore_client_order = true;
     // Clients try HTTP/1.1 and h2 through us; we forward bytes and so advertise no ALPN.
     config.alpn_protocols = Vec::new();
     // Resumption through stateless tickets only: no session cache shared (and locked) by the
