@@ -23,19 +23,19 @@ pub enum HandshakeError {
     Io(io::Error),
 }
 
-/// Runs the server side of the handshake. On success returns the plaintext the client already
-/// sent, to be forwarded first.
+/// Runs the server side of the handshake, reading into `buf`. On success returns the plaintext
+/// the client already sent, to be forwarded first.
 pub async fn accept_client(
     stream: &mut TcpStream,
     conn: &mut ServerConnection,
     mut buf: Vec<u8>,
     out: &mut Vec<u8>,
-) -> Result<(Vec<u8>, Vec<u8>), HandshakeError> {
+) -> Result<Vec<u8>, HandshakeError> {
     let mut plain = Vec::new();
     loop {
         flush(stream, conn, out).await?;
         if !conn.is_handshaking() {
-            return Ok((plain, buf));
+            return Ok(plain);
         }
         buf.clear();
         let (res, b) = stream.read(buf).await;

@@ -6,6 +6,7 @@
 //! the upstream. Every outcome is logged here and nowhere else; nothing here can take down the
 //! worker.
 
+mod buffers;
 pub mod handshake;
 mod notify;
 pub mod reason;
@@ -22,9 +23,6 @@ use crate::telemetry::log::Quoted;
 use crate::tls::x509::leaf_common_name;
 use handshake::HandshakeError;
 use reason::Reject;
-
-/// Read buffer size for each direction: one maximal TLS record of plaintext.
-const BUF_SIZE: usize = 16 * 1024 + 256;
 
 /// What every connection of every worker needs; built once, shared read-only.
 pub struct Settings {
@@ -44,8 +42,10 @@ pub async fn serve_connection(
 ) {
     let started = Instant::now();
     let _ = stream.set_nodelay(true);
+    // Boxed: the connection state (over 1 KiB) then lives once on the heap instead of in every
+    // future that holds it, which keeps an idle connection's footprint small.
     let mut conn = match ServerConnection::new(settings.tls.clone()) {
-        Ok(conn) => conn,
+        Ok(conn) => Box::new(conn),
         Err(e) => {
             crate::error!(
                 "conn.error",
@@ -62,12 +62,12 @@ pub async fn serve_connection(
         handshake::accept_client(
             &mut stream,
             &mut conn,
-            Vec::with_capacity(BUF_SIZE),
+            Vec::with_capacity(buffers::BIG),
             &mut out,
         ),
     )
     .await;
-    let (first, client_read) = match handshake {
+    let first = match handshake {
         Ok(Ok(done)) => done,
         Ok(Err(err)) => return log_rejected(worker, peer, started, &err),
         Err(_) => {
@@ -110,17 +110,14 @@ pub async fn serve_connection(
     };
 
     let counters = relay::Counters::default();
-    let bufs = relay::Buffers {
-        client_read,
-        upstream_read: Vec::with_capacity(BUF_SIZE),
-        client_write: out,
-    };
+    // The handshake's buffers are record-sized; the relay starts small (see `buffers`).
+    drop(out);
     let result = relay::relay(
         stream,
         upstream,
         conn,
         first,
-        bufs,
+        buffers::ReadBuf::small(),
         settings.idle_timeout,
         &counters,
     )

@@ -22,6 +22,7 @@ use monoio::io::{
 use monoio::net::TcpStream;
 use rustls::ServerConnection;
 
+use super::buffers::{self, ReadBuf};
 use super::notify::Notify;
 use crate::engine;
 
@@ -89,20 +90,13 @@ impl Counters {
     }
 }
 
-/// Buffers lent to the relay.
-pub struct Buffers {
-    pub client_read: Vec<u8>,
-    pub upstream_read: Vec<u8>,
-    pub client_write: Vec<u8>,
-}
-
 /// Relays until both directions have ended, or until the first error or idle timeout.
 pub async fn relay(
     client: TcpStream,
     upstream: TcpStream,
-    conn: ServerConnection,
+    conn: Box<ServerConnection>,
     first: Vec<u8>,
-    bufs: Buffers,
+    client_read: ReadBuf,
     idle: Duration,
     counters: &Counters,
 ) -> Result<(), RelayError> {
@@ -119,27 +113,12 @@ pub async fn relay(
             &mut cr,
             &mut uw,
             first,
-            bufs.client_read,
+            client_read,
             &to_writer,
             counters,
         );
-        let down = upstream_to_client(
-            &conn,
-            &mut ur,
-            bufs.upstream_read,
-            &to_writer,
-            &space,
-            &upstream_done,
-            counters,
-        );
-        let write = write_client(
-            &conn,
-            &mut cw,
-            bufs.client_write,
-            &to_writer,
-            &space,
-            &upstream_done,
-        );
+        let down = upstream_to_client(&conn, &mut ur, &to_writer, &space, &upstream_done, counters);
+        let write = write_client(&conn, &mut cw, &to_writer, &space, &upstream_done);
         monoio::select! {
             r = async { monoio::try_join!(up, down, write) } => r.map(|_| ()),
             e = watch_idle(idle, counters) => Err(e),
@@ -161,15 +140,16 @@ pub async fn relay(
 }
 
 async fn client_to_upstream(
-    conn: &RefCell<ServerConnection>,
+    conn: &RefCell<Box<ServerConnection>>,
     cr: &mut OwnedReadHalf<TcpStream>,
     uw: &mut OwnedWriteHalf<TcpStream>,
     mut plain: Vec<u8>,
-    mut buf: Vec<u8>,
+    mut read_buf: ReadBuf,
     to_writer: &Notify,
     counters: &Counters,
 ) -> Result<(), RelayError> {
     let mut closed = false;
+    let mut idle = false;
     loop {
         if !plain.is_empty() {
             let n = plain.len() as u64;
@@ -179,14 +159,15 @@ async fn client_to_upstream(
             counters.up.set(counters.up.get() + n);
             plain.clear();
         }
+        if idle {
+            buffers::relax(&mut plain);
+        }
         if closed {
             // ENOTCONN here means the upstream is gone already; the other direction reports it.
             let _ = uw.shutdown().await;
             return Ok(());
         }
-        buf.clear();
-        let (res, b) = cr.read(buf).await;
-        buf = b;
+        let (res, buf) = cr.read(read_buf.take()).await;
         let n = res.map_err(RelayError::ClientRead)?;
         counters.touch();
         let mut c = conn.borrow_mut();
@@ -198,6 +179,7 @@ async fn client_to_upstream(
                 .map_err(RelayError::Tls)?
                 .peer_closed;
         }
+        idle = read_buf.put_back(buf, n);
         if c.wants_write() {
             to_writer.notify();
         }
@@ -205,18 +187,16 @@ async fn client_to_upstream(
 }
 
 async fn upstream_to_client(
-    conn: &RefCell<ServerConnection>,
+    conn: &RefCell<Box<ServerConnection>>,
     ur: &mut OwnedReadHalf<TcpStream>,
-    mut buf: Vec<u8>,
     to_writer: &Notify,
     space: &Notify,
     upstream_done: &Cell<bool>,
     counters: &Counters,
 ) -> Result<(), RelayError> {
+    let mut read_buf = ReadBuf::small();
     loop {
-        buf.clear();
-        let (res, b) = ur.read(buf).await;
-        buf = b;
+        let (res, buf) = ur.read(read_buf.take()).await;
         let n = res.map_err(RelayError::UpstreamRead)?;
         counters.touch();
         if n == 0 {
@@ -243,17 +223,18 @@ async fn upstream_to_client(
             space.notified().await;
         }
         counters.down.set(counters.down.get() + n as u64);
+        read_buf.put_back(buf, n);
     }
 }
 
 async fn write_client(
-    conn: &RefCell<ServerConnection>,
+    conn: &RefCell<Box<ServerConnection>>,
     cw: &mut OwnedWriteHalf<TcpStream>,
-    mut out: Vec<u8>,
     to_writer: &Notify,
     space: &Notify,
     upstream_done: &Cell<bool>,
 ) -> Result<(), RelayError> {
+    let mut out = Vec::new();
     loop {
         out.clear();
         engine::take_tls(&mut conn.borrow_mut(), &mut out);
@@ -268,6 +249,8 @@ async fn write_client(
             let _ = cw.shutdown().await;
             return Ok(());
         }
+        // Nothing to send: do not hold a record-sized buffer while waiting.
+        buffers::relax(&mut out);
         to_writer.notified().await;
     }
 }

@@ -1,0 +1,87 @@
+//! Read buffers that size themselves to the traffic, so an idle connection holds almost no
+//! memory of ours.
+//!
+//! With io_uring a pending read owns its buffer until data arrives, so a connection waiting for
+//! its client or upstream would pin a full 16 KiB record buffer per direction. Instead each
+//! direction reads into a small buffer while traffic is small, and switches to a full-record
+//! buffer as soon as a small read comes back full; it switches back when a read would have fit
+//! in the small one. Bulk streams keep their big buffer (their reads come back full), interactive
+//! and idle ones hold 512 bytes. The big buffers come from, and go back to, the worker's allocator
+//! (mimalloc's thread-local heaps), which recycles them without a lock.
+
+/// One maximal TLS record, ciphertext, with room to spare.
+pub const BIG: usize = 16 * 1024 + 256;
+/// What an idle or interactive direction holds while it waits.
+pub const SMALL: usize = 512;
+/// Plaintext and record scratch buffers grown past this are released when the connection idles.
+pub const KEEP: usize = 4 * 1024;
+
+/// The read buffer of one direction.
+pub struct ReadBuf {
+    buf: Vec<u8>,
+}
+
+impl ReadBuf {
+    /// Starts small: most connections begin with a request of a few hundred bytes.
+    pub fn small() -> ReadBuf {
+        ReadBuf {
+            buf: Vec::with_capacity(SMALL),
+        }
+    }
+
+    /// The buffer to hand to the next read, emptied.
+    pub fn take(&mut self) -> Vec<u8> {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        buf
+    }
+
+    /// Takes the buffer back after a read of `n` bytes (already consumed) and picks the size of
+    /// the next one. Returns true when the direction looks idle (the read fit in `SMALL` with room
+    /// to spare).
+    pub fn put_back(&mut self, buf: Vec<u8>, n: usize) -> bool {
+        let cap = buf.capacity();
+        self.buf = if n == cap && cap < BIG {
+            Vec::with_capacity(BIG)
+        } else if n < SMALL && cap > SMALL {
+            Vec::with_capacity(SMALL)
+        } else {
+            buf
+        };
+        n < SMALL
+    }
+}
+
+/// Releases a scratch buffer that grew past `KEEP`.
+pub fn relax(buf: &mut Vec<u8>) {
+    if buf.capacity() > KEEP {
+        *buf = Vec::new();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grows_when_a_small_read_fills_and_shrinks_when_traffic_is_small() {
+        let mut rb = ReadBuf::small();
+        let b = rb.take();
+        assert!(b.capacity() >= SMALL && b.capacity() < BIG);
+        let full = b.capacity();
+        assert!(!rb.put_back(b, full), "a full read is not idle");
+        let b = rb.take();
+        assert!(b.capacity() >= BIG, "did not grow after a full small read");
+        assert!(
+            !rb.put_back(b, 9000),
+            "a 9000-byte read keeps the big buffer"
+        );
+        let b = rb.take();
+        assert!(b.capacity() >= BIG);
+        assert!(rb.put_back(b, 100), "a 100-byte read looks idle");
+        assert!(
+            rb.take().capacity() < BIG,
+            "did not shrink after a small read"
+        );
+    }
+}
