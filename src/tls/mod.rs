@@ -9,6 +9,7 @@ pub mod error;
 mod pem;
 pub mod tickets;
 pub mod trust_store;
+pub mod verify_cache;
 pub mod x509;
 
 use std::path::PathBuf;
@@ -83,6 +84,7 @@ pub fn load_tls(files: &TlsFiles) -> Result<TlsMaterial, LoadError> {
         // with several CAs in a bundle, one CA's CRL must not lock out every other CA's clients.
         .allow_unknown_revocation_status()
         .build()
+        .map(verify_cache::CachingVerifier::new)
         .map_err(LoadError::Verifier)?,
         None => WebPkiClientVerifier::no_client_auth(),
     };
