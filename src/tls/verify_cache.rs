@@ -33,9 +33,12 @@ const CAPACITY: usize = 4096;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Chain digest -> validity window (Unix seconds, inclusive).
+type Verdicts = HashMap<[u8; 32], (u64, u64)>;
+
 thread_local! {
-    /// (verifier id, chain digest -> validity window in Unix seconds)
-    static CACHE: RefCell<(u64, HashMap<[u8; 32], (u64, u64)>)> = RefCell::new((0, HashMap::new()));
+    /// The verdicts of one verifier (by id) on this worker.
+    static CACHE: RefCell<(u64, Verdicts)> = RefCell::new((0, HashMap::new()));
 }
 
 /// Wraps a verifier (rustls' `WebPkiClientVerifier`) with a per-worker cache of good chains.
