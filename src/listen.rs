@@ -84,6 +84,10 @@ fn bind_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
     // listener share the port (that is SO_REUSEPORT's job, below).
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(reuse_port)?;
+    // Accepted sockets inherit TCP_NODELAY from the listener on Linux: one setsockopt here
+    // instead of one per connection. Handshake flights and small records must not wait for
+    // Nagle's algorithm.
+    socket.set_nodelay(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     Ok(socket)

@@ -41,7 +41,6 @@ pub async fn serve_connection(
     settings: Arc<Settings>,
 ) {
     let started = Instant::now();
-    let _ = stream.set_nodelay(true);
     // Boxed: the connection state (over 1 KiB) then lives once on the heap instead of in every
     // future that holds it, which keeps an idle connection's footprint small.
     let mut conn = match ServerConnection::new(settings.tls.clone()) {
