@@ -54,6 +54,7 @@ pub fn start(config: &ServeConfig) -> Result<Server, Error> {
     );
     let settings = Arc::new(proxy::Settings {
         tls: material.server_config,
+        verifier: material.verifier,
         upstream: config.upstream_addrs.clone(),
         handshake_timeout: config.handshake_timeout,
         connect_timeout: config.connect_timeout,

@@ -431,6 +431,13 @@ fn connect_with(
     addr: std::net::SocketAddr,
     config: std::sync::Arc<rustls::ClientConfig>,
 ) -> rustls::HandshakeKind {
+    try_connect_with(addr, config).expect("handshake and probe through the echo upstream")
+}
+
+fn try_connect_with(
+    addr: std::net::SocketAddr,
+    config: std::sync::Arc<rustls::ClientConfig>,
+) -> Result<rustls::HandshakeKind, common::Failure> {
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
     let conn = rustls::ClientConnection::new(config, name).expect("client connection");
     let mut stream = rustls::StreamOwned::new(conn, tcp_connect(addr));
@@ -438,10 +445,10 @@ fn connect_with(
         stream
             .conn
             .complete_io(&mut stream.sock)
-            .expect("handshake");
+            .map_err(common::Failure::Io)?;
     }
-    common::probe(&mut stream).expect("probe through the echo upstream");
-    stream.conn.handshake_kind().expect("handshake finished")
+    common::probe(&mut stream)?;
+    Ok(stream.conn.handshake_kind().expect("handshake finished"))
 }
 
 #[test]
@@ -497,4 +504,32 @@ fn forwards_bytes_sent_with_the_client_finished() {
             .expect("echo of the early bytes");
         assert_eq!(echo, EARLY, "{version:?}");
     }
+}
+
+#[test]
+fn refuses_resumed_session_after_client_certificate_expired() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let server = setup.serve(upstream.addr).args(["--threads", "1"]).start();
+    let leaf = setup
+        .ca
+        .client_with("Short Lived", ClientFlaw::ExpiresIn(2));
+    let config = setup.client(&leaf).config();
+    assert_eq!(
+        connect_with(server.addr(), config.clone()),
+        rustls::HandshakeKind::Full
+    );
+    // The certificate's expiry is the subject of the test: let it pass.
+    std::thread::sleep(std::time::Duration::from_secs(4)); // readiness-ok: waiting out notAfter
+    let resumed = try_connect_with(server.addr(), config);
+    assert!(
+        resumed.is_err(),
+        "resumed with an expired client certificate"
+    );
+    server.wait_for_line(&["conn.rejected", "reason=expired", "resumed session"]);
+    assert_eq!(
+        upstream.accepted(),
+        1,
+        "the expired session reached the upstream"
+    );
 }

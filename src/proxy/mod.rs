@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::{ServerConfig, ServerConnection};
 
 use crate::telemetry::log::Quoted;
@@ -27,6 +28,8 @@ use reason::Reject;
 /// What every connection of every worker needs; built once, shared read-only.
 pub struct Settings {
     pub tls: Arc<ServerConfig>,
+    /// The verifier inside `tls`, to re-check the client chain of a resumed session.
+    pub verifier: Arc<dyn ClientCertVerifier>,
     pub upstream: Vec<SocketAddr>,
     pub handshake_timeout: Duration,
     pub connect_timeout: Duration,
@@ -81,6 +84,24 @@ pub async fn serve_connection(
         }
     };
 
+    if let Err(e) = recheck_resumed(&conn, settings.verifier.as_ref()) {
+        // The session was valid when issued but its client chain no longer is: turn it away
+        // like a full handshake with that chain would be.
+        // rustls cannot send a fatal alert once the handshake is over; close_notify at least
+        // tells the client the end is deliberate.
+        conn.send_close_notify();
+        let _ = handshake::flush(&mut stream, &mut conn, &mut out).await;
+        let (reason, _) = reason::classify(&e);
+        return log_reject(
+            worker,
+            peer,
+            started,
+            reason,
+            None,
+            &format!("resumed session: {e}"),
+        );
+    }
+
     let client = conn
         .peer_certificates()
         .and_then(|chain| chain.first())
@@ -134,6 +155,25 @@ pub async fn serve_connection(
         started.elapsed().as_millis(),
         Quoted(&detail)
     );
+}
+
+/// A resumed session skips chain verification; re-run it (served from the per-worker verdict
+/// cache when this worker has seen the chain) so that a session ticket never lets in a chain
+/// that a full handshake would now refuse — expired since, for instance.
+fn recheck_resumed(
+    conn: &ServerConnection,
+    verifier: &dyn ClientCertVerifier,
+) -> Result<(), rustls::Error> {
+    if conn.handshake_kind() != Some(rustls::HandshakeKind::Resumed) {
+        return Ok(());
+    }
+    match conn.peer_certificates() {
+        Some([leaf, intermediates @ ..]) => verifier
+            .verify_client_cert(leaf, intermediates, rustls::pki_types::UnixTime::now())
+            .map(|_| ()),
+        _ if verifier.client_auth_mandatory() => Err(rustls::Error::NoCertificatesPresented),
+        _ => Ok(()),
+    }
 }
 
 /// Dials each resolved upstream address in turn, each within `--connect-timeout`.

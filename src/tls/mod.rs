@@ -18,6 +18,7 @@ use std::sync::Arc;
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::sign::SingleCertAndKey;
 
 pub use credentials::ServerCredentials;
@@ -41,6 +42,8 @@ pub struct TlsFiles {
 /// Everything loaded from [`TlsFiles`], validated, plus the shared server configuration.
 pub struct TlsMaterial {
     pub server_config: Arc<ServerConfig>,
+    /// The client verifier inside `server_config`, kept to re-check resumed sessions.
+    pub verifier: Arc<dyn ClientCertVerifier>,
     pub credentials: ServerCredentials,
     /// `None` when no `--mutual-tls-cas` was given: no client authentication.
     pub trust_store: Option<TrustStore>,
@@ -74,7 +77,7 @@ pub fn load_tls(files: &TlsFiles) -> Result<TlsMaterial, LoadError> {
         Some(trust_store::load_trust_store(&files.cas)?)
     };
 
-    let verifier = match &trust_store {
+    let verifier: Arc<dyn ClientCertVerifier> = match &trust_store {
         Some(store) => WebPkiClientVerifier::builder_with_provider(
             Arc::new(store.roots.clone()),
             provider.clone(),
@@ -92,7 +95,7 @@ pub fn load_tls(files: &TlsFiles) -> Result<TlsMaterial, LoadError> {
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(LoadError::Config)?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(verifier.clone())
         .with_cert_resolver(Arc::new(SingleCertAndKey::from(
             credentials.certified_key.clone(),
         )));
@@ -106,6 +109,7 @@ pub fn load_tls(files: &TlsFiles) -> Result<TlsMaterial, LoadError> {
         .ok_or(LoadError::Config(rustls::Error::FailedToGetRandomBytes))?;
     Ok(TlsMaterial {
         server_config: Arc::new(config),
+        verifier,
         credentials,
         trust_store,
         crls,

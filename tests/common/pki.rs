@@ -85,6 +85,8 @@ pub enum ClientFlaw {
     Expired,
     /// Validity starts in 2090.
     NotYetValid,
+    /// Valid from an hour ago until this many seconds from now.
+    ExpiresIn(u64),
 }
 
 /// Serialisation of a private key.
@@ -232,6 +234,15 @@ impl Ca {
             }
             ClientFlaw::Expired => expired(&mut params),
             ClientFlaw::NotYetValid => not_yet_valid(&mut params),
+            ClientFlaw::ExpiresIn(secs) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .expect("clock after 1970")
+                    .as_secs() as i64;
+                let at = |t: i64| time::OffsetDateTime::from_unix_timestamp(t).expect("time");
+                params.not_before = at(now - 3600);
+                params.not_after = at(now + secs as i64);
+            }
         }
         self.issue(cn, params, generate_p256())
     }
