@@ -1,0 +1,598 @@
+#!/usr/bin/env python3
+"""Turns the records of one scripts/bench.sh run into benches/results/{raw.json,results.md,chart.svg}.
+
+Input (the run's temp dir, --work): meta.txt (key=value lines: machine, versions, sizes),
+records/NNN.meta.json (what bash measured around one load run: server CPU ticks before and after,
+wall time, RSS and fd counts for the idle run) and records/NNN.load.json (the load generator's JSON
+line), plus crypto_floor.out when the crypto_floor bench exists.
+
+Every figure in results.md is derived here, from raw.json's numbers, so the tables can be
+recomputed from raw.json alone: `report.py --from-raw benches/results/raw.json --out DIR`.
+Standard library only: the chart is hand-written SVG.
+"""
+
+import argparse
+import glob
+import json
+import os
+from html import escape
+
+SERVERS = ["ringtls", "haproxy", "nginx", "stunnel"]
+BASE = "haproxy"
+COLORS = {"ringtls": "#d9480f", "haproxy": "#1c7ed6", "nginx": "#2b8a3e", "stunnel": "#7048e8"}
+GIB = 1 << 30
+
+
+def read_meta(path):
+    meta = {}
+    with open(path) as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if "=" in line:
+                k, v = line.split("=", 1)
+                meta[k] = v
+    return meta
+
+
+def last_json_line(path):
+    """The last line of a file that parses as a JSON object, or None."""
+    try:
+        with open(path) as f:
+            lines = [l.strip() for l in f if l.strip()]
+    except OSError:
+        return None
+    for line in reversed(lines):
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                continue
+    return None
+
+
+def tail(path, n=5):
+    try:
+        with open(path) as f:
+            return [l.rstrip("\n") for l in f.readlines()[-n:]]
+    except OSError:
+        return []
+
+
+def read_runs(work):
+    runs = []
+    for meta_path in sorted(glob.glob(os.path.join(work, "records", "*.meta.json"))):
+        base = meta_path[: -len(".meta.json")]
+        with open(meta_path) as f:
+            run = json.load(f)
+        run["load"] = last_json_line(base + ".load.json")
+        run["derived"] = derive(run)
+        if run["load"] is None or run["load"].get("failed") or run.get("load_rc"):
+            run["load_stderr_tail"] = tail(base + ".load.err")
+        runs.append(run)
+    return runs
+
+
+def derive(run):
+    """Per-run figures: server CPU per unit of work, busy fraction, RSS per connection."""
+    d = {}
+    load = run.get("load") or {}
+    before, after = run.get("cpu_ticks_before"), run.get("cpu_ticks_after")
+    if isinstance(before, int) and isinstance(after, int):
+        cpu_s = (after - before) / run["clk_tck"]
+        d["server_cpu_s"] = cpu_s
+        wall = run.get("wall_s") or 0
+        if wall > 0:
+            # Cores kept busy during the run: the server, the load generator with the upstream
+            # (core 1), interrupts and softirqs (mostly this run's loopback traffic, charged to no
+            # process), and everything else on the machine, which tells how noisy the run was.
+            d["server_busy"] = cpu_s / wall
+            if "load_cpu_ms" in run and "upstream_cpu_ticks" in run:
+                d["load_busy"] = (run["load_cpu_ms"] / 1000 + run["upstream_cpu_ticks"] / run["clk_tck"]) / wall
+                if run.get("machine_total_ticks"):
+                    machine = run["machine_busy_ticks"] / run["clk_tck"] / wall
+                    d["irq_busy"] = run.get("machine_irq_ticks", 0) / run["clk_tck"] / wall
+                    d["other_busy"] = max(0.0, machine - d["server_busy"] - d["load_busy"] - d["irq_busy"])
+        ok = load.get("ok") or 0
+        if ok:
+            d["server_cpu_us_per_op"] = cpu_s * 1e6 / ok
+        if load.get("bytes"):
+            d["server_cpu_s_per_gib"] = cpu_s / (load["bytes"] / GIB)
+    if run.get("measure") == "idle":
+        ok = run.get("idle_ok") or 0
+        if ok and isinstance(run.get("rss_kb_after"), int):
+            d["rss_kib_per_conn"] = (run["rss_kb_after"] - run["rss_kb_before"]) / ok
+            d["rss_mib_before"] = run["rss_kb_before"] / 1024
+            d["rss_mib_after"] = run["rss_kb_after"] / 1024
+    return d
+
+
+def crypto_floor(work):
+    out = os.path.join(work, "crypto_floor.out")
+    if not os.path.exists(out):
+        return None
+    return last_json_line(out) or {"error": "crypto_floor ran but printed no JSON line",
+                                   "stderr_tail": tail(os.path.join(work, "crypto_floor.err"))}
+
+
+# --- formatting ----------------------------------------------------------------------------------
+
+def num(x, digits=None):
+    if x is None:
+        return "n/a"
+    if digits is None:
+        digits = 0 if abs(x) >= 100 else 1 if abs(x) >= 10 else 2
+    return f"{x:,.{digits}f}"
+
+
+def ratio(x, base):
+    if x is None or not base:
+        return "n/a"
+    return f"{x / base:.2f}×"
+
+
+class Table:
+    def __init__(self, runs, measure):
+        self.by_server = {}
+        for r in runs:
+            if r.get("measure") == measure:
+                self.by_server[r["server"]] = r  # the last run of a measure wins
+
+    def get(self, server):
+        return self.by_server.get(server)
+
+
+def value(run, path):
+    """run['derived'|'load'][...] by a dotted path, or None."""
+    cur = run
+    for part in path.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur if isinstance(cur, (int, float)) else None
+
+
+def failure_note(server, run):
+    load = run.get("load")
+    if load is None:
+        return f"{server}: the load printed no JSON (exit {run.get('load_rc')}): " + \
+            " / ".join(run.get("load_stderr_tail", [])[-2:])
+    if load.get("failed"):
+        return f"{server}: {load['failed']} of {load['ok'] + load['failed']} operations failed: " + \
+            ", ".join(f"{k} ×{v}" for k, v in sorted(load["failures"].items()))
+    if run.get("server_alive_after") is False:
+        return f"{server}: the server process died during this run"
+    return None
+
+
+NOISY = 0.25  # cores of other work above which a run's rate is flagged
+
+
+def busy(run):
+    """'server / load+upstream / softirq / other' cores busy during the run."""
+    parts = [value(run, "derived.server_busy"), value(run, "derived.load_busy"),
+             value(run, "derived.irq_busy"), value(run, "derived.other_busy")]
+    text = " / ".join("n/a" if p is None else f"{p:.2f}" for p in parts)
+    return text + (" †" if noisy(run) else "")
+
+
+def noisy(run):
+    other = value(run, "derived.other_busy")
+    return other is not None and other > NOISY
+
+
+BUSY_HEADER = "cores busy: server / load+upstream / softirq / other"
+
+
+def md_table(header, rows):
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["--:"] * (len(header) - 1)) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def section(title, note, header, rows, notes):
+    parts = [f"### {title}", "", note, "", md_table(header, rows)]
+    if any(c.endswith(" †") for r in rows for c in r):
+        parts += ["", f"† other work used more than {NOISY} cores of the machine during that run: its rate "
+                  "and latency are depressed by it; its CPU per operation much less so."]
+    if notes:
+        parts += ["", "Failures: " + "; ".join(notes) + "."]
+    return "\n".join(parts) + "\n"
+
+
+def resumed_cpu(run, full_run):
+    """Server CPU per resumed handshake, estimated: the run's CPU less its full handshakes at the
+    cost the same server showed in the full-handshake run, over the resumed handshakes."""
+    cpu, ok, frac = value(run, "derived.server_cpu_s"), value(run, "load.ok"), value(run, "load.resumed_fraction")
+    full = value(full_run, "derived.server_cpu_us_per_op") if full_run else None
+    if None in (cpu, ok, frac, full) or frac <= 0 or ok <= 0:
+        return None
+    resumed = frac * ok
+    return max(0.0, (cpu * 1e6 - (ok - resumed) * full) / resumed)
+
+
+def handshake_section(runs, servers, measure, title, note):
+    t = Table(runs, measure)
+    full_t = Table(runs, "handshake")
+    b_res = resumed_cpu(t.get(BASE), full_t.get(BASE)) if t.get(BASE) else None
+    base = t.get(BASE)
+    b_cpu = value(base, "derived.server_cpu_us_per_op") if base else None
+    b_rate = value(base, "load.per_second") if base else None
+    rows, notes = [], []
+    for s in servers:
+        r = t.get(s)
+        if not r:
+            continue
+        cpu, rate = value(r, "derived.server_cpu_us_per_op"), value(r, "load.per_second")
+        row = [s, num(cpu), ratio(cpu, b_cpu), num(rate), ratio(rate, b_rate)]
+        if measure == "resume":
+            frac = value(r, "load.resumed_fraction")
+            res = resumed_cpu(r, full_t.get(s))
+            row += ["n/a" if frac is None else f"{frac:.3f}", num(res), ratio(res, b_res)]
+        row += [
+            busy(r),
+            f"{num(value(r, 'load.latency_us.p50'), 0)} / {num(value(r, 'load.latency_us.p99'), 0)}",
+            num(value(r, "load.failed"), 0),
+        ]
+        rows.append(row)
+        n = failure_note(s, r)
+        if n:
+            notes.append(n)
+    header = ["server", "server CPU µs / handshake", "vs HAProxy", "handshakes/s", "vs HAProxy"]
+    if measure == "resume":
+        header += ["resumed fraction", "CPU µs / resumed handshake (est.)", "vs HAProxy"]
+    header += [BUSY_HEADER, "latency p50 / p99 µs", "failed"]
+    return section(title, note, header, rows, notes)
+
+
+def bulk_section(runs, servers, measure, title, note):
+    t = Table(runs, measure)
+    base = t.get(BASE)
+    b_cpu = value(base, "derived.server_cpu_s_per_gib") if base else None
+    b_rate = value(base, "load.mib_per_s") if base else None
+    rows, notes = [], []
+    for s in servers:
+        r = t.get(s)
+        if not r:
+            continue
+        cpu, rate = value(r, "derived.server_cpu_s_per_gib"), value(r, "load.mib_per_s")
+        gib = (value(r, "load.bytes") or 0) / GIB
+        rows.append([s, num(cpu, 3), ratio(cpu, b_cpu), num(rate), ratio(rate, b_rate),
+                     busy(r), num(gib, 2), num(value(r, "load.failed"), 0)])
+        n = failure_note(s, r)
+        if n:
+            notes.append(n)
+    header = ["server", "server CPU s / GiB", "vs HAProxy", "MiB/s", "vs HAProxy",
+              BUSY_HEADER, "GiB moved", "failed"]
+    return section(title, note, header, rows, notes)
+
+
+def echo_section(runs, servers, measure, title, note):
+    t = Table(runs, measure)
+    base = t.get(BASE)
+    b_p50 = value(base, "load.latency_us.p50") if base else None
+    b_p99 = value(base, "load.latency_us.p99") if base else None
+    b_cpu = value(base, "derived.server_cpu_us_per_op") if base else None
+    rows, notes = [], []
+    for s in servers:
+        r = t.get(s)
+        if not r:
+            continue
+        p50, p99 = value(r, "load.latency_us.p50"), value(r, "load.latency_us.p99")
+        cpu = value(r, "derived.server_cpu_us_per_op")
+        rows.append([s, num(p50, 0), ratio(p50, b_p50), num(p99, 0), ratio(p99, b_p99),
+                     num(value(r, "load.per_second")), num(cpu), ratio(cpu, b_cpu), busy(r),
+                     num(value(r, "load.failed"), 0)])
+        n = failure_note(s, r)
+        if n:
+            notes.append(n)
+    header = ["server", "p50 µs", "vs HAProxy", "p99 µs", "vs HAProxy", "round trips/s",
+              "server CPU µs / round trip", "vs HAProxy", BUSY_HEADER, "failed"]
+    return section(title, note, header, rows, notes)
+
+
+def idle_section(runs, servers, title, note):
+    t = Table(runs, "idle")
+    base = t.get(BASE)
+    b = value(base, "derived.rss_kib_per_conn") if base else None
+    rows, notes = [], []
+    for s in servers:
+        r = t.get(s)
+        if not r:
+            continue
+        per = value(r, "derived.rss_kib_per_conn")
+        rows.append([s, f"{r.get('idle_ok', 0):,} of {r.get('idle_target', 0):,}",
+                     num(value(r, "derived.rss_mib_before"), 1), num(value(r, "derived.rss_mib_after"), 1),
+                     num(per, 1), ratio(per, b), str(r.get("threads_after", "n/a"))])
+        if r.get("idle_failed"):
+            notes.append(f"{s}: {r['idle_failed']} connections failed to establish")
+        elif r.get("idle_ok", 0) < r.get("idle_target", 0):
+            notes.append(f"{s}: only {r.get('idle_ok', 0)} of {r['idle_target']} connections were "
+                         f"established within the wait ({r.get('wait_s')} s)")
+        if r.get("server_alive_after") is False:
+            notes.append(f"{s}: the server process died while holding the connections")
+    header = ["server", "connections held", "RSS before MiB", "RSS after MiB", "KiB / connection",
+              "vs HAProxy", "server threads"]
+    return section(title, note, header, rows, notes)
+
+
+def threads_section(runs):
+    rows, notes = [], []
+    one = None
+    for t in (1, 2):
+        r = next((x for x in runs if x.get("measure") == f"threads-{t}"), None)
+        if not r:
+            continue
+        rate = value(r, "load.per_second")
+        if t == 1:
+            one = rate
+        rows.append([f"--threads {t}", num(rate), ratio(rate, one), num(value(r, "derived.server_cpu_us_per_op")),
+                     busy(r),
+                     f"{num(value(r, 'load.latency_us.p50'), 0)} / {num(value(r, 'load.latency_us.p99'), 0)}",
+                     num(value(r, "load.failed"), 0)])
+        n = failure_note(f"ringtls --threads {t}", r)
+        if n:
+            notes.append(n)
+    if not rows:
+        return ""
+    header = ["ringtls", "handshakes/s", "vs --threads 1", "server CPU µs / handshake",
+              BUSY_HEADER, "latency p50 / p99 µs", "failed"]
+    note = ("Full ECDSA handshakes as in table 1, but the server is not pinned with taskset: "
+            "ringtls pins its workers itself, to cores 0 and 1 with `--threads 2`, so one worker shares "
+            "core 1 with the load generator and the upstream. The rate is then bounded by the load "
+            "generator (one thread on core 1) as much as by the server; read it as what the second "
+            "core buys on this 2-core machine, not as scaling.")
+    return section("6. ringtls `--threads 2` vs `--threads 1` (handshakes/s)", note, header, rows, notes)
+
+
+# --- chart ---------------------------------------------------------------------------------------
+
+def chart(runs, servers, meta):
+    metrics = [
+        ("Full handshake, ECDSA (CPU µs)", "handshake", "derived.server_cpu_us_per_op", "µs"),
+        ("Full handshake, RSA-2048 (CPU µs)", "handshake-rsa", "derived.server_cpu_us_per_op", "µs"),
+        ("Resumed handshake (CPU µs)", "resume", "derived.server_cpu_us_per_op", "µs"),
+        ("Bulk up (CPU s / GiB)", "bulk-up", "derived.server_cpu_s_per_gib", "s"),
+        ("Bulk down (CPU s / GiB)", "bulk-down", "derived.server_cpu_s_per_gib", "s"),
+        ("Echo round trip (CPU µs)", "echo", "derived.server_cpu_us_per_op", "µs"),
+        ("Idle connection (RSS KiB)", "idle", "derived.rss_kib_per_conn", "KiB"),
+    ]
+    groups = []
+    for title, measure, path, unit in metrics:
+        t = Table(runs, measure)
+        base = t.get(BASE)
+        b = value(base, path) if base else None
+        bars = []
+        for s in servers:
+            r = t.get(s)
+            v = value(r, path) if r else None
+            if v is not None:
+                bars.append((s, v, v / b if b else None))
+        if bars:
+            groups.append((title, unit, bars))
+    ratios = [q for _, _, bars in groups for _, _, q in bars if q is not None]
+    scale_max = min(max(ratios + [1.5]) * 1.1, 6.0)
+    clipped_any = any(q > scale_max for q in ratios)
+
+    left, right, bar_h, gap, group_gap = 190, 900, 13, 3, 18
+    plot_w = right - left - 150  # room for the value labels
+    width = right + 10
+    y = 92
+    body = []
+    for title, unit, bars in groups:
+        body.append(f'<text x="10" y="{y + 10}" class="group">{escape(title)}</text>')
+        y += 16
+        for s, v, q in bars:
+            body.append(f'<text x="{left - 8}" y="{y + bar_h - 3}" class="label" text-anchor="end">{s}</text>')
+            if q is None:
+                body.append(f'<text x="{left + 4}" y="{y + bar_h - 3}" class="value">{num(v)} {unit} (no HAProxy figure)</text>')
+            else:
+                w = max(1.0, min(q, scale_max) / scale_max * plot_w)
+                clipped = q > scale_max
+                body.append(f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{COLORS.get(s, "#888")}"/>')
+                label = f'{q:.2f}× ({num(v)} {unit})' + (" ▸" if clipped else "")
+                body.append(f'<text x="{left + w + 5:.1f}" y="{y + bar_h - 3}" class="value">{escape(label)}</text>')
+            y += bar_h + gap
+        y += group_gap
+    height = y + 20
+    one_x = left + 1.0 / scale_max * plot_w
+    quick = "QUICK smoke run, not for comparison · " if meta.get("quick") == "1" else ""
+    head = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        f'font-family="Helvetica, Arial, sans-serif">',
+        "<style>.title{font-size:15px;font-weight:bold}.sub{font-size:11px;fill:#555}"
+        ".group{font-size:12px;font-weight:bold}.label{font-size:11px}.value{font-size:10px;fill:#333}</style>",
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        '<text x="10" y="22" class="title">Server cost per unit of work, relative to HAProxy (lower is better)</text>',
+        f'<text x="10" y="40" class="sub">{escape(quick)}{escape(meta.get("date", ""))} · {escape(meta.get("cpu_model", ""))}, '
+        f'{escape(meta.get("nproc", "?"))} cores · one server worker on core 0, load generator on core 1</text>',
+        '<text x="10" y="55" class="sub">TLS 1.3 mutual TLS, X25519 · CPU = server utime+stime per operation · '
+        'RSS = server memory per idle connection</text>',
+        f'<text x="10" y="70" class="sub">bars past {scale_max:.1f}× are clipped (▸)</text>' if clipped_any else "",
+        f'<line x1="{one_x:.1f}" y1="78" x2="{one_x:.1f}" y2="{height - 22}" stroke="#1c7ed6" stroke-opacity="0.6" stroke-dasharray="4 3"/>',
+        f'<text x="{one_x:.1f}" y="{height - 8}" class="sub" text-anchor="middle">HAProxy = 1.00×</text>',
+    ]
+    return "\n".join(head + body + ["</svg>"]) + "\n"
+
+
+# --- results.md ----------------------------------------------------------------------------------
+
+def refusals(runs, servers):
+    """How each server refused the client without a certificate (the mtls-check runs)."""
+    out = []
+    for s in servers:
+        r = Table(runs, "mtls-check").get(s)
+        if not r or not r.get("load"):
+            continue
+        how = ", ".join(sorted(r["load"].get("failures", {}))) or "?"
+        out.append(f"{s}: {how}")
+    return "; ".join(out)
+
+
+def noise(runs):
+    """Median and max of the cores used by other work during the measured runs."""
+    other = sorted(value(r, "derived.other_busy") for r in runs
+                   if r.get("measure") not in ("warmup", "mtls-check") and value(r, "derived.other_busy") is not None)
+    if not other:
+        return None
+    return other[len(other) // 2], other[-1]
+
+
+def seconds(text):
+    """'12000ms' -> '12 s' (the load's duration syntax, as the script passes it)."""
+    if text and text.endswith("ms") and text[:-2].isdigit():
+        return f"{int(text[:-2]) / 1000:g} s"
+    return text
+
+
+def results_md(meta, runs, floor, servers):
+    quick = meta.get("quick") == "1"
+    dur = seconds(meta.get("duration"))
+    idle_n, idle_wanted = meta.get("idle_n"), meta.get("idle_wanted")
+    lines = ["# ringtls side by side with HAProxy, nginx and stunnel (mutual TLS)", ""]
+    if quick:
+        lines += ["> **QUICK smoke run** (`--quick`: short runs, few connections). The numbers show that "
+                  "the harness works; do not compare them. Run `scripts/bench.sh` for real figures.", ""]
+    lines += [
+        f"- Date: {meta.get('date')} (run took {meta.get('elapsed_s')} s)",
+        f"- Machine: {meta.get('nproc')} cores, {meta.get('cpu_model')}, {meta.get('memory')}, {meta.get('kernel')}",
+        f"- ringtls {meta.get('ringtls')}, {meta.get('rustc')} (rustls + aws-lc-rs)",
+        f"- {meta.get('haproxy')}",
+        f"- {meta.get('nginx')} (stream module)",
+        f"- {meta.get('stunnel')}",
+        f"- {meta.get('openssl')} (used by HAProxy, nginx and stunnel)",
+        "",
+        "**Setup.** Each server terminates TLS 1.3 with a required client certificate verified against the "
+        "same `ca.pem` (ECDSA P-256 root, server and client certificates from `ringtls pki`) and forwards to "
+        "the same plaintext `ringtls upstream` (echo, sink or source). Each server runs ONE worker pinned to "
+        "core 0 (`taskset -c 0`; HAProxy `nbthread 1`; nginx `master_process off`, so its one process is the "
+        "worker; stunnel as packaged, a thread per connection, whole process; ringtls `--threads 1`); the load "
+        "generator (`ringtls load`, one thread) and the upstreams share core 1. Every load run offers X25519 "
+        "only (rustls would otherwise negotiate X25519MLKEM768 with ringtls and X25519 with OpenSSL 3.0). "
+        "Every server writes one log line per connection to a file. Before measuring, each server is checked "
+        f"to let no byte of a client without a certificate through ({refusals(runs, servers)}).",
+        "",
+        "**Method.** Server CPU is utime+stime of the server process from `/proc/PID/stat` (all threads), "
+        "read before and after one load run and divided by the operations of that run; on a busy 2-core "
+        "machine this is steadier than a rate, which the load generator on the other core can bound. "
+        "\"cores busy\" splits the run's CPU over its wall time: the server, the load generator with the "
+        "upstream (core 1), interrupts and softirqs (from `/proc/stat`: most of a run's loopback network "
+        "work lands there, charged to no process, so the server CPU figures leave it out for every server "
+        "alike), and everything else on the machine. A server near 1.00 was the bottleneck; "
+        "\"other\" well above 0 means other work shared the machine (marked †), and the rates (less so "
+        f"the CPU per operation) of that row are depressed. Each row is one {dur} load run (after a {seconds(meta.get('warmup'))} "
+        "warm-up); ratios are to HAProxy (HAProxy = 1.00×): below 1 is less CPU, memory or latency, above 1 "
+        "is more, as the column says.",
+        "",
+        "![Server CPU and memory per unit of work, relative to HAProxy](chart.svg)",
+        "",
+    ]
+    n = noise(runs)
+    if n:
+        lines += [f"Other work on the machine during the measured runs: median {n[0]:.2f} cores, max "
+                  f"{n[1]:.2f} cores (of {meta.get('nproc')}).", ""]
+    lines += [
+        "## Results",
+        "",
+    ]
+    lines.append(handshake_section(
+        runs, servers, "handshake", "1. Full handshake, ECDSA P-256 server certificate",
+        f"`--mode handshake --concurrency {meta.get('handshake_concurrency')}`: new TCP connection, full TLS 1.3 "
+        "mutual-TLS handshake, the server's first post-handshake record (a session ticket), close. Lower "
+        "CPU is better."))
+    lines.append(handshake_section(
+        runs, servers, "handshake-rsa", "1b. Full handshake, RSA-2048 server certificate",
+        "As 1, with an RSA-2048 server certificate signed by the same root (the client certificate stays "
+        "ECDSA)."))
+    lines.append(handshake_section(
+        runs, servers, "resume", "2. Resumed handshake (session tickets)",
+        "As 1 with `--resume`: the client offers its last ticket from that server. \"server CPU µs / "
+        "handshake\" averages over all handshakes of the run, resumed or not; the resumed fraction is what the "
+        "load generator saw; the estimate per resumed handshake takes out the full handshakes of the run at "
+        "the cost that server showed in table 1."))
+    lines.append(bulk_section(
+        runs, servers, "bulk-up", "3a. Bulk, client to upstream",
+        f"`--mode bulk-up --concurrency {meta.get('bulk_concurrency')} --bytes {meta.get('bulk_bytes')}` to a sink "
+        "upstream. Lower CPU per GiB is better."))
+    lines.append(bulk_section(
+        runs, servers, "bulk-down", "3b. Bulk, upstream to client",
+        f"`--mode bulk-down --concurrency {meta.get('bulk_concurrency')} --bytes {meta.get('bulk_bytes')}` from a "
+        "source upstream."))
+    lines.append(echo_section(
+        runs, servers, "echo", "4a. Echo latency at a fixed offered rate",
+        f"`--mode echo --concurrency {meta.get('echo_concurrency')} --size {meta.get('echo_size')} --rate "
+        f"{meta.get('echo_rate')}`: the same offered rate for every server, latency measured from the scheduled "
+        "send time (no coordinated omission). Caveat: the load generator paces with monoio's timer, which "
+        "wakes a millisecond or so late, and that lateness counts as latency; compare with 4b, where the same "
+        "round trip unpaced takes about a tenth of it. Differences under ~1 ms are not resolved here."))
+    lines.append(echo_section(
+        runs, servers, "echo-unpaced", "4b. Echo round trip, one connection, unpaced",
+        f"`--mode echo --concurrency 1 --size {meta.get('echo_size')}` without `--rate`: closed loop, one "
+        "64-byte round trip after another, so the figure is the proxy's own round-trip time."))
+    idle_note = (f"`--mode idle`, {idle_n} connections opened in batches of {meta.get('idle_batch')} (one load "
+                 "process per batch, the next once the previous is established, so that no handshake waits past "
+                 "the load's 10 s connect timeout): RSS (VmRSS) of the server before and once all connections "
+                 "are established and its fd count has settled, difference divided by the connections held. "
+                 "Each connection holds a client and an upstream socket; the baseline is taken after a warm-up.")
+    if idle_n != idle_wanted:
+        idle_note += (f" The fd hard limit on this machine is {meta.get('nofile')} and cannot be raised here, "
+                      f"so {idle_n} connections were held instead of {idle_wanted}.")
+    lines.append(idle_section(runs, servers, f"5. Memory per idle connection ({int(idle_n):,} connections)", idle_note))
+    lines.append(threads_section(runs))
+    notes_path = meta.get("_notes")
+    if notes_path:
+        lines += ["### Observations from the run", ""] + [f"- {n}" for n in notes_path] + [""]
+    lines += ["### Crypto floor", ""]
+    if floor is None:
+        lines.append("crypto floor: not measured (no `crypto_floor` bench target; when one exists, "
+                     "`cargo bench --bench crypto_floor -- --json` is run and its JSON line is shown here).")
+    else:
+        lines += ["`cargo bench --bench crypto_floor -- --json`, on core 0:", "", "```json",
+                  json.dumps(floor, indent=2), "```"]
+    lines += [
+        "",
+        "## How to reproduce",
+        "",
+        f"`{meta.get('command')}` on a Debian 12 machine with at least 2 cores (it installs haproxy, nginx, "
+        "libnginx-mod-stream and stunnel4 if missing, builds ringtls, and writes results.md, chart.svg and "
+        "raw.json here; `--quick` is a 1-2 minute smoke run). raw.json holds every load run's JSON and the "
+        "CPU, RSS and fd readings taken around it; every figure above is derived from it.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--work", help="the bench run's temp dir")
+    src.add_argument("--from-raw", help="re-render from a raw.json written before")
+    ap.add_argument("--out", required=True, help="where results.md, chart.svg and raw.json go")
+    args = ap.parse_args()
+    if args.from_raw:
+        with open(args.from_raw) as f:
+            raw = json.load(f)
+        meta, floor, runs = raw["meta"], raw.get("crypto_floor"), raw["runs"]
+        for run in runs:
+            run["derived"] = derive(run)
+    else:
+        meta = read_meta(os.path.join(args.work, "meta.txt"))
+        notes = tail(os.path.join(args.work, "notes.txt"), 100)
+        if notes:
+            meta["_notes"] = notes
+        runs = read_runs(args.work)
+        floor = crypto_floor(args.work)
+    wanted = [s for s in meta.get("servers", ",".join(SERVERS)).split(",") if s]
+    servers = [s for s in SERVERS if s in wanted]
+    raw = {"meta": meta, "crypto_floor": floor, "runs": runs}
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "raw.json"), "w") as f:
+        json.dump(raw, f, indent=1)
+        f.write("\n")
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(results_md(meta, runs, floor, servers))
+    with open(os.path.join(args.out, "chart.svg"), "w") as f:
+        f.write(chart(runs, servers, meta))
+
+
+if __name__ == "__main__":
+    main()
