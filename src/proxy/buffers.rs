@@ -4,13 +4,16 @@
 //! With io_uring a pending read owns its buffer until data arrives, so a connection waiting for
 //! its client or upstream would pin a full 16 KiB record buffer per direction. Instead each
 //! direction reads into a small buffer while traffic is small, and switches to a full-record
-//! buffer as soon as a small read comes back full; it switches back when a read would have fit
-//! in the small one. Bulk streams keep their big buffer (their reads come back full), interactive
+//! buffer as soon as a small read comes back full, then to a several-record buffer if that one
+//! comes back full too (bulk transfers: fewer syscalls and wake-ups per byte); it steps back down
+//! when reads get short. Bulk streams keep their big buffer (their reads come back full), interactive
 //! and idle ones hold 512 bytes. The big buffers come from, and go back to, the worker's allocator
 //! (mimalloc's thread-local heaps), which recycles them without a lock.
 
 /// One maximal TLS record, ciphertext, with room to spare.
 pub const BIG: usize = 16 * 1024 + 256;
+/// Several records: for bulk transfers, fewer reads, writes and wake-ups per byte.
+pub const HUGE: usize = 128 * 1024;
 /// What an idle or interactive direction holds while it waits.
 pub const SMALL: usize = 512;
 /// Plaintext and record scratch buffers grown past this are released when the connection idles.
@@ -43,8 +46,12 @@ impl ReadBuf {
         let cap = buf.capacity();
         self.buf = if n == cap && cap < BIG {
             Vec::with_capacity(BIG)
+        } else if n == cap && cap < HUGE {
+            Vec::with_capacity(HUGE)
         } else if n < SMALL && cap > SMALL {
             Vec::with_capacity(SMALL)
+        } else if n < BIG / 2 && cap > BIG {
+            Vec::with_capacity(BIG)
         } else {
             buf
         };

@@ -129,6 +129,8 @@ pub async fn serve_connection(
         }
     };
 
+    // Room for a whole bulk read of upstream bytes as records, so one client write carries it.
+    conn.set_buffer_limit(Some(2 * buffers::HUGE));
     let counters = relay::Counters::default();
     // The handshake's buffers are record-sized; the relay starts small (see `buffers`).
     drop(out);
