@@ -389,8 +389,7 @@ async fn echo(ctx: &TaskCtx) {
     };
     let message = vec![0x42u8; ctx.plan.size.max(1)];
     // Pacing: each connection sends at rate / concurrency per second, staggered so that the
-    // connections do not fire together. Latency counts from the scheduled send time, so a late
-    // response delays the schedule's clock, not the measurement (no coordinated omission).
+    // connections do not fire together.
     let interval = ctx
         .plan
         .rate
@@ -407,9 +406,16 @@ async fn echo(ctx: &TaskCtx) {
                 k = k.saturating_add(1);
                 let now = Instant::now();
                 if at > now {
+                    // On time: the previous reply came before this send was due. Our own timer
+                    // wakes up to a millisecond late (monoio's wheel ticks in ms); that delay is
+                    // the load generator's, so the clock starts at the actual send.
                     monoio::time::sleep(at - now).await;
+                    Instant::now()
+                } else {
+                    // Behind schedule because the server was slow: the wait counts, so a stall
+                    // is not hidden by sending fewer requests (no coordinated omission).
+                    at
                 }
-                at
             }
             None => Instant::now(),
         };
