@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::cli::{CheckArgs, LoadArgs, ServeArgs};
 use crate::error::Error;
-use crate::load::{ClientTls, LoadPlan, Mode, parse_size};
+use crate::load::{ClientTls, LoadPlan, Mode};
 use crate::tls::TlsFiles;
 
 /// A validated `serve` invocation.
@@ -175,6 +175,14 @@ fn resolve_upstream(s: &str) -> Result<Vec<SocketAddr>, Error> {
     }
 }
 
+/// Splits `64MiB` into (64, "MiB"); `None` when it does not start with a whole number.
+fn split_quantity(s: &str) -> Option<(u64, &str)> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    Some((num.parse().ok()?, unit))
+}
+
 /// Parses `10s`, `500ms`, `5m`, `1h` or a bare number of seconds.
 pub fn parse_duration(flag: &str, s: &str) -> Result<Duration, Error> {
     let bad = || {
@@ -182,10 +190,7 @@ pub fn parse_duration(flag: &str, s: &str) -> Result<Duration, Error> {
             "{flag} {s}: expected a duration such as 500ms, 10s, 5m or 1h"
         ))
     };
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| bad())?;
+    let (n, unit) = split_quantity(s).ok_or_else(bad)?;
     let d = match unit {
         "ms" => Duration::from_millis(n),
         "" | "s" => Duration::from_secs(n),
@@ -197,6 +202,24 @@ pub fn parse_duration(flag: &str, s: &str) -> Result<Duration, Error> {
         return Err(Error::Usage(format!("{flag} {s}: must be more than zero")));
     }
     Ok(d)
+}
+
+/// Parses `4096`, `64K`, `64KiB`, `16M`, `1G` (binary units).
+pub fn parse_size(flag: &str, s: &str) -> Result<u64, Error> {
+    let bad = || {
+        Error::Usage(format!(
+            "{flag} {s}: expected a size such as 4096, 64K, 16MiB or 1G"
+        ))
+    };
+    let (n, unit) = split_quantity(s).ok_or_else(bad)?;
+    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" | "kb" => 1 << 10,
+        "m" | "mib" | "mb" => 1 << 20,
+        "g" | "gib" | "gb" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(mult).ok_or_else(bad)
 }
 
 #[cfg(test)]
@@ -234,6 +257,15 @@ mod tests {
                 "{bad:?} accepted"
             );
         }
+    }
+
+    #[test]
+    fn parses_sizes() {
+        assert_eq!(parse_size("--bytes", "4096").ok(), Some(4096));
+        assert_eq!(parse_size("--bytes", "64K").ok(), Some(65536));
+        assert_eq!(parse_size("--bytes", "16MiB").ok(), Some(16 << 20));
+        assert!(parse_size("--bytes", "1.5M").is_err());
+        assert!(parse_size("--bytes", "12Q").is_err());
     }
 
     #[test]

@@ -298,8 +298,8 @@ const CLOSE_WAIT: Duration = Duration::from_millis(200);
 async fn run_task(ctx: TaskCtx) {
     match ctx.plan.mode {
         Mode::Handshake => handshakes(&ctx).await,
-        Mode::BulkUp => bulk_up(&ctx).await,
-        Mode::BulkDown => bulk_down(&ctx).await,
+        Mode::BulkUp => bulk(&ctx, true).await,
+        Mode::BulkDown => bulk(&ctx, false).await,
         Mode::Echo => echo(&ctx).await,
         Mode::Idle => idle(&ctx).await,
     }
@@ -318,7 +318,8 @@ async fn handshakes(ctx: &TaskCtx) {
     }
 }
 
-async fn bulk_up(ctx: &TaskCtx) {
+/// `bulk-up` (`upload`) or `bulk-down`: per connection, move `--bytes` one way, then reconnect.
+async fn bulk(ctx: &TaskCtx, upload: bool) {
     let chunk = vec![0x5au8; 64 * 1024];
     while ctx.time_left() {
         let t0 = Instant::now();
@@ -329,52 +330,32 @@ async fn bulk_up(ctx: &TaskCtx) {
                 continue;
             }
         };
-        let mut sent = 0u64;
-        let mut failed = None;
-        while sent < ctx.plan.bytes && ctx.time_left() {
-            let n = (ctx.plan.bytes - sent).min(chunk.len() as u64) as usize;
-            if let Err(f) = c.send(&chunk[..n]).await {
-                failed = Some(f);
-                break;
+        let mut moved = 0u64;
+        let result = loop {
+            if moved >= ctx.plan.bytes || !ctx.time_left() {
+                break Ok(());
             }
-            sent += n as u64;
-            ctx.bytes(n as u64);
-        }
-        match failed {
-            Some(f) => ctx.fail(&f),
-            None => {
-                ctx.ok(t0.elapsed(), c.resumed());
-                c.close(CLOSE_WAIT).await;
-            }
-        }
-    }
-}
-
-async fn bulk_down(ctx: &TaskCtx) {
-    while ctx.time_left() {
-        let t0 = Instant::now();
-        let mut c = match ctx.connect().await {
-            Ok(c) => c,
-            Err(f) => {
-                ctx.fail(&f);
-                continue;
+            let step = if upload {
+                let n = (ctx.plan.bytes - moved).min(chunk.len() as u64) as usize;
+                c.send(&chunk[..n]).await.map(|()| n as u64)
+            } else {
+                c.fill(1).await.map(|()| {
+                    let n = c.plain.len() as u64;
+                    c.plain.clear();
+                    n
+                })
+            };
+            match step {
+                Ok(n) => {
+                    moved += n;
+                    ctx.bytes(n);
+                }
+                Err(f) => break Err(f),
             }
         };
-        let mut got = 0u64;
-        let mut failed = None;
-        while got < ctx.plan.bytes && ctx.time_left() {
-            if let Err(f) = c.fill(1).await {
-                failed = Some(f);
-                break;
-            }
-            let n = c.plain.len() as u64;
-            c.plain.clear();
-            got += n;
-            ctx.bytes(n);
-        }
-        match failed {
-            Some(f) => ctx.fail(&f),
-            None => {
+        match result {
+            Err(f) => ctx.fail(&f),
+            Ok(()) => {
                 ctx.ok(t0.elapsed(), c.resumed());
                 c.close(CLOSE_WAIT).await;
             }
@@ -446,39 +427,4 @@ async fn idle(ctx: &TaskCtx) {
     let left = ctx.deadline.saturating_duration_since(Instant::now());
     monoio::time::sleep(left).await;
     c.close(CLOSE_WAIT).await;
-}
-
-/// Parses `4096`, `64K`, `64KiB`, `16M`, `1G` (binary units).
-pub fn parse_size(flag: &str, s: &str) -> Result<u64, Error> {
-    let bad = || {
-        Error::Usage(format!(
-            "{flag} {s}: expected a size such as 4096, 64K, 16MiB or 1G"
-        ))
-    };
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" | "kb" => 1 << 10,
-        "m" | "mib" | "mb" => 1 << 20,
-        "g" | "gib" | "gb" => 1 << 30,
-        _ => return Err(bad()),
-    };
-    n.checked_mul(mult).ok_or_else(bad)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_sizes() {
-        assert_eq!(parse_size("--bytes", "4096").ok(), Some(4096));
-        assert_eq!(parse_size("--bytes", "64K").ok(), Some(65536));
-        assert_eq!(parse_size("--bytes", "16MiB").ok(), Some(16 << 20));
-        assert!(parse_size("--bytes", "1.5M").is_err());
-        assert!(parse_size("--bytes", "12Q").is_err());
-    }
 }
