@@ -520,10 +520,10 @@ def results_md(meta, runs, floor, servers):
     lines.append(echo_section(
         runs, servers, "echo", "4a. Echo latency at a fixed offered rate",
         f"`--mode echo --concurrency {meta.get('echo_concurrency')} --size {meta.get('echo_size')} --rate "
-        f"{meta.get('echo_rate')}`: the same offered rate for every server, latency measured from the scheduled "
-        "send time (no coordinated omission). Caveat: the load generator paces with monoio's timer, which "
-        "wakes a millisecond or so late, and that lateness counts as latency; compare with 4b, where the same "
-        "round trip unpaced takes about a tenth of it. Differences under ~1 ms are not resolved here."))
+        f"{meta.get('echo_rate')}`: the same offered rate for every server. A round trip sent on schedule is "
+        "timed from the actual send (the load generator's own timer lateness is not the server's); one sent "
+        "late because the previous reply was late is timed from its due time, so a server stall still counts "
+        "(no coordinated omission)."))
     lines.append(echo_section(
         runs, servers, "echo-unpaced", "4b. Echo round trip, one connection, unpaced",
         f"`--mode echo --concurrency 1 --size {meta.get('echo_size')}` without `--rate`: closed loop, one "
