@@ -139,9 +139,9 @@ pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
             let _ = child.wait();
             return None;
         }
-        // readiness-ok: std offers no timed wait on a child; its pipes already closed, so this
-        // only bridges the moment between closing its fds and becoming reapable.
-        thread::sleep(Duration::from_millis(5));
+        // std offers no timed wait on a child; its pipes already closed, so this only bridges
+        // the moment between closing its fds and becoming reapable.
+        thread::sleep(Duration::from_millis(5)); // readiness-ok: bounded reap poll, see above
     }
 }
 
