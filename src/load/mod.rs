@@ -25,6 +25,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 
 use crate::error::Error;
+use crate::tls::verify_cache::CachingServerVerifier;
 use client::{Failure, TlsClient};
 use stats::{RunInfo, Stats};
 
@@ -119,10 +120,19 @@ pub fn client_config(tls: &ClientTls) -> Result<Arc<ClientConfig>, Error> {
         Some(13) => &[&rustls::version::TLS13],
         _ => &[&rustls::version::TLS13, &rustls::version::TLS12],
     };
-    let builder = ClientConfig::builder_with_provider(Arc::new(provider))
+    let provider = Arc::new(provider);
+    let server_verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| bad("--ca", &tls.ca, &e))?;
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
         .map_err(|e| Error::Config(format!("client TLS: {e}")))?
-        .with_root_certificates(roots);
+        .dangerous()
+        // The same verification, remembered per load thread: see `CachingServerVerifier`.
+        .with_custom_certificate_verifier(CachingServerVerifier::new(server_verifier));
     let mut config = match (&tls.crt, &tls.key) {
         (Some(crt), Some(key)) => {
             let chain = CertificateDer::pem_file_iter(crt)

@@ -1,4 +1,4 @@
-//! A client-certificate verifier that remembers chains it has already verified.
+//! Certificate verifiers that remember chains they have already verified.
 //!
 //! mTLS clients reconnect with the same certificate again and again (sidecars, service
 //! accounts, load balancers' health checks), and verifying the chain costs an ECDSA or RSA
@@ -15,15 +15,16 @@
 //! - the proof of possession (the client's CertificateVerify signature) is never cached: it is
 //!   checked on every handshake, so a copied certificate without its key gets nothing.
 //!
-//! Each worker thread keeps its own cache (no lock on the handshake path), bounded in size.
+//! Each worker thread keeps its own cache (no lock on the handshake path), bounded in size. The
+//! load generator uses the same cache for the server's chain (`CachingServerVerifier`).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rustls::client::danger::HandshakeSignatureValid;
-use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -41,19 +42,40 @@ thread_local! {
     static CACHE: RefCell<(u64, Verdicts)> = RefCell::new((0, HashMap::new()));
 }
 
-/// Wraps a verifier (rustls' `WebPkiClientVerifier`) with a per-worker cache of good chains.
+/// One verifier's memory of the chains it accepted, kept per worker thread.
 #[derive(Debug)]
-pub struct CachingVerifier {
-    inner: Arc<dyn ClientCertVerifier>,
+pub struct VerdictCache {
     id: u64,
 }
 
-impl CachingVerifier {
-    pub fn new(inner: Arc<dyn ClientCertVerifier>) -> Arc<CachingVerifier> {
-        Arc::new(CachingVerifier {
-            inner,
+impl Default for VerdictCache {
+    fn default() -> Self {
+        VerdictCache {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-        })
+        }
+    }
+}
+
+impl VerdictCache {
+    /// Runs `verify` unless this exact chain (with `context`, e.g. the server name it was
+    /// checked for) was accepted before and `now` lies inside its validity window.
+    pub fn verified<E>(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        context: &[u8],
+        now: UnixTime,
+        verify: impl FnOnce() -> Result<(), E>,
+    ) -> Result<(), E> {
+        let key = chain_digest(end_entity, intermediates, context);
+        if self.lookup(&key, now.as_secs()) {
+            return Ok(());
+        }
+        verify()?;
+        if let Some(window) = validity_window(end_entity, intermediates) {
+            self.remember(key, window);
+        }
+        Ok(())
     }
 
     fn lookup(&self, key: &[u8; 32], now: u64) -> bool {
@@ -78,12 +100,95 @@ impl CachingVerifier {
     }
 }
 
-/// SHA-256 over the chain, each certificate prefixed by its length so boundaries count.
-fn chain_digest(end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>]) -> [u8; 32] {
+/// Wraps a verifier (rustls' `WebPkiClientVerifier`) with a per-worker cache of good chains.
+#[derive(Debug)]
+pub struct CachingVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    cache: VerdictCache,
+}
+
+impl CachingVerifier {
+    pub fn new(inner: Arc<dyn ClientCertVerifier>) -> Arc<CachingVerifier> {
+        Arc::new(CachingVerifier {
+            inner,
+            cache: VerdictCache::default(),
+        })
+    }
+}
+
+/// The same for the other side: wraps rustls' `WebPkiServerVerifier` for `ringtls load`, whose
+/// client would otherwise re-verify the server's chain on each of its handshakes and run out of
+/// CPU before the server under test does. The server name is part of the key.
+#[derive(Debug)]
+pub struct CachingServerVerifier {
+    inner: Arc<dyn ServerCertVerifier>,
+    cache: VerdictCache,
+}
+
+impl CachingServerVerifier {
+    pub fn new(inner: Arc<dyn ServerCertVerifier>) -> Arc<CachingServerVerifier> {
+        Arc::new(CachingServerVerifier {
+            inner,
+            cache: VerdictCache::default(),
+        })
+    }
+}
+
+impl ServerCertVerifier for CachingServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let name = server_name.to_str();
+        self.cache
+            .verified(end_entity, intermediates, name.as_bytes(), now, || {
+                self.inner
+                    .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+                    .map(|_| ())
+            })
+            .map(|()| ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// SHA-256 over the chain and the context, each part prefixed by its length so boundaries count.
+fn chain_digest(
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    context: &[u8],
+) -> [u8; 32] {
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    for cert in std::iter::once(end_entity).chain(intermediates) {
-        ctx.update(&(cert.len() as u64).to_be_bytes());
-        ctx.update(cert.as_ref());
+    let parts = std::iter::once(end_entity.as_ref())
+        .chain(intermediates.iter().map(|c| c.as_ref()))
+        .chain(std::iter::once(context));
+    for part in parts {
+        ctx.update(&(part.len() as u64).to_be_bytes());
+        ctx.update(part);
     }
     let mut out = [0u8; 32];
     out.copy_from_slice(ctx.finish().as_ref());
@@ -125,17 +230,13 @@ impl ClientCertVerifier for CachingVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let key = chain_digest(end_entity, intermediates);
-        if self.lookup(&key, now.as_secs()) {
-            return Ok(ClientCertVerified::assertion());
-        }
-        let verified = self
-            .inner
-            .verify_client_cert(end_entity, intermediates, now)?;
-        if let Some(window) = validity_window(end_entity, intermediates) {
-            self.remember(key, window);
-        }
-        Ok(verified)
+        self.cache
+            .verified(end_entity, intermediates, &[], now, || {
+                self.inner
+                    .verify_client_cert(end_entity, intermediates, now)
+                    .map(|_| ())
+            })
+            .map(|()| ClientCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
