@@ -45,6 +45,9 @@ pub fn report(files: &TlsFiles, material: &TlsMaterial) -> String {
             );
         }
     }
+    if material.trust_store.is_some() {
+        let _ = writeln!(out, "client identity policy: {}", files.allow);
+    }
     if !material.crls.infos.is_empty() {
         let _ = writeln!(
             out,

@@ -46,6 +46,21 @@ pub struct ServeArgs {
     /// certificate revocation list, PEM or DER (repeatable)
     #[argh(option)]
     pub crl: Vec<PathBuf>,
+    /// admit only clients whose subject CN is NAME (repeatable; allow-lists are ORed)
+    #[argh(option)]
+    pub allow_cn: Vec<String>,
+    /// admit only clients with an OU of NAME in their subject (repeatable)
+    #[argh(option)]
+    pub allow_ou: Vec<String>,
+    /// admit only clients with a DNS SAN matching NAME; `*` is one label (repeatable)
+    #[argh(option)]
+    pub allow_dns: Vec<String>,
+    /// admit only clients with a URI SAN matching URI, e.g. a SPIFFE ID; `*` is one path segment
+    #[argh(option)]
+    pub allow_uri: Vec<String>,
+    /// admit every client whose chain is valid (the explicit opposite of the --allow-* lists)
+    #[argh(switch)]
+    pub allow_all: bool,
     /// worker threads, each pinned to a core (default: the cores this process may use)
     #[argh(option)]
     pub threads: Option<usize>,
@@ -79,6 +94,21 @@ pub struct CheckArgs {
     /// certificate revocation list, PEM or DER (repeatable)
     #[argh(option)]
     pub crl: Vec<PathBuf>,
+    /// admit only clients whose subject CN is NAME (repeatable; allow-lists are ORed)
+    #[argh(option)]
+    pub allow_cn: Vec<String>,
+    /// admit only clients with an OU of NAME in their subject (repeatable)
+    #[argh(option)]
+    pub allow_ou: Vec<String>,
+    /// admit only clients with a DNS SAN matching NAME; `*` is one label (repeatable)
+    #[argh(option)]
+    pub allow_dns: Vec<String>,
+    /// admit only clients with a URI SAN matching URI, e.g. a SPIFFE ID; `*` is one path segment
+    #[argh(option)]
+    pub allow_uri: Vec<String>,
+    /// admit every client whose chain is valid (the explicit opposite of the --allow-* lists)
+    #[argh(switch)]
+    pub allow_all: bool,
 }
 
 /// write a development PKI (CA, server and client certificates, ECDSA P-256) into DIR

@@ -9,6 +9,7 @@ use crate::cli::{CheckArgs, LoadArgs, ServeArgs};
 use crate::error::Error;
 use crate::load::{ClientTls, LoadPlan, Mode};
 use crate::tls::TlsFiles;
+use crate::tls::allow_list::AllowList;
 
 /// A validated `serve` invocation.
 #[derive(Debug, Clone)]
@@ -52,6 +53,14 @@ impl ServeConfig {
             upstream: args.upstream,
             upstream_addrs,
             tls: TlsFiles {
+                allow: allow_list(
+                    !args.mutual_tls_cas.is_empty(),
+                    args.allow_all,
+                    args.allow_cn,
+                    args.allow_ou,
+                    args.allow_dns,
+                    args.allow_uri,
+                )?,
                 crt: args.crt,
                 key: args.key,
                 cas: args.mutual_tls_cas,
@@ -67,13 +76,55 @@ impl ServeConfig {
 }
 
 /// The TLS files of a `check` invocation.
-pub fn check_files(args: CheckArgs) -> TlsFiles {
-    TlsFiles {
+pub fn check_files(args: CheckArgs) -> Result<TlsFiles, Error> {
+    Ok(TlsFiles {
+        allow: allow_list(
+            !args.mutual_tls_cas.is_empty(),
+            args.allow_all,
+            args.allow_cn,
+            args.allow_ou,
+            args.allow_dns,
+            args.allow_uri,
+        )?,
         crt: args.crt,
         key: args.key,
         cas: args.mutual_tls_cas,
         crls: args.crl,
+    })
+}
+
+/// The identity allow-list from the `--allow-*` flags: `--allow-all` excludes the others, and
+/// any of them needs a trust store to check chains against.
+fn allow_list(
+    have_cas: bool,
+    allow_all: bool,
+    cn: Vec<String>,
+    ou: Vec<String>,
+    dns: Vec<String>,
+    uri: Vec<String>,
+) -> Result<AllowList, Error> {
+    let list = AllowList { cn, ou, dns, uri };
+    if allow_all && !list.is_empty() {
+        return Err(Error::Usage(
+            "--allow-all admits every valid client; it cannot be combined with --allow-cn, --allow-ou, --allow-dns or --allow-uri".into(),
+        ));
     }
+    if (allow_all || !list.is_empty()) && !have_cas {
+        return Err(Error::Usage(
+            "--allow-* flags need --mutual-tls-cas: without a trust store no client certificate is checked".into(),
+        ));
+    }
+    if let Some(bad) = list
+        .dns
+        .iter()
+        .chain(&list.uri)
+        .chain(&list.cn)
+        .chain(&list.ou)
+        .find(|v| v.trim().is_empty())
+    {
+        return Err(Error::Usage(format!("--allow-*: empty value {bad:?}")));
+    }
+    Ok(list)
 }
 
 /// A validated `load` invocation.

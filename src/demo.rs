@@ -31,6 +31,7 @@ pub fn run_demo() -> Result<bool, Error> {
         upstream: upstream.to_string(),
         upstream_addrs: vec![upstream],
         tls: TlsFiles {
+            allow: Default::default(),
             crt: dir.join("server.pem"),
             key: dir.join("server.key"),
             cas: vec![dir.join("ca.pem")],

@@ -60,7 +60,7 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             Err(Error::Runtime("every worker stopped".into()))
         }
         Command::Check(args) => {
-            let files = config::check_files(args);
+            let files = config::check_files(args)?;
             let material = ringtls::tls::load_tls(&files)?;
             ringtls::log_trust_warnings(&material);
             print!("{}", ringtls::check::report(&files, &material));

@@ -31,6 +31,7 @@ impl Fixture {
             p
         };
         let files = TlsFiles {
+            allow: Default::default(),
             crt: write("server.pem", &pki.server_pem),
             key: write("server.key", &pki.server_key),
             cas: vec![write("ca.pem", &pki.ca_pem)],

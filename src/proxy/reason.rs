@@ -13,6 +13,8 @@ pub enum Reject {
     Revoked,
     BadCertificate,
     WrongUsage,
+    /// The chain is valid but the client is not on the `--allow-*` lists.
+    NotAllowed,
     HandshakeTimeout,
     ProtocolError,
     /// The client aborted with an alert of its own (often: it does not trust our certificate).
@@ -33,6 +35,7 @@ impl Reject {
             Reject::Revoked => "revoked",
             Reject::BadCertificate => "bad_certificate",
             Reject::WrongUsage => "wrong_usage",
+            Reject::NotAllowed => "not_allowed",
             Reject::HandshakeTimeout => "handshake_timeout",
             Reject::ProtocolError => "protocol_error",
             Reject::ClientAlert => "client_alert",
@@ -61,6 +64,7 @@ pub fn classify(err: &Error) -> (Reject, Option<AlertDescription>) {
                 CertificateError::Revoked => Reject::Revoked,
                 CertificateError::InvalidPurpose
                 | CertificateError::InvalidPurposeContext { .. } => Reject::WrongUsage,
+                CertificateError::ApplicationVerificationFailure => Reject::NotAllowed,
                 CertificateError::UnknownRevocationStatus
                 | CertificateError::ExpiredRevocationList
                 | CertificateError::ExpiredRevocationListContext { .. } => Reject::UnknownCa,

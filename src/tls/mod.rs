@@ -3,6 +3,7 @@
 //!
 //! Everything here runs once at start (and later on reload), never per connection.
 
+pub mod allow_list;
 pub mod credentials;
 pub mod crl;
 pub mod error;
@@ -30,9 +31,11 @@ pub use trust_store::TrustStore;
 /// rustls' own ticketer does.
 const TICKET_LIFETIME_SECS: u32 = 6 * 3600;
 
-/// The files that define the TLS side, exactly as given on the command line.
+/// The files that define the TLS side, exactly as given on the command line, and the identity
+/// policy applied to clients whose chain they validate.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
+    pub allow: allow_list::AllowList,
     pub crt: PathBuf,
     pub key: PathBuf,
     pub cas: Vec<PathBuf>,
@@ -87,7 +90,15 @@ pub fn load_tls(files: &TlsFiles) -> Result<TlsMaterial, LoadError> {
         // with several CAs in a bundle, one CA's CRL must not lock out every other CA's clients.
         .allow_unknown_revocation_status()
         .build()
-        .map(verify_cache::CachingVerifier::new)
+        .map(|chain| -> Arc<dyn ClientCertVerifier> {
+            // The policy sits inside the cache: a cached verdict is chain and policy together.
+            let checked = if files.allow.is_empty() {
+                chain
+            } else {
+                allow_list::AllowListVerifier::new(chain, files.allow.clone())
+            };
+            verify_cache::CachingVerifier::new(checked)
+        })
         .map_err(LoadError::Verifier)?,
         None => WebPkiClientVerifier::no_client_auth(),
     };

@@ -247,6 +247,29 @@ impl Ca {
         self.issue(cn, params, generate_p256())
     }
 
+    /// A valid client leaf carrying the identities the `--allow-*` flags look at: subject CN and
+    /// optional OU, DNS and URI subjectAltNames.
+    pub fn client_identity(&self, cn: &str, ou: Option<&str>, dns: &[&str], uris: &[&str]) -> Leaf {
+        let mut params = leaf_params(cn);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        if let Some(ou) = ou {
+            params
+                .distinguished_name
+                .push(rcgen::DnType::OrganizationalUnitName, ou);
+        }
+        for d in dns {
+            params
+                .subject_alt_names
+                .push(rcgen::SanType::DnsName((*d).try_into().expect("DNS name")));
+        }
+        for u in uris {
+            params
+                .subject_alt_names
+                .push(rcgen::SanType::URI((*u).try_into().expect("URI")));
+        }
+        self.issue(cn, params, generate_p256())
+    }
+
     /// A server leaf (ECDSA P-256) for `localhost` and `127.0.0.1` with serverAuth EKU.
     pub fn server(&self) -> Leaf {
         self.issue("Test Server", server_params(), generate_p256())

@@ -1,0 +1,202 @@
+//! Identity allow-lists (`--allow-cn`, `--allow-ou`, `--allow-dns`, `--allow-uri`), enforced
+//! inside the handshake: a client whose chain is valid but whose certificate matches none of
+//! the entries is refused with alert access_denied (49), like ghostunnel's flags. Entries of
+//! all kinds are ORed together.
+//!
+//! Matching: CN and OU compare whole values; a DNS entry compares label by label and a URI entry
+//! path segment by path segment, where `*` stands for exactly one label or segment
+//! (`*.svc.example.com`, `spiffe://example.org/ns/*/sa/web`).
+
+use std::fmt;
+use std::sync::Arc;
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+/// Which client identities get through.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowList {
+    pub cn: Vec<String>,
+    pub ou: Vec<String>,
+    pub dns: Vec<String>,
+    pub uri: Vec<String>,
+}
+
+impl AllowList {
+    /// No entry at all: every client with a valid chain is allowed.
+    pub fn is_empty(&self) -> bool {
+        self.cn.is_empty() && self.ou.is_empty() && self.dns.is_empty() && self.uri.is_empty()
+    }
+
+    /// Whether the leaf certificate (DER) matches any entry.
+    pub fn allows(&self, leaf: &[u8]) -> bool {
+        let Ok((_, cert)) = X509Certificate::from_der(leaf) else {
+            return false;
+        };
+        let subject = cert.subject();
+        let attr_matches = |values: &[String], attrs: &mut dyn Iterator<Item = Option<&str>>| {
+            attrs.flatten().any(|v| values.iter().any(|want| want == v))
+        };
+        if attr_matches(
+            &self.cn,
+            &mut subject.iter_common_name().map(|a| a.as_str().ok()),
+        ) || attr_matches(
+            &self.ou,
+            &mut subject.iter_organizational_unit().map(|a| a.as_str().ok()),
+        ) {
+            return true;
+        }
+        let Ok(Some(san)) = cert.subject_alternative_name() else {
+            return false;
+        };
+        san.value.general_names.iter().any(|name| match name {
+            GeneralName::DNSName(d) => self.dns.iter().any(|p| matches_parts(p, d, '.')),
+            GeneralName::URI(u) => self.uri.iter().any(|p| matches_parts(p, u, '/')),
+            _ => false,
+        })
+    }
+}
+
+impl fmt::Display for AllowList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return f.write_str("any client with a valid chain (--allow-all)");
+        }
+        let mut first = true;
+        for (kind, values) in [
+            ("CN", &self.cn),
+            ("OU", &self.ou),
+            ("DNS", &self.dns),
+            ("URI", &self.uri),
+        ] {
+            for v in values {
+                if !first {
+                    f.write_str(" or ")?;
+                }
+                first = false;
+                write!(f, "{kind}={v}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Compares `pattern` and `value` part by part (split on `sep`); `*` matches one whole part.
+/// DNS names compare case-insensitively (RFC 4343), URIs exactly.
+fn matches_parts(pattern: &str, value: &str, sep: char) -> bool {
+    let mut want = pattern.split(sep);
+    let mut have = value.split(sep);
+    loop {
+        match (want.next(), have.next()) {
+            (None, None) => return true,
+            (Some("*"), Some(part)) if !part.is_empty() => {}
+            (Some(w), Some(h)) if sep == '.' && w.eq_ignore_ascii_case(h) => {}
+            (Some(w), Some(h)) if w == h => {}
+            _ => return false,
+        }
+    }
+}
+
+/// Wraps the chain verifier: a valid chain must also match the allow-list.
+#[derive(Debug)]
+pub struct AllowListVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    allow: AllowList,
+}
+
+impl AllowListVerifier {
+    pub fn new(inner: Arc<dyn ClientCertVerifier>, allow: AllowList) -> Arc<AllowListVerifier> {
+        Arc::new(AllowListVerifier { inner, allow })
+    }
+}
+
+impl ClientCertVerifier for AllowListVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        if self.allow.allows(end_entity) {
+            Ok(verified)
+        } else {
+            // rustls answers this with alert access_denied (49).
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn star_matches_exactly_one_label_or_segment() {
+        assert!(matches_parts("*.example.com", "a.example.com", '.'));
+        assert!(matches_parts("*.example.com", "A.Example.COM", '.'));
+        assert!(!matches_parts("*.example.com", "a.b.example.com", '.'));
+        assert!(!matches_parts("*.example.com", "example.com", '.'));
+        assert!(matches_parts(
+            "spiffe://example.org/ns/*/sa/web",
+            "spiffe://example.org/ns/prod/sa/web",
+            '/'
+        ));
+        assert!(!matches_parts(
+            "spiffe://example.org/ns/*/sa/web",
+            "spiffe://example.org/ns/a/b/sa/web",
+            '/'
+        ));
+        assert!(!matches_parts(
+            "spiffe://example.org/ns/*",
+            "spiffe://example.org/ns/",
+            '/'
+        ));
+        assert!(!matches_parts(
+            "spiffe://Example.org/x",
+            "spiffe://example.org/x",
+            '/'
+        ));
+    }
+}
