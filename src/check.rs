@@ -3,10 +3,10 @@
 
 use std::fmt::Write;
 
-use crate::tls::{TlsFiles, TlsMaterial, x509};
+use crate::tls::{TlsMaterial, TlsSettings, x509};
 
 /// Renders the report of successfully loaded material.
-pub fn report(files: &TlsFiles, material: &TlsMaterial) -> String {
+pub fn report(files: &TlsSettings, material: &TlsMaterial) -> String {
     let mut out = String::new();
     // Writing into a String cannot fail; the results are ignored throughout.
     match &material.trust_store {

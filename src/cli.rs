@@ -61,6 +61,12 @@ pub struct ServeArgs {
     /// admit every client whose chain is valid (the explicit opposite of the --allow-* lists)
     #[argh(switch)]
     pub allow_all: bool,
+    /// lowest TLS version accepted: 1.2 or 1.3 (default 1.2)
+    #[argh(option, default = "String::from(\"1.2\")")]
+    pub tls_min: String,
+    /// UNSAFE, for debugging: append TLS secrets to FILE (NSS key-log format, for Wireshark)
+    #[argh(option)]
+    pub unsafe_keylog: Option<PathBuf>,
     /// worker threads, each pinned to a core (default: the cores this process may use)
     #[argh(option)]
     pub threads: Option<usize>,

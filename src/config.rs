@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::cli::{CheckArgs, LoadArgs, ServeArgs};
 use crate::error::Error;
 use crate::load::{ClientTls, LoadPlan, Mode};
-use crate::tls::TlsFiles;
+use crate::tls::TlsSettings;
 use crate::tls::allow_list::AllowList;
 
 /// A validated `serve` invocation.
@@ -19,7 +19,7 @@ pub struct ServeConfig {
     pub upstream: String,
     /// The upstream's addresses, resolved at start, tried in turn.
     pub upstream_addrs: Vec<SocketAddr>,
-    pub tls: TlsFiles,
+    pub tls: TlsSettings,
     pub threads: usize,
     pub handshake_timeout: Duration,
     pub connect_timeout: Duration,
@@ -52,7 +52,9 @@ impl ServeConfig {
             listen,
             upstream: args.upstream,
             upstream_addrs,
-            tls: TlsFiles {
+            tls: TlsSettings {
+                tls13_only: parse_tls_min(&args.tls_min)?,
+                keylog: args.unsafe_keylog,
                 allow: allow_list(
                     !args.mutual_tls_cas.is_empty(),
                     args.allow_all,
@@ -76,8 +78,10 @@ impl ServeConfig {
 }
 
 /// The TLS files of a `check` invocation.
-pub fn check_files(args: CheckArgs) -> Result<TlsFiles, Error> {
-    Ok(TlsFiles {
+pub fn check_files(args: CheckArgs) -> Result<TlsSettings, Error> {
+    Ok(TlsSettings {
+        tls13_only: false,
+        keylog: None,
         allow: allow_list(
             !args.mutual_tls_cas.is_empty(),
             args.allow_all,
@@ -91,6 +95,17 @@ pub fn check_files(args: CheckArgs) -> Result<TlsFiles, Error> {
         cas: args.mutual_tls_cas,
         crls: args.crl,
     })
+}
+
+/// `--tls-min`: whether TLS 1.2 is turned off.
+fn parse_tls_min(s: &str) -> Result<bool, Error> {
+    match s {
+        "1.2" => Ok(false),
+        "1.3" => Ok(true),
+        other => Err(Error::Usage(format!(
+            "--tls-min {other}: expected 1.2 or 1.3 (older versions are not supported)"
+        ))),
+    }
 }
 
 /// The identity allow-list from the `--allow-*` flags: `--allow-all` excludes the others, and

@@ -16,7 +16,7 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 use crate::config::ServeConfig;
 use crate::error::Error;
-use crate::tls::TlsFiles;
+use crate::tls::TlsSettings;
 
 const MESSAGE: &[u8] = b"hello through mutual TLS\n";
 
@@ -30,8 +30,10 @@ pub fn run_demo() -> Result<bool, Error> {
         listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
         upstream: upstream.to_string(),
         upstream_addrs: vec![upstream],
-        tls: TlsFiles {
+        tls: TlsSettings {
             allow: Default::default(),
+            tls13_only: false,
+            keylog: None,
             crt: dir.join("server.pem"),
             key: dir.join("server.key"),
             cas: vec![dir.join("ca.pem")],

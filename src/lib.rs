@@ -43,6 +43,13 @@ use telemetry::log::Quoted;
 pub fn start(config: &ServeConfig) -> Result<Server, Error> {
     let material = tls::load_tls(&config.tls)?;
     log_trust_warnings(&material);
+    if let Some(path) = &config.tls.keylog {
+        warn!(
+            "tls.unsafe_keylog",
+            "writing TLS secrets to {}: anyone who can read it can decrypt this traffic; for debugging only",
+            Quoted(&path.display().to_string())
+        );
+    }
     info!(
         "serve.start",
         "listen={:?} upstream={} threads={} cas={} crls={}",

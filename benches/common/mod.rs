@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use ringtls::engine;
 use ringtls::pki::DevPki;
-use ringtls::tls::{TlsFiles, load_tls};
+use ringtls::tls::{TlsSettings, load_tls};
 use rustls::client::Resumption;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -30,8 +30,10 @@ impl Fixture {
             std::fs::write(&p, body).expect("write");
             p
         };
-        let files = TlsFiles {
+        let files = TlsSettings {
             allow: Default::default(),
+            tls13_only: false,
+            keylog: None,
             crt: write("server.pem", &pki.server_pem),
             key: write("server.key", &pki.server_key),
             cas: vec![write("ca.pem", &pki.ca_pem)],

@@ -1,7 +1,7 @@
 //! Why a connection was rejected or closed: one vocabulary for the log (and later the metrics),
 //! derived from the rustls error so the reason and the alert the client saw always agree.
 
-use rustls::{AlertDescription, CertificateError, Error};
+use rustls::{AlertDescription, CertificateError, Error, PeerIncompatible};
 
 /// The reason a client did not get through the handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +74,17 @@ pub fn classify(err: &Error) -> (Reject, Option<AlertDescription>) {
         }
         Error::AlertReceived(_) => (Reject::ClientAlert, None),
         Error::InvalidMessage(_) => (Reject::ProtocolError, Some(AlertDescription::DecodeError)),
+        // rustls answers a version it does not speak (below TLS 1.2, or 1.2 under
+        // `--tls-min 1.3`) with protocol_version (70), anything else incompatible with
+        // handshake_failure (40).
+        Error::PeerIncompatible(
+            PeerIncompatible::Tls12NotOffered
+            | PeerIncompatible::Tls12NotOfferedOrEnabled
+            | PeerIncompatible::SupportedVersionsExtensionRequired,
+        ) => (
+            Reject::ProtocolError,
+            Some(AlertDescription::ProtocolVersion),
+        ),
         Error::PeerIncompatible(_) => (
             Reject::ProtocolError,
             Some(AlertDescription::HandshakeFailure),

@@ -7,6 +7,7 @@ pub mod allow_list;
 pub mod credentials;
 pub mod crl;
 pub mod error;
+pub mod keylog;
 mod pem;
 pub mod tickets;
 pub mod trust_store;
@@ -31,18 +32,21 @@ pub use trust_store::TrustStore;
 /// rustls' own ticketer does.
 const TICKET_LIFETIME_SECS: u32 = 6 * 3600;
 
-/// The files that define the TLS side, exactly as given on the command line, and the identity
-/// policy applied to clients whose chain they validate.
+/// The TLS side as given on the command line: the files, the identity policy applied to
+/// clients whose chain they validate, the lowest protocol version and the debugging key log.
 #[derive(Debug, Clone)]
-pub struct TlsFiles {
+pub struct TlsSettings {
     pub allow: allow_list::AllowList,
+    /// `--tls-min 1.3` turns TLS 1.2 off.
+    pub tls13_only: bool,
+    pub keylog: Option<PathBuf>,
     pub crt: PathBuf,
     pub key: PathBuf,
     pub cas: Vec<PathBuf>,
     pub crls: Vec<PathBuf>,
 }
 
-/// Everything loaded from [`TlsFiles`], validated, plus the shared server configuration.
+/// Everything loaded from [`TlsSettings`], validated, plus the shared server configuration.
 pub struct TlsMaterial {
     pub server_config: Arc<ServerConfig>,
     /// The client verifier inside `server_config`, kept to re-check resumed sessions.
@@ -70,7 +74,7 @@ pub fn provider() -> Arc<CryptoProvider> {
 }
 
 /// Loads and validates every file, then builds the `ServerConfig`.
-pub fn load_tls(files: &TlsFiles) -> Result<TlsMaterial, LoadError> {
+pub fn load_tls(files: &TlsSettings) -> Result<TlsMaterial, LoadError> {
     let provider = provider();
     let credentials = credentials::load_server_credentials(&files.crt, &files.key, &provider)?;
     let crls = crl::load_crls(&files.crls)?;
@@ -103,14 +107,22 @@ pub fn load_tls(files: &TlsFiles) -> Result<TlsMaterial, LoadError> {
         None => WebPkiClientVerifier::no_client_auth(),
     };
 
+    let versions: &[&rustls::SupportedProtocolVersion] = if files.tls13_only {
+        &[&rustls::version::TLS13]
+    } else {
+        &[&rustls::version::TLS13, &rustls::version::TLS12]
+    };
     let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .with_protocol_versions(versions)
         .map_err(LoadError::Config)?
         .with_client_cert_verifier(verifier.clone())
         .with_cert_resolver(Arc::new(SingleCertAndKey::from(
             credentials.certified_key.clone(),
         )));
     config.ignore_client_order = true;
+    if let Some(path) = &files.keylog {
+        config.key_log = Arc::new(keylog::KeyLogFile::open(path)?);
+    }
     // Clients try HTTP/1.1 and h2 through us; we forward bytes and so advertise no ALPN.
     config.alpn_protocols = Vec::new();
     // Resumption through stateless tickets only: no session cache shared (and locked) by the
