@@ -61,6 +61,10 @@ pub struct ServeArgs {
     /// admit every client whose chain is valid (the explicit opposite of the --allow-* lists)
     #[argh(switch)]
     pub allow_all: bool,
+    /// send a PROXY protocol v2 header (addresses, SNI, ALPN, TLS and client certificate) to
+    /// the upstream before any client byte
+    #[argh(switch)]
+    pub proxy_protocol: bool,
     /// lowest TLS version accepted: 1.2 or 1.3 (default 1.2)
     #[argh(option, default = "String::from(\"1.2\")")]
     pub tls_min: String,

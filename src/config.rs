@@ -25,6 +25,7 @@ pub struct ServeConfig {
     pub connect_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_conns: Option<usize>,
+    pub proxy_protocol: bool,
 }
 
 impl ServeConfig {
@@ -73,6 +74,7 @@ impl ServeConfig {
             connect_timeout: parse_duration("--connect-timeout", &args.connect_timeout)?,
             idle_timeout: parse_duration("--idle-timeout", &args.idle_timeout)?,
             max_conns: args.max_conns,
+            proxy_protocol: args.proxy_protocol,
         })
     }
 }

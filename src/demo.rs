@@ -44,6 +44,7 @@ pub fn run_demo() -> Result<bool, Error> {
         connect_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(30),
         max_conns: None,
+        proxy_protocol: false,
     };
     let server = crate::start(&config)?;
     let addr = server.local_addrs()[0];

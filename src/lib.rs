@@ -66,6 +66,7 @@ pub fn start(config: &ServeConfig) -> Result<Server, Error> {
         handshake_timeout: config.handshake_timeout,
         connect_timeout: config.connect_timeout,
         idle_timeout: config.idle_timeout,
+        proxy_protocol: config.proxy_protocol,
     });
     let plan = runtime::WorkerPlan {
         listen: config.listen.clone(),

@@ -9,6 +9,7 @@
 mod buffers;
 pub mod handshake;
 mod notify;
+pub mod proxy_v2;
 pub mod reason;
 pub mod relay;
 
@@ -34,6 +35,8 @@ pub struct Settings {
     pub handshake_timeout: Duration,
     pub connect_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Send a PROXY protocol v2 header to the upstream before any client byte.
+    pub proxy_protocol: bool,
 }
 
 /// Serves one accepted client to completion. Never panics on anything the client sends.
@@ -129,6 +132,14 @@ pub async fn serve_connection(
         }
     };
 
+    let first = if settings.proxy_protocol {
+        let mut header = proxy_header(&conn, peer, stream.local_addr().unwrap_or(peer));
+        header.extend_from_slice(&first);
+        header
+    } else {
+        first
+    };
+
     // Room for a whole bulk read of upstream bytes as records, so one client write carries it.
     conn.set_buffer_limit(Some(2 * buffers::HUGE));
     let counters = relay::Counters::default();
@@ -157,6 +168,46 @@ pub async fn serve_connection(
         started.elapsed().as_millis(),
         Quoted(&detail)
     );
+}
+
+/// The PROXY v2 header for this connection (see `proxy_v2`).
+fn proxy_header(conn: &ServerConnection, peer: SocketAddr, local: SocketAddr) -> Vec<u8> {
+    let version = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        _ => "unknown",
+    };
+    // rustls spells TLS 1.3 suites `TLS13_AES_128_GCM_SHA256`; IANA (and OpenSSL) `TLS_...`.
+    let cipher = conn
+        .negotiated_cipher_suite()
+        .map(|s| format!("{:?}", s.suite()).replacen("TLS13_", "TLS_", 1))
+        .unwrap_or_default();
+    let leaf = conn.peer_certificates().and_then(|chain| chain.first());
+    let facts = leaf.and_then(|der| crate::tls::x509::leaf_facts(der));
+    let fingerprint = leaf.map(|der| {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der).as_ref());
+        out
+    });
+    let info = proxy_v2::ClientInfo {
+        alpn: conn.alpn_protocol(),
+        sni: conn.server_name(),
+        version,
+        cipher: &cipher,
+        cert: facts
+            .as_ref()
+            .zip(fingerprint)
+            .map(|(f, fingerprint)| proxy_v2::CertFacts {
+                cn: &f.cn,
+                sig_alg: &f.sig_alg,
+                key_alg: &f.key_alg,
+                fingerprint,
+            }),
+        resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+    };
+    let mut header = Vec::with_capacity(256);
+    proxy_v2::encode(peer, local, &info, &mut header);
+    header
 }
 
 /// A resumed session skips chain verification; re-run it (served from the per-worker verdict

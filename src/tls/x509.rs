@@ -84,6 +84,43 @@ pub fn leaf_common_name(der: &[u8]) -> String {
     }
 }
 
+/// OpenSSL's short names for the algorithms a client certificate commonly uses, as HAProxy's
+/// `ssl_c_sig_alg` / `ssl_c_key_alg` report them; the dotted OID otherwise.
+fn algorithm_name(oid: &str) -> String {
+    match oid {
+        "1.2.840.10045.4.3.2" => "ecdsa-with-SHA256",
+        "1.2.840.10045.4.3.3" => "ecdsa-with-SHA384",
+        "1.2.840.10045.4.3.4" => "ecdsa-with-SHA512",
+        "1.2.840.113549.1.1.11" => "sha256WithRSAEncryption",
+        "1.2.840.113549.1.1.12" => "sha384WithRSAEncryption",
+        "1.2.840.113549.1.1.13" => "sha512WithRSAEncryption",
+        "1.2.840.113549.1.1.10" => "rsassaPss",
+        "1.2.840.10045.2.1" => "id-ecPublicKey",
+        "1.2.840.113549.1.1.1" => "rsaEncryption",
+        "1.3.101.112" => "ED25519",
+        other => other,
+    }
+    .to_owned()
+}
+
+/// What the PROXY protocol header carries about a client's leaf certificate: subject CN,
+/// signature algorithm and public-key algorithm.
+pub struct LeafFacts {
+    pub cn: String,
+    pub sig_alg: String,
+    pub key_alg: String,
+}
+
+/// Reads `LeafFacts` from a leaf certificate; `None` if it cannot be parsed.
+pub fn leaf_facts(der: &[u8]) -> Option<LeafFacts> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    Some(LeafFacts {
+        cn: common_name(&name_or_empty(cert.subject())).to_owned(),
+        sig_alg: algorithm_name(&cert.signature_algorithm.algorithm.to_id_string()),
+        key_alg: algorithm_name(&cert.public_key().algorithm.algorithm.to_id_string()),
+    })
+}
+
 fn name_or_empty(name: &X509Name<'_>) -> String {
     let s = name.to_string();
     if s.is_empty() { "no subject".into() } else { s }

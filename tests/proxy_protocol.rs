@@ -1,0 +1,156 @@
+//! `--proxy-protocol`: the upstream receives a PROXY protocol v2 header before any client byte.
+//! The parser below is written from HAProxy's `doc/proxy-protocol.txt`, not from our encoder.
+
+mod common;
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use common::client::{handshake, send_close_notify};
+use common::{Setup, Upstream, Version};
+
+/// A parsed PROXY v2 header and the bytes that followed it.
+#[derive(Debug)]
+struct Parsed {
+    src: SocketAddr,
+    dst: SocketAddr,
+    tlvs: Vec<(u8, Vec<u8>)>,
+    rest: Vec<u8>,
+}
+
+fn u16_at(b: &[u8], i: usize) -> usize {
+    usize::from(u16::from_be_bytes([b[i], b[i + 1]]))
+}
+
+fn parse_tlvs(mut b: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        assert!(b.len() >= 3, "truncated TLV header: {b:?}");
+        let (kind, len) = (b[0], u16_at(b, 1));
+        assert!(b.len() >= 3 + len, "TLV 0x{kind:02x} overruns the header");
+        out.push((kind, b[3..3 + len].to_vec()));
+        b = &b[3 + len..];
+    }
+    out
+}
+
+fn parse(bytes: &[u8]) -> Parsed {
+    assert!(
+        bytes.len() >= 16,
+        "too short for a PROXY v2 header: {bytes:?}"
+    );
+    assert_eq!(
+        &bytes[..12],
+        b"\x0D\x0A\x0D\x0A\x00\x0D\x0A\x51\x55\x49\x54\x0A",
+        "signature"
+    );
+    assert_eq!(bytes[12], 0x21, "version 2, command PROXY");
+    let len = u16_at(bytes, 14);
+    let body = &bytes[16..16 + len];
+    let (src, dst, tlvs) = match bytes[13] {
+        0x11 => {
+            let ip = |o: usize| IpAddr::from([body[o], body[o + 1], body[o + 2], body[o + 3]]);
+            let (sp, dp) = (u16_at(body, 8) as u16, u16_at(body, 10) as u16);
+            (
+                SocketAddr::new(ip(0), sp),
+                SocketAddr::new(ip(4), dp),
+                &body[12..],
+            )
+        }
+        0x21 => {
+            let ip = |o: usize| {
+                let mut a = [0u8; 16];
+                a.copy_from_slice(&body[o..o + 16]);
+                IpAddr::from(a)
+            };
+            let (sp, dp) = (u16_at(body, 32) as u16, u16_at(body, 34) as u16);
+            (
+                SocketAddr::new(ip(0), sp),
+                SocketAddr::new(ip(16), dp),
+                &body[36..],
+            )
+        }
+        other => panic!("unexpected family/protocol byte 0x{other:02x}"),
+    };
+    Parsed {
+        src,
+        dst,
+        tlvs: parse_tlvs(tlvs),
+        rest: bytes[16 + len..].to_vec(),
+    }
+}
+
+fn tlv(tlvs: &[(u8, Vec<u8>)], kind: u8) -> Option<&[u8]> {
+    tlvs.iter()
+        .find(|(k, _)| *k == kind)
+        .map(|(_, v)| v.as_slice())
+}
+
+#[test]
+fn sends_proxy_v2_header_with_client_identity_before_client_bytes() {
+    let setup = Setup::new();
+    let upstream = Upstream::record();
+    let server = setup
+        .serve(upstream.addr)
+        .args(["--proxy-protocol"])
+        .start();
+    let alice = setup.ca.client("Alice Proxy");
+    let mut stream =
+        handshake(server.addr(), &setup.client(&alice).version(Version::Tls13)).expect("handshake");
+    let client_addr = stream.sock.local_addr().expect("client addr");
+    stream.write_all(b"first client bytes").expect("write");
+    stream.flush().expect("flush");
+    send_close_notify(&mut stream).expect("close_notify");
+    let received = upstream.wait_received(1, Duration::from_secs(10));
+    let p = parse(&received[0]);
+
+    assert_eq!(p.src, client_addr, "source is the client");
+    assert_eq!(p.dst, server.addr(), "destination is our listener");
+    assert_eq!(
+        p.rest, b"first client bytes",
+        "client bytes follow the header, intact"
+    );
+    assert_eq!(
+        tlv(&p.tlvs, 0x02),
+        Some(&b"localhost"[..]),
+        "AUTHORITY carries the SNI"
+    );
+    assert_eq!(tlv(&p.tlvs, 0x01), None, "no ALPN was negotiated");
+
+    let unique = tlv(&p.tlvs, 0x05).expect("UNIQUE_ID");
+    assert_eq!(
+        unique,
+        &common::sha256(&alice.cert)[..],
+        "UNIQUE_ID is the leaf's SHA-256"
+    );
+
+    let ssl = tlv(&p.tlvs, 0x20).expect("SSL TLV");
+    assert_eq!(ssl[0] & 0x01, 0x01, "PP2_CLIENT_SSL");
+    assert_eq!(ssl[0] & 0x02, 0x02, "PP2_CLIENT_CERT_CONN");
+    assert_eq!(
+        &ssl[1..5],
+        &[0, 0, 0, 0],
+        "verify = 0: certificate verified"
+    );
+    let sub = parse_tlvs(&ssl[5..]);
+    assert_eq!(tlv(&sub, 0x21), Some(&b"TLSv1.3"[..]));
+    assert_eq!(tlv(&sub, 0x22), Some(&b"Alice Proxy"[..]));
+    assert_eq!(tlv(&sub, 0x23), Some(&b"TLS_AES_128_GCM_SHA256"[..]));
+    assert_eq!(tlv(&sub, 0x24), Some(&b"ecdsa-with-SHA256"[..]));
+    assert_eq!(tlv(&sub, 0x25), Some(&b"id-ecPublicKey"[..]));
+}
+
+#[test]
+fn sends_no_header_without_the_flag() {
+    let setup = Setup::new();
+    let upstream = Upstream::record();
+    let server = setup.serve(upstream.addr).start();
+    let alice = setup.ca.client("Alice");
+    let mut stream = handshake(server.addr(), &setup.client(&alice)).expect("handshake");
+    stream.write_all(b"plain").expect("write");
+    stream.flush().expect("flush");
+    send_close_notify(&mut stream).expect("close_notify");
+    let received = upstream.wait_received(1, Duration::from_secs(10));
+    assert_eq!(received[0], b"plain");
+}
