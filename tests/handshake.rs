@@ -533,3 +533,36 @@ fn refuses_resumed_session_after_client_certificate_expired() {
         "the expired session reached the upstream"
     );
 }
+
+#[test]
+fn forwards_close_notify_sent_in_the_same_flight_as_finished() {
+    use std::io::Write as _;
+    let setup = Setup::new();
+    let upstream = Upstream::record();
+    let server = start(&setup, &upstream);
+    let alice = setup.ca.client("Alice");
+    let mut conn = setup.client(&alice).version(Version::Tls13).connection();
+    let mut sock = tcp_connect(server.addr());
+    // Drive the handshake by hand until the client has read the server's flight and holds its
+    // own Finished, unsent.
+    while conn.wants_write() {
+        conn.write_tls(&mut sock).expect("ClientHello");
+    }
+    while conn.is_handshaking() {
+        conn.read_tls(&mut sock).expect("server flight");
+        conn.process_new_packets().expect("server flight is valid");
+    }
+    // Finished, data and close_notify leave in one write, so the server reads them together.
+    conn.writer().write_all(b"last words").expect("queue data");
+    conn.send_close_notify();
+    let mut flight = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut flight).expect("serialize");
+    }
+    sock.write_all(&flight).expect("send flight");
+    let received = upstream.wait_received(1, std::time::Duration::from_secs(10));
+    assert_eq!(
+        received[0], b"last words",
+        "data lost or upstream never saw EOF"
+    );
+}

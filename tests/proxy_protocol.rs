@@ -154,3 +154,74 @@ fn sends_no_header_without_the_flag() {
     let received = upstream.wait_received(1, Duration::from_secs(10));
     assert_eq!(received[0], b"plain");
 }
+
+/// HAProxy as the upstream (`accept-proxy`): a real peer proves the encoding. HAProxy 2.6 logs
+/// the addresses it took from the header and the AUTHORITY and UNIQUE_ID TLVs.
+#[test]
+fn haproxy_accepts_our_proxy_header() {
+    use common::process::{Spawned, have_program};
+    if !have_program("haproxy") {
+        eprintln!(
+            "SKIPPED: haproxy not found (apt-get install haproxy); PROXY v2 not checked against a real peer"
+        );
+        return;
+    }
+    let setup = Setup::new();
+    let echo = Upstream::echo();
+    // A free port for HAProxy: bound, read and released (HAProxy cannot report a port 0 bind).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let config = setup.dir.write(
+        "haproxy.cfg",
+        format!(
+            "global\n    log stderr format raw local0\n\
+             defaults\n    mode tcp\n    log global\n    timeout connect 2s\n    timeout client 10s\n    timeout server 10s\n\
+             frontend fe\n    bind 127.0.0.1:{port} accept-proxy\n\
+             \x20   log-format \"PP src=%ci:%cp dst=%fi:%fp authority=%[fc_pp_authority] uid=%[fc_pp_unique_id,hex]\"\n\
+             \x20   default_backend be\n\
+             backend be\n    server echo {}\n",
+            echo.addr
+        ),
+    );
+    let mut cmd = std::process::Command::new("haproxy");
+    cmd.arg("-f").arg(&config).arg("-db");
+    let haproxy = Spawned::spawn(cmd);
+    let haproxy_addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    // Readiness: HAProxy prints nothing when it binds, so wait until its port accepts.
+    let ready = (0..200).any(|_| {
+        if std::net::TcpStream::connect_timeout(&haproxy_addr, Duration::from_millis(100)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(25)); // readiness-ok: bounded poll of HAProxy's port
+        false
+    });
+    assert!(ready, "haproxy did not listen\n{}", haproxy.output());
+
+    let server = setup.serve(haproxy_addr).args(["--proxy-protocol"]).start();
+    let alice = setup.ca.client("Alice Proxy");
+    let mut stream = common::connect(server.addr(), &setup.client(&alice))
+        .expect("echo through ringtls and haproxy");
+    let client_addr = stream.sock.local_addr().expect("client addr");
+    send_close_notify(&mut stream).expect("close_notify");
+    drop(stream);
+
+    let want = format!("PP src={client_addr} dst={}", server.addr());
+    let logged = haproxy
+        .stderr
+        .wait_for(Duration::from_secs(10), |text| text.contains(&want));
+    assert!(
+        logged,
+        "haproxy never logged {want:?}\n{}",
+        haproxy.output()
+    );
+    let text = haproxy.stderr.text();
+    let line = text.lines().find(|l| l.contains(&want)).expect("line");
+    assert!(line.contains("authority=localhost"), "{line}");
+    let uid: String = common::sha256(&alice.cert)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    assert!(line.contains(&format!("uid={uid}")), "{line}");
+}

@@ -23,19 +23,28 @@ pub enum HandshakeError {
     Io(io::Error),
 }
 
-/// Runs the server side of the handshake, reading into `buf`. On success returns the plaintext
-/// the client already sent, to be forwarded first.
+/// What the client sent along with the end of its handshake.
+#[derive(Debug, Default)]
+pub struct Early {
+    /// Plaintext to forward before anything else.
+    pub plain: Vec<u8>,
+    /// The client's close_notify came in the same reads: nothing more will come from it.
+    pub closed: bool,
+}
+
+/// Runs the server side of the handshake, reading into `buf`. On success returns what the
+/// client already sent after its Finished.
 pub async fn accept_client(
     stream: &mut TcpStream,
     conn: &mut ServerConnection,
     mut buf: Vec<u8>,
     out: &mut Vec<u8>,
-) -> Result<Vec<u8>, HandshakeError> {
-    let mut plain = Vec::new();
+) -> Result<Early, HandshakeError> {
+    let mut early = Early::default();
     loop {
         flush(stream, conn, out).await?;
         if !conn.is_handshaking() {
-            return Ok(plain);
+            return Ok(early);
         }
         buf.clear();
         let (res, b) = stream.read(buf).await;
@@ -44,10 +53,13 @@ pub async fn accept_client(
         if n == 0 {
             return Err(HandshakeError::Eof);
         }
-        if let Err(e) = engine::feed(&mut **conn, &buf[..n], &mut plain) {
-            // Best effort: the alert goes out unless the client is already gone.
-            let _ = flush(stream, conn, out).await;
-            return Err(HandshakeError::Tls(e));
+        match engine::feed(&mut **conn, &buf[..n], &mut early.plain) {
+            Ok(fed) => early.closed |= fed.peer_closed,
+            Err(e) => {
+                // Best effort: the alert goes out unless the client is already gone.
+                let _ = flush(stream, conn, out).await;
+                return Err(HandshakeError::Tls(e));
+            }
         }
     }
 }

@@ -72,8 +72,8 @@ pub async fn serve_connection(
         ),
     )
     .await;
-    let first = match handshake {
-        Ok(Ok(done)) => done,
+    let mut early = match handshake {
+        Ok(Ok(early)) => early,
         Ok(Err(err)) => return log_rejected(worker, peer, started, &err),
         Err(_) => {
             return log_reject(
@@ -132,13 +132,11 @@ pub async fn serve_connection(
         }
     };
 
-    let first = if settings.proxy_protocol {
+    if settings.proxy_protocol {
         let mut header = proxy_header(&conn, peer, stream.local_addr().unwrap_or(peer));
-        header.extend_from_slice(&first);
-        header
-    } else {
-        first
-    };
+        header.extend_from_slice(&early.plain);
+        early.plain = header;
+    }
 
     // Room for a whole bulk read of upstream bytes as records, so one client write carries it.
     conn.set_buffer_limit(Some(2 * buffers::HUGE));
@@ -149,8 +147,7 @@ pub async fn serve_connection(
         stream,
         upstream,
         conn,
-        first,
-        buffers::ReadBuf::small(),
+        early,
         settings.idle_timeout,
         &counters,
     )

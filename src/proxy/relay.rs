@@ -23,6 +23,7 @@ use monoio::net::TcpStream;
 use rustls::ServerConnection;
 
 use super::buffers::{self, ReadBuf};
+use super::handshake::Early;
 use super::notify::Notify;
 use crate::engine;
 
@@ -90,13 +91,13 @@ impl Counters {
     }
 }
 
-/// Relays until both directions have ended, or until the first error or idle timeout.
+/// Relays until both directions have ended, or until the first error or idle timeout. `early`
+/// is what the client sent with the end of its handshake, forwarded first.
 pub async fn relay(
     client: TcpStream,
     upstream: TcpStream,
     conn: Box<ServerConnection>,
-    first: Vec<u8>,
-    client_read: ReadBuf,
+    early: Early,
     idle: Duration,
     counters: &Counters,
 ) -> Result<(), RelayError> {
@@ -108,15 +109,7 @@ pub async fn relay(
     let upstream_done = Cell::new(false);
 
     let result = {
-        let up = client_to_upstream(
-            &conn,
-            &mut cr,
-            &mut uw,
-            first,
-            client_read,
-            &to_writer,
-            counters,
-        );
+        let up = client_to_upstream(&conn, &mut cr, &mut uw, early, &to_writer, counters);
         let down = upstream_to_client(&conn, &mut ur, &to_writer, &space, &upstream_done, counters);
         let write = write_client(&conn, &mut cw, &to_writer, &space, &upstream_done);
         monoio::select! {
@@ -147,12 +140,15 @@ async fn client_to_upstream(
     conn: &RefCell<Box<ServerConnection>>,
     cr: &mut OwnedReadHalf<TcpStream>,
     uw: &mut OwnedWriteHalf<TcpStream>,
-    mut plain: Vec<u8>,
-    mut read_buf: ReadBuf,
+    early: Early,
     to_writer: &Notify,
     counters: &Counters,
 ) -> Result<(), RelayError> {
-    let mut closed = false;
+    let Early {
+        mut plain,
+        mut closed,
+    } = early;
+    let mut read_buf = ReadBuf::small();
     let mut idle = false;
     loop {
         if !plain.is_empty() {
