@@ -65,6 +65,9 @@ pub struct ServeArgs {
     /// the upstream before any client byte
     #[argh(switch)]
     pub proxy_protocol: bool,
+    /// ALPN protocol to advertise, e.g. h2 or http/1.1 (repeatable, in preference order)
+    #[argh(option)]
+    pub alpn: Vec<String>,
     /// lowest TLS version accepted: 1.2 or 1.3 (default 1.2)
     #[argh(option, default = "String::from(\"1.2\")")]
     pub tls_min: String,

@@ -56,6 +56,7 @@ impl ServeConfig {
             tls: TlsSettings {
                 tls13_only: parse_tls_min(&args.tls_min)?,
                 keylog: args.unsafe_keylog,
+                alpn: parse_alpn(args.alpn)?,
                 allow: allow_list(
                     !args.mutual_tls_cas.is_empty(),
                     args.allow_all,
@@ -84,6 +85,7 @@ pub fn check_files(args: CheckArgs) -> Result<TlsSettings, Error> {
     Ok(TlsSettings {
         tls13_only: false,
         keylog: None,
+        alpn: Vec::new(),
         allow: allow_list(
             !args.mutual_tls_cas.is_empty(),
             args.allow_all,
@@ -97,6 +99,16 @@ pub fn check_files(args: CheckArgs) -> Result<TlsSettings, Error> {
         cas: args.mutual_tls_cas,
         crls: args.crl,
     })
+}
+
+/// `--alpn`: protocol names of 1 to 255 bytes (RFC 7301 §3.1).
+fn parse_alpn(protocols: Vec<String>) -> Result<Vec<String>, Error> {
+    match protocols.iter().find(|p| p.is_empty() || p.len() > 255) {
+        Some(bad) => Err(Error::Usage(format!(
+            "--alpn {bad:?}: a protocol name is 1 to 255 bytes"
+        ))),
+        None => Ok(protocols),
+    }
 }
 
 /// `--tls-min`: whether TLS 1.2 is turned off.

@@ -34,6 +34,7 @@ pub fn run_demo() -> Result<bool, Error> {
             allow: Default::default(),
             tls13_only: false,
             keylog: None,
+            alpn: Vec::new(),
             crt: dir.join("server.pem"),
             key: dir.join("server.key"),
             cas: vec![dir.join("ca.pem")],

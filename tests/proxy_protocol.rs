@@ -225,3 +225,33 @@ fn haproxy_accepts_our_proxy_header() {
         .collect();
     assert!(line.contains(&format!("uid={uid}")), "{line}");
 }
+
+#[test]
+fn advertises_alpn_and_forwards_the_choice_in_the_header() {
+    let setup = Setup::new();
+    let upstream = Upstream::record();
+    let server = setup
+        .serve(upstream.addr)
+        .args(["--proxy-protocol", "--alpn", "h2", "--alpn", "http/1.1"])
+        .start();
+    let alice = setup.ca.client("Alice");
+    let mut config = (*setup.client(&alice).config()).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("client");
+    let mut stream = rustls::StreamOwned::new(conn, common::client::tcp_connect(server.addr()));
+    while stream.conn.is_handshaking() {
+        stream
+            .conn
+            .complete_io(&mut stream.sock)
+            .expect("handshake");
+    }
+    assert_eq!(stream.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+    stream.write_all(b"GET / HTTP/1.1\r\n\r\n").expect("write");
+    stream.flush().expect("flush");
+    send_close_notify(&mut stream).expect("close_notify");
+    let received = upstream.wait_received(1, Duration::from_secs(10));
+    let p = parse(&received[0]);
+    assert_eq!(tlv(&p.tlvs, 0x01), Some(&b"http/1.1"[..]), "ALPN TLV");
+    assert_eq!(p.rest, b"GET / HTTP/1.1\r\n\r\n");
+}

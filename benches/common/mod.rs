@@ -34,6 +34,7 @@ impl Fixture {
             allow: Default::default(),
             tls13_only: false,
             keylog: None,
+            alpn: Vec::new(),
             crt: write("server.pem", &pki.server_pem),
             key: write("server.key", &pki.server_key),
             cas: vec![write("ca.pem", &pki.ca_pem)],

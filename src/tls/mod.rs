@@ -40,6 +40,8 @@ pub struct TlsSettings {
     /// `--tls-min 1.3` turns TLS 1.2 off.
     pub tls13_only: bool,
     pub keylog: Option<PathBuf>,
+    /// ALPN protocols to advertise, in preference order (`--alpn`); none by default.
+    pub alpn: Vec<String>,
     pub crt: PathBuf,
     pub key: PathBuf,
     pub cas: Vec<PathBuf>,
@@ -123,8 +125,10 @@ pub fn load_tls(files: &TlsSettings) -> Result<TlsMaterial, LoadError> {
     if let Some(path) = &files.keylog {
         config.key_log = Arc::new(keylog::KeyLogFile::open(path)?);
     }
-    // Clients try HTTP/1.1 and h2 through us; we forward bytes and so advertise no ALPN.
-    config.alpn_protocols = Vec::new();
+    // We forward bytes, so by default we advertise no ALPN and a client's h2/http1.1 offer goes
+    // unanswered; `--alpn` names what the upstream speaks, and the choice reaches it in the
+    // PROXY header.
+    config.alpn_protocols = files.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     // Resumption through stateless tickets only: no session cache shared (and locked) by the
     // workers, and a new key set with every config, so a trust change voids old tickets.
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
