@@ -69,33 +69,39 @@ pub fn report(files: &TlsSettings, material: &TlsMaterial) -> String {
             );
         }
     }
-    let _ = writeln!(out, "server certificate (--crt {}):", files.crt.display());
-    if let Some(leaf) = material.credentials.chain.first() {
-        let now = x509::now_unix();
-        let expiry = if leaf.not_after < now {
-            "  WARNING: expired"
-        } else {
-            ""
-        };
-        let _ = writeln!(out, "  subject:   {}", leaf.subject);
-        let _ = writeln!(out, "  issuer:    {}", leaf.issuer);
-        let _ = writeln!(out, "  SANs:      {}", leaf.sans.join(", "));
-        let _ = writeln!(
-            out,
-            "  not after: {}{expiry}",
-            x509::format_time(leaf.not_after)
-        );
-        let _ = writeln!(
-            out,
-            "  key type:  {} (--key {} matches)",
-            leaf.key_type,
-            files.key.display()
-        );
-        let _ = writeln!(
-            out,
-            "  chain:     {} certificate(s)",
-            material.credentials.chain.len()
-        );
+    let pairs = std::iter::once((&files.crt, &files.key, &material.credentials)).chain(
+        files
+            .more_certs
+            .iter()
+            .zip(&material.more_credentials)
+            .map(|((crt, key), creds)| (crt, key, creds)),
+    );
+    for (i, (crt, key, creds)) in pairs.enumerate() {
+        let role = if i == 0 { "default" } else { "by SNI" };
+        let _ = writeln!(out, "server certificate ({role}; --crt {}):", crt.display());
+        if let Some(leaf) = creds.chain.first() {
+            let now = x509::now_unix();
+            let expiry = if leaf.not_after < now {
+                "  WARNING: expired"
+            } else {
+                ""
+            };
+            let _ = writeln!(out, "  subject:   {}", leaf.subject);
+            let _ = writeln!(out, "  issuer:    {}", leaf.issuer);
+            let _ = writeln!(out, "  SANs:      {}", leaf.sans.join(", "));
+            let _ = writeln!(
+                out,
+                "  not after: {}{expiry}",
+                x509::format_time(leaf.not_after)
+            );
+            let _ = writeln!(
+                out,
+                "  key type:  {} (--key {} matches)",
+                leaf.key_type,
+                key.display()
+            );
+            let _ = writeln!(out, "  chain:     {} certificate(s)", creds.chain.len());
+        }
     }
     let _ = writeln!(out, "ok: serve would start with this configuration");
     out

@@ -34,12 +34,13 @@ pub struct ServeArgs {
     /// plaintext TCP service to forward to, HOST:PORT
     #[argh(option)]
     pub upstream: String,
+    /// server certificate chain, PEM, leaf first (repeatable with --key: chosen by SNI, the
+    /// first pair being the default)
     #[argh(option)]
-    /// server certificate chain, PEM, leaf first
-    pub crt: PathBuf,
-    /// server private key, PEM (PKCS#8, SEC1 or PKCS#1)
+    pub crt: Vec<PathBuf>,
+    /// server private key, PEM (PKCS#8, SEC1 or PKCS#1), one per --crt, in the same order
     #[argh(option)]
-    pub key: PathBuf,
+    pub key: Vec<PathBuf>,
     /// CA bundle, PEM; client certificates must chain to one of its CAs (repeatable)
     #[argh(option)]
     pub mutual_tls_cas: Vec<PathBuf>,
@@ -95,12 +96,13 @@ pub struct ServeArgs {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "check")]
 pub struct CheckArgs {
-    /// server certificate chain, PEM, leaf first
+    /// server certificate chain, PEM, leaf first (repeatable with --key: chosen by SNI, the
+    /// first pair being the default)
     #[argh(option)]
-    pub crt: PathBuf,
-    /// server private key, PEM (PKCS#8, SEC1 or PKCS#1)
+    pub crt: Vec<PathBuf>,
+    /// server private key, PEM (PKCS#8, SEC1 or PKCS#1), one per --crt, in the same order
     #[argh(option)]
-    pub key: PathBuf,
+    pub key: Vec<PathBuf>,
     /// CA bundle, PEM (repeatable)
     #[argh(option)]
     pub mutual_tls_cas: Vec<PathBuf>,

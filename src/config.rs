@@ -3,6 +3,7 @@
 //! (exit 78) naming the flag.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::{CheckArgs, LoadArgs, ServeArgs};
@@ -41,6 +42,7 @@ impl ServeConfig {
             .map(|s| parse_listen(s))
             .collect::<Result<Vec<_>, _>>()?;
         let upstream_addrs = resolve_upstream(&args.upstream)?;
+        let (crt, key, more_certs) = cert_pairs(args.crt, args.key)?;
         let threads = match args.threads {
             Some(0) => return Err(Error::Usage("--threads must be at least 1".into())),
             Some(n) => n,
@@ -65,8 +67,9 @@ impl ServeConfig {
                     args.allow_dns,
                     args.allow_uri,
                 )?,
-                crt: args.crt,
-                key: args.key,
+                crt,
+                key,
+                more_certs,
                 cas: args.mutual_tls_cas,
                 crls: args.crl,
             },
@@ -82,6 +85,7 @@ impl ServeConfig {
 
 /// The TLS files of a `check` invocation.
 pub fn check_files(args: CheckArgs) -> Result<TlsSettings, Error> {
+    let (crt, key, more_certs) = cert_pairs(args.crt, args.key)?;
     Ok(TlsSettings {
         tls13_only: false,
         keylog: None,
@@ -94,11 +98,37 @@ pub fn check_files(args: CheckArgs) -> Result<TlsSettings, Error> {
             args.allow_dns,
             args.allow_uri,
         )?,
-        crt: args.crt,
-        key: args.key,
+        crt,
+        key,
+        more_certs,
         cas: args.mutual_tls_cas,
         crls: args.crl,
     })
+}
+
+/// `--crt`/`--key` in pairs: the first pair (the default certificate) and the others.
+#[allow(clippy::type_complexity)]
+fn cert_pairs(
+    crts: Vec<PathBuf>,
+    keys: Vec<PathBuf>,
+) -> Result<(PathBuf, PathBuf, Vec<(PathBuf, PathBuf)>), Error> {
+    if crts.is_empty() || keys.is_empty() {
+        return Err(Error::Usage(
+            "--crt and --key are required (e.g. --crt server.pem --key server.key)".into(),
+        ));
+    }
+    if crts.len() != keys.len() {
+        return Err(Error::Usage(format!(
+            "--crt and --key go in pairs: {} --crt but {} --key",
+            crts.len(),
+            keys.len()
+        )));
+    }
+    let mut pairs = crts.into_iter().zip(keys);
+    let (crt, key) = pairs
+        .next()
+        .ok_or_else(|| Error::Usage("--crt is required".into()))?;
+    Ok((crt, key, pairs.collect()))
 }
 
 /// `--alpn`: protocol names of 1 to 255 bytes (RFC 7301 §3.1).

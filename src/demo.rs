@@ -35,6 +35,7 @@ pub fn run_demo() -> Result<bool, Error> {
             tls13_only: false,
             keylog: None,
             alpn: Vec::new(),
+            more_certs: Vec::new(),
             crt: dir.join("server.pem"),
             key: dir.join("server.key"),
             cas: vec![dir.join("ca.pem")],

@@ -82,3 +82,77 @@ fn unsafe_keylog_writes_nss_lines_and_warns() {
         & 0o777;
     assert_eq!(mode, 0o600, "key log readable by others");
 }
+
+/// Handshake with `server_name`; the leaf certificate the server presented.
+fn served_leaf(
+    addr: std::net::SocketAddr,
+    opts: &common::ClientOpts,
+) -> Result<Vec<u8>, common::Failure> {
+    let stream = common::handshake(addr, opts)?;
+    Ok(stream
+        .conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .expect("server certificate")
+        .to_vec())
+}
+
+#[test]
+fn chooses_the_certificate_by_sni_with_one_label_wildcards() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let wildcard = setup.ca.server_for(&["*.example.test"]);
+    let crt2 = setup.dir.write("wild.pem", wildcard.chain_pem());
+    let key2 = setup
+        .dir
+        .write("wild.key", wildcard.key_pem(common::KeyFormat::Pkcs8));
+    let server = setup
+        .serve(upstream.addr)
+        .args([
+            "--crt",
+            crt2.to_str().expect("path"),
+            "--key",
+            key2.to_str().expect("path"),
+        ])
+        .start();
+    let alice = setup.ca.client("Alice");
+
+    let leaf = served_leaf(
+        server.addr(),
+        &setup.client(&alice).server_name("api.example.test"),
+    )
+    .expect("the wildcard certificate, valid for api.example.test");
+    assert_eq!(leaf, wildcard.cert.to_vec());
+
+    let leaf = served_leaf(
+        server.addr(),
+        &setup.client(&alice).server_name("localhost"),
+    )
+    .expect("the default certificate for localhost");
+    assert_eq!(leaf, setup.server.cert.to_vec());
+
+    // Two labels where the wildcard covers one: the default certificate, which the client
+    // (rightly) refuses for that name.
+    assert!(
+        served_leaf(
+            server.addr(),
+            &setup.client(&alice).server_name("a.b.example.test")
+        )
+        .is_err(),
+        "a.b.example.test must not get the *.example.test certificate"
+    );
+}
+
+#[test]
+fn refuses_unpaired_crt_and_key() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let err = setup
+        .serve(upstream.addr)
+        .args(["--crt", setup.crt.to_str().expect("path")])
+        .try_start()
+        .err()
+        .expect("serve must refuse 2 --crt with 1 --key");
+    assert_eq!(err.code, Some(64), "{err:?}");
+    assert!(err.stderr.contains("pairs"), "{}", err.stderr);
+}

@@ -35,6 +35,7 @@ impl Fixture {
             tls13_only: false,
             keylog: None,
             alpn: Vec::new(),
+            more_certs: Vec::new(),
             crt: write("server.pem", &pki.server_pem),
             key: write("server.key", &pki.server_key),
             cas: vec![write("ca.pem", &pki.ca_pem)],

@@ -9,6 +9,7 @@ pub mod crl;
 pub mod error;
 pub mod keylog;
 mod pem;
+mod sni;
 pub mod tickets;
 pub mod trust_store;
 pub mod verify_cache;
@@ -44,6 +45,8 @@ pub struct TlsSettings {
     pub alpn: Vec<String>,
     pub crt: PathBuf,
     pub key: PathBuf,
+    /// Further `--crt`/`--key` pairs, chosen by SNI; `crt`/`key` is the default.
+    pub more_certs: Vec<(PathBuf, PathBuf)>,
     pub cas: Vec<PathBuf>,
     pub crls: Vec<PathBuf>,
 }
@@ -54,6 +57,8 @@ pub struct TlsMaterial {
     /// The client verifier inside `server_config`, kept to re-check resumed sessions.
     pub verifier: Arc<dyn ClientCertVerifier>,
     pub credentials: ServerCredentials,
+    /// The further pairs, in `--crt` order.
+    pub more_credentials: Vec<ServerCredentials>,
     /// `None` when no `--mutual-tls-cas` was given: no client authentication.
     pub trust_store: Option<TrustStore>,
     pub crls: Crls,
@@ -79,6 +84,11 @@ pub fn provider() -> Arc<CryptoProvider> {
 pub fn load_tls(files: &TlsSettings) -> Result<TlsMaterial, LoadError> {
     let provider = provider();
     let credentials = credentials::load_server_credentials(&files.crt, &files.key, &provider)?;
+    let more_credentials = files
+        .more_certs
+        .iter()
+        .map(|(crt, key)| credentials::load_server_credentials(crt, key, &provider))
+        .collect::<Result<Vec<_>, _>>()?;
     let crls = crl::load_crls(&files.crls)?;
     let trust_store = if files.cas.is_empty() {
         None
@@ -118,9 +128,22 @@ pub fn load_tls(files: &TlsSettings) -> Result<TlsMaterial, LoadError> {
         .with_protocol_versions(versions)
         .map_err(LoadError::Config)?
         .with_client_cert_verifier(verifier.clone())
-        .with_cert_resolver(Arc::new(SingleCertAndKey::from(
-            credentials.certified_key.clone(),
-        )));
+        .with_cert_resolver(if more_credentials.is_empty() {
+            Arc::new(SingleCertAndKey::from(credentials.certified_key.clone()))
+        } else {
+            let certs = std::iter::once(&credentials)
+                .chain(&more_credentials)
+                .map(|c| {
+                    let sans = c
+                        .chain
+                        .first()
+                        .map(|leaf| leaf.sans.clone())
+                        .unwrap_or_default();
+                    (c.certified_key.clone(), sans)
+                })
+                .collect();
+            Arc::new(sni::SniResolver::new(certs))
+        });
     config.ignore_client_order = true;
     if let Some(path) = &files.keylog {
         config.key_log = Arc::new(keylog::KeyLogFile::open(path)?);
@@ -138,6 +161,7 @@ pub fn load_tls(files: &TlsSettings) -> Result<TlsMaterial, LoadError> {
         server_config: Arc::new(config),
         verifier,
         credentials,
+        more_credentials,
         trust_store,
         crls,
     })

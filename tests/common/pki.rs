@@ -275,6 +275,20 @@ impl Ca {
         self.issue("Test Server", server_params(), generate_p256())
     }
 
+    /// A server leaf (ECDSA P-256) for the given DNS names only.
+    pub fn server_for(&self, names: &[&str]) -> Leaf {
+        let mut params = server_params();
+        params.subject_alt_names = names
+            .iter()
+            .map(|n| rcgen::SanType::DnsName((*n).try_into().expect("DNS name")))
+            .collect();
+        self.issue(
+            names.first().copied().unwrap_or("server"),
+            params,
+            generate_p256(),
+        )
+    }
+
     /// A server leaf like `server` but with an RSA-2048 key.
     pub fn server_rsa(&self) -> Leaf {
         let key = KeyPair::generate_for(&PKCS_RSA_SHA256).expect("generate RSA-2048 key");
