@@ -66,6 +66,9 @@ pub struct ServeArgs {
     /// the upstream before any client byte
     #[argh(switch)]
     pub proxy_protocol: bool,
+    /// event log format on stderr: text or json (one object per line) (default text)
+    #[argh(option, default = "String::from(\"text\")")]
+    pub log_format: String,
     /// ALPN protocol to advertise, e.g. h2 or http/1.1 (repeatable, in preference order)
     #[argh(option)]
     pub alpn: Vec<String>,

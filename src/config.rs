@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::cli::{CheckArgs, LoadArgs, ServeArgs};
 use crate::error::Error;
 use crate::load::{ClientTls, LoadPlan, Mode};
+use crate::telemetry::log::Format as LogFormat;
 use crate::tls::TlsSettings;
 use crate::tls::allow_list::AllowList;
 
@@ -27,6 +28,7 @@ pub struct ServeConfig {
     pub idle_timeout: Duration,
     pub max_conns: Option<usize>,
     pub proxy_protocol: bool,
+    pub log_format: LogFormat,
 }
 
 impl ServeConfig {
@@ -79,6 +81,15 @@ impl ServeConfig {
             idle_timeout: parse_duration("--idle-timeout", &args.idle_timeout)?,
             max_conns: args.max_conns,
             proxy_protocol: args.proxy_protocol,
+            log_format: match args.log_format.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    return Err(Error::Usage(format!(
+                        "--log-format {other}: expected text or json"
+                    )));
+                }
+            },
         })
     }
 }

@@ -47,6 +47,7 @@ pub fn run_demo() -> Result<bool, Error> {
         idle_timeout: Duration::from_secs(30),
         max_conns: None,
         proxy_protocol: false,
+        log_format: Default::default(),
     };
     let server = crate::start(&config)?;
     let addr = server.local_addrs()[0];

@@ -36,29 +36,34 @@ pub use config::ServeConfig;
 pub use error::Error;
 pub use runtime::Server;
 
-use telemetry::log::Quoted;
+use telemetry::log::Event;
 
 /// Loads and validates every file, binds every listener and starts the workers. Returns once
 /// all workers accept connections; `Server::local_addrs` then gives the bound addresses.
 pub fn start(config: &ServeConfig) -> Result<Server, Error> {
+    telemetry::log::set_format(config.log_format);
     let material = tls::load_tls(&config.tls)?;
     log_trust_warnings(&material);
     if let Some(path) = &config.tls.keylog {
-        warn!(
-            "tls.unsafe_keylog",
-            "writing TLS secrets to {}: anyone who can read it can decrypt this traffic; for debugging only",
-            Quoted(&path.display().to_string())
-        );
+        Event::warn("tls.unsafe_keylog")
+            .text("file", &path.display().to_string())
+            .text(
+                "message",
+                "writing TLS secrets: anyone who can read the file can decrypt this traffic; for debugging only",
+            )
+            .emit();
     }
-    info!(
-        "serve.start",
-        "listen={:?} upstream={} threads={} cas={} crls={}",
-        config.listen,
-        config.upstream,
-        config.threads,
-        material.trust_store.as_ref().map_or(0, |s| s.anchors.len()),
-        material.crls.infos.len()
-    );
+    let listen: Vec<String> = config.listen.iter().map(|a| a.to_string()).collect();
+    Event::info("serve.start")
+        .word("listen", listen.join(","))
+        .word("upstream", &config.upstream)
+        .num("threads", config.threads as u64)
+        .num(
+            "cas",
+            material.trust_store.as_ref().map_or(0, |s| s.anchors.len()) as u64,
+        )
+        .num("crls", material.crls.infos.len() as u64)
+        .emit();
     let settings = Arc::new(proxy::Settings {
         tls: material.server_config,
         verifier: material.verifier,
@@ -82,20 +87,20 @@ pub fn log_trust_warnings(material: &tls::TlsMaterial) {
     match &material.trust_store {
         Some(store) => {
             for anchor in store.anchors.iter().filter(|a| !a.warnings.is_empty()) {
-                warn!(
-                    "trust.warning",
-                    "file={} index={} subject={} problem={}",
-                    Quoted(&anchor.file.display().to_string()),
-                    anchor.index,
-                    Quoted(&anchor.info.subject),
-                    Quoted(&anchor.warnings.join("; "))
-                );
+                Event::warn("trust.warning")
+                    .text("file", &anchor.file.display().to_string())
+                    .num("index", anchor.index as u64)
+                    .text("subject", &anchor.info.subject)
+                    .text("problem", &anchor.warnings.join("; "))
+                    .emit();
             }
         }
-        None => warn!(
-            "tls.no_client_auth",
-            "serving without client authentication: no --mutual-tls-cas given, any client gets through"
-        ),
+        None => Event::warn("tls.no_client_auth")
+            .text(
+                "message",
+                "serving without client authentication: no --mutual-tls-cas given, any client gets through",
+            )
+            .emit(),
     }
 }
 

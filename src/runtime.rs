@@ -22,6 +22,7 @@ use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 
 use crate::listen::{self, BindError};
 use crate::proxy::{self, Settings, reason::Reject};
+use crate::telemetry::log::Event;
 
 /// How the serving part is shaped, beyond the TLS material.
 pub struct WorkerPlan {
@@ -112,12 +113,11 @@ pub fn start(plan: &WorkerPlan, settings: Arc<Settings>) -> Result<Server, Start
                     .cpu
                     .map(|c| c.to_string())
                     .unwrap_or_else(|| "unpinned".into());
-                crate::info!(
-                    "worker.started",
-                    "worker={} cpu={cpu} driver={}",
-                    ready.worker,
-                    ready.driver
-                );
+                Event::info("worker.started")
+                    .num("worker", ready.worker as u64)
+                    .word("cpu", cpu)
+                    .word("driver", ready.driver)
+                    .emit();
             }
             Ok(Err(e)) => return Err(e),
             Err(_) => {
@@ -205,11 +205,10 @@ async fn accept_loop(
             Err(e) => {
                 // Out of file descriptors (EMFILE/ENFILE) or memory: back off instead of spinning,
                 // and keep serving the connections we have.
-                crate::error!(
-                    "accept.error",
-                    "worker={worker} detail={}",
-                    crate::telemetry::log::Quoted(&e.to_string())
-                );
+                Event::error("accept.error")
+                    .num("worker", worker as u64)
+                    .text("detail", &e.to_string())
+                    .emit();
                 monoio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -236,11 +235,11 @@ async fn accept_loop(
             )))
             .await;
             if let Err(panic) = served {
-                crate::error!(
-                    "conn.panic",
-                    "worker={worker} peer={peer} detail={}",
-                    crate::telemetry::log::Quoted(panic_message(&panic))
-                );
+                Event::error("conn.panic")
+                    .num("worker", worker as u64)
+                    .word("peer", peer)
+                    .text("detail", panic_message(&panic))
+                    .emit();
             }
         });
     }

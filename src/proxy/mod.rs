@@ -12,6 +12,7 @@ mod notify;
 pub mod proxy_v2;
 pub mod reason;
 pub mod relay;
+mod session;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,8 +22,7 @@ use monoio::net::TcpStream;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::{ServerConfig, ServerConnection};
 
-use crate::telemetry::log::Quoted;
-use crate::tls::x509::leaf_common_name;
+use crate::telemetry::log::{Event, Level};
 use handshake::HandshakeError;
 use reason::Reject;
 
@@ -52,11 +52,11 @@ pub async fn serve_connection(
     let mut conn = match ServerConnection::new(settings.tls.clone()) {
         Ok(conn) => Box::new(conn),
         Err(e) => {
-            crate::error!(
-                "conn.error",
-                "worker={worker} peer={peer} detail={}",
-                Quoted(&e.to_string())
-            );
+            Event::error("conn.error")
+                .num("worker", worker as u64)
+                .word("peer", peer)
+                .text("detail", &e.to_string())
+                .emit();
             return;
         }
     };
@@ -105,15 +105,21 @@ pub async fn serve_connection(
         );
     }
 
-    let client = conn
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-        .map(|leaf| leaf_common_name(leaf))
-        .unwrap_or_default();
-    let tls_version = conn
-        .protocol_version()
-        .map(|v| format!("{v:?}"))
-        .unwrap_or_default();
+    let facts = session::SessionFacts::read(&conn);
+    let closed = |level: Level, up: u64, down: u64, reason: &str, detail: &str| {
+        facts
+            .add_to(
+                Event::new(level, "conn.closed")
+                    .num("worker", worker as u64)
+                    .word("peer", peer),
+            )
+            .num("up", up)
+            .num("down", down)
+            .num("ms", started.elapsed().as_millis())
+            .word("reason", reason)
+            .text("detail", detail)
+            .emit();
+    };
 
     let upstream = match connect_upstream(&settings).await {
         Ok(upstream) => upstream,
@@ -121,13 +127,7 @@ pub async fn serve_connection(
             // The client is told with close_notify that nothing more will come.
             conn.send_close_notify();
             let _ = handshake::flush(&mut stream, &mut conn, &mut out).await;
-            crate::warn!(
-                "conn.closed",
-                "worker={worker} peer={peer} client={} tls={tls_version} up=0 down=0 ms={} reason=upstream_unreachable detail={}",
-                Quoted(&client),
-                started.elapsed().as_millis(),
-                Quoted(&detail)
-            );
+            closed(Level::Warn, 0, 0, "upstream_unreachable", &detail);
             return;
         }
     };
@@ -156,29 +156,19 @@ pub async fn serve_connection(
         Ok(()) => ("closed", String::new()),
         Err(e) => (e.reason(), e.detail()),
     };
-    crate::info!(
-        "conn.closed",
-        "worker={worker} peer={peer} client={} tls={tls_version} up={} down={} ms={} reason={reason} detail={}",
-        Quoted(&client),
+    closed(
+        Level::Info,
         counters.up.get(),
         counters.down.get(),
-        started.elapsed().as_millis(),
-        Quoted(&detail)
+        reason,
+        &detail,
     );
 }
 
 /// The PROXY v2 header for this connection (see `proxy_v2`).
 fn proxy_header(conn: &ServerConnection, peer: SocketAddr, local: SocketAddr) -> Vec<u8> {
-    let version = match conn.protocol_version() {
-        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
-        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
-        _ => "unknown",
-    };
-    // rustls spells TLS 1.3 suites `TLS13_AES_128_GCM_SHA256`; IANA (and OpenSSL) `TLS_...`.
-    let cipher = conn
-        .negotiated_cipher_suite()
-        .map(|s| format!("{:?}", s.suite()).replacen("TLS13_", "TLS_", 1))
-        .unwrap_or_default();
+    let version = session::tls_version_name(conn);
+    let cipher = session::cipher_name(conn);
     let leaf = conn.peer_certificates().and_then(|chain| chain.first());
     let facts = leaf.and_then(|der| crate::tls::x509::leaf_facts(der));
     let fingerprint = leaf.map(|der| {
@@ -292,11 +282,12 @@ pub fn log_reject(
     let alert = alert
         .map(|a| a.to_string())
         .unwrap_or_else(|| "none".into());
-    crate::info!(
-        "conn.rejected",
-        "worker={worker} peer={peer} reason={} alert={alert} ms={} detail={}",
-        reason.as_str(),
-        started.elapsed().as_millis(),
-        Quoted(detail)
-    );
+    Event::info("conn.rejected")
+        .num("worker", worker as u64)
+        .word("peer", peer)
+        .word("reason", reason.as_str())
+        .word("alert", alert)
+        .num("ms", started.elapsed().as_millis())
+        .text("detail", detail)
+        .emit();
 }

@@ -1,12 +1,14 @@
-//! The event log: one line per event on stderr, `TIME LEVEL event key=value ...`.
+//! The event log: one line per event on stderr, `TIME LEVEL event key=value ...`, or one JSON
+//! object per line with `--log-format json`.
 //!
 //! stdout is reserved for machine-readable output (the `{"listening":[...]}` readiness line, the
 //! `check` table), so every human-facing line goes through here to stderr. Each line is formatted
 //! in full and written with one `write_all` on a locked handle, so lines from different workers
 //! never interleave.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::io::Write;
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Severity of an event line.
@@ -27,46 +29,123 @@ impl Level {
     }
 }
 
-/// Writes one event line: `2026-11-29T14:00:00.123Z INFO name fields`.
-pub fn event(level: Level, name: &str, fields: fmt::Arguments<'_>) {
-    let mut line = String::with_capacity(160);
-    use std::fmt::Write as _;
-    // Writing into a String cannot fail.
-    let _ = write!(
-        line,
-        "{} {} {} {}",
-        Utc::now(),
-        level.as_str(),
-        name,
-        fields
-    );
-    line.push('\n');
-    // A closed stderr must not take a worker down: the event is dropped.
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+/// How event lines are written (`--log-format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Format {
+    /// `TIME LEVEL event key=value ...`, strings quoted.
+    #[default]
+    Text,
+    /// One JSON object per line: `{"time":..,"level":..,"event":..,"key":value,...}`.
+    Json,
 }
 
-/// Logs an informational event: `info!("conn.closed", "peer={} up={}", peer, up)`.
-#[macro_export]
-macro_rules! info {
-    ($name:expr, $($arg:tt)*) => {
-        $crate::telemetry::log::event($crate::telemetry::log::Level::Info, $name, format_args!($($arg)*))
-    };
+static FORMAT: OnceLock<Format> = OnceLock::new();
+
+/// Chooses the format once, at start; later calls are ignored.
+pub fn set_format(format: Format) {
+    let _ = FORMAT.set(format);
 }
 
-/// Logs a warning event.
-#[macro_export]
-macro_rules! warn {
-    ($name:expr, $($arg:tt)*) => {
-        $crate::telemetry::log::event($crate::telemetry::log::Level::Warn, $name, format_args!($($arg)*))
-    };
+fn format() -> Format {
+    FORMAT.get().copied().unwrap_or_default()
 }
 
-/// Logs an error event.
-#[macro_export]
-macro_rules! error {
-    ($name:expr, $($arg:tt)*) => {
-        $crate::telemetry::log::event($crate::telemetry::log::Level::Error, $name, format_args!($($arg)*))
-    };
+/// One event line, built field by field in the chosen format and written with `emit`.
+pub struct Event {
+    line: String,
+    json: bool,
+}
+
+impl Event {
+    pub fn new(level: Level, name: &str) -> Event {
+        let json = format() == Format::Json;
+        let mut line = String::with_capacity(256);
+        // Writing into a String cannot fail; results are ignored throughout.
+        if json {
+            let _ = write!(
+                line,
+                "{{\"time\":\"{}\",\"level\":\"{}\",\"event\":{}",
+                Utc::now(),
+                level.as_str(),
+                JsonStr(name)
+            );
+        } else {
+            let _ = write!(line, "{} {} {}", Utc::now(), level.as_str(), name);
+        }
+        Event { line, json }
+    }
+
+    pub fn info(name: &str) -> Event {
+        Event::new(Level::Info, name)
+    }
+
+    pub fn warn(name: &str) -> Event {
+        Event::new(Level::Warn, name)
+    }
+
+    pub fn error(name: &str) -> Event {
+        Event::new(Level::Error, name)
+    }
+
+    /// A number: bare in both formats.
+    pub fn num(mut self, key: &str, value: impl Into<u128>) -> Event {
+        let value: u128 = value.into();
+        if self.json {
+            let _ = write!(self.line, ",\"{key}\":{value}");
+        } else {
+            let _ = write!(self.line, " {key}={value}");
+        }
+        self
+    }
+
+    /// A token without spaces (an address, a reason word): bare in text, a string in JSON.
+    pub fn word(mut self, key: &str, value: impl fmt::Display) -> Event {
+        if self.json {
+            let _ = write!(self.line, ",\"{key}\":{}", JsonStr(&value.to_string()));
+        } else {
+            let _ = write!(self.line, " {key}={value}");
+        }
+        self
+    }
+
+    /// Free text, possibly from a client (a certificate subject): quoted in text, so it cannot
+    /// forge fields or lines; a JSON string.
+    pub fn text(mut self, key: &str, value: &str) -> Event {
+        if self.json {
+            let _ = write!(self.line, ",\"{key}\":{}", JsonStr(value));
+        } else {
+            let _ = write!(self.line, " {key}={}", Quoted(value));
+        }
+        self
+    }
+
+    /// Writes the line to stderr with one `write_all` on a locked handle.
+    pub fn emit(mut self) {
+        if self.json {
+            self.line.push('}');
+        }
+        self.line.push('\n');
+        // A closed stderr must not take a worker down: the event is dropped.
+        let _ = std::io::stderr().lock().write_all(self.line.as_bytes());
+    }
+}
+
+/// A JSON string literal, escaped per RFC 8259.
+struct JsonStr<'a>(&'a str);
+
+impl fmt::Display for JsonStr<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"")?;
+        for c in self.0.chars() {
+            match c {
+                '"' => f.write_str("\\\"")?,
+                '\\' => f.write_str("\\\\")?,
+                c if (c as u32) < 0x20 => write!(f, "\\u{:04x}", c as u32)?,
+                c => write!(f, "{c}")?,
+            }
+        }
+        f.write_str("\"")
+    }
 }
 
 /// A wall-clock instant formatted as RFC 3339 UTC with milliseconds.
@@ -137,6 +216,11 @@ mod tests {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(20_786), (2026, 11, 29));
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+
+    #[test]
+    fn escapes_json_strings() {
+        assert_eq!(JsonStr("a\"b\\c\n").to_string(), "\"a\\\"b\\\\c\\u000a\"");
     }
 
     #[test]

@@ -76,14 +76,6 @@ pub fn common_name(subject: &str) -> &str {
         .unwrap_or(subject)
 }
 
-/// The client's subject CN from its leaf certificate, for the log; empty if unparsable.
-pub fn leaf_common_name(der: &[u8]) -> String {
-    match X509Certificate::from_der(der) {
-        Ok((_, cert)) => common_name(&name_or_empty(cert.subject())).to_owned(),
-        Err(_) => String::new(),
-    }
-}
-
 /// OpenSSL's short names for the algorithms a client certificate commonly uses, as HAProxy's
 /// `ssl_c_sig_alg` / `ssl_c_key_alg` report them; the dotted OID otherwise.
 fn algorithm_name(oid: &str) -> String {
@@ -207,6 +199,18 @@ pub fn format_time(ts: i64) -> String {
     let rem = ts.rem_euclid(86_400);
     format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+/// Formats a Unix timestamp as RFC 3339: `2026-11-29T14:00:00Z`.
+pub fn format_rfc3339(ts: i64) -> String {
+    let (y, m, d) = crate::telemetry::log::civil_from_days(ts.div_euclid(86_400));
+    let rem = ts.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
         rem / 3600,
         (rem / 60) % 60,
         rem % 60
