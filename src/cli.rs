@@ -66,6 +66,10 @@ pub struct ServeArgs {
     /// the upstream before any client byte
     #[argh(switch)]
     pub proxy_protocol: bool,
+    /// serve Prometheus metrics (/metrics) and a health check (/healthz) over plain HTTP on
+    /// ADDR, e.g. 127.0.0.1:9090 (off by default)
+    #[argh(option)]
+    pub metrics: Option<String>,
     /// event log format on stderr: text or json (one object per line) (default text)
     #[argh(option, default = "String::from(\"text\")")]
     pub log_format: String,

@@ -29,6 +29,8 @@ pub struct ServeConfig {
     pub max_conns: Option<usize>,
     pub proxy_protocol: bool,
     pub log_format: LogFormat,
+    /// Where to serve `/metrics` and `/healthz`.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl ServeConfig {
@@ -81,6 +83,17 @@ impl ServeConfig {
             idle_timeout: parse_duration("--idle-timeout", &args.idle_timeout)?,
             max_conns: args.max_conns,
             proxy_protocol: args.proxy_protocol,
+            metrics: args
+                .metrics
+                .as_deref()
+                .map(|m| {
+                    m.parse().map_err(|_| {
+                        Error::Usage(format!(
+                            "--metrics {m}: expected IP:PORT, e.g. 127.0.0.1:9090"
+                        ))
+                    })
+                })
+                .transpose()?,
             log_format: match args.log_format.as_str() {
                 "text" => LogFormat::Text,
                 "json" => LogFormat::Json,

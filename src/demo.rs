@@ -48,6 +48,7 @@ pub fn run_demo() -> Result<bool, Error> {
         max_conns: None,
         proxy_protocol: false,
         log_format: Default::default(),
+        metrics: None,
     };
     let server = crate::start(&config)?;
     let addr = server.local_addrs()[0];

@@ -78,7 +78,24 @@ pub fn start(config: &ServeConfig) -> Result<Server, Error> {
         threads: config.threads,
         max_conns: config.max_conns,
     };
-    Ok(runtime::start(&plan, settings)?)
+    // Bound before the workers start, so a bad --metrics address fails the start.
+    let metrics = config
+        .metrics
+        .map(|addr| {
+            telemetry::metrics::bind(addr)
+                .map_err(|e| Error::Runtime(format!("--metrics {addr}: cannot bind: {e}")))
+        })
+        .transpose()?;
+    let mut server = runtime::start(&plan, settings)?;
+    if let Some(listener) = metrics {
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::Runtime(format!("--metrics: {e}")))?;
+        telemetry::metrics::serve(listener, server.stats())
+            .map_err(|e| Error::Runtime(format!("--metrics {addr}: cannot start: {e}")))?;
+        server.set_metrics_addr(addr);
+    }
+    Ok(server)
 }
 
 /// Says on stderr what is accepted but deserves a look: expired, not-yet-valid or duplicate CAs,
@@ -104,12 +121,19 @@ pub fn log_trust_warnings(material: &tls::TlsMaterial) {
     }
 }
 
-/// The readiness line `serve` prints on stdout: `{"listening":["127.0.0.1:43817"]}`.
+/// The readiness line `serve` prints on stdout: `{"listening":["127.0.0.1:43817"]}`, with
+/// `"metrics":"127.0.0.1:9090"` added when `--metrics` is on.
 pub fn listening_line(server: &Server) -> String {
     let addrs: Vec<String> = server
         .local_addrs()
         .iter()
         .map(|a| format!("\"{a}\""))
         .collect();
-    format!("{{\"listening\":[{}]}}", addrs.join(","))
+    match server.metrics_addr() {
+        Some(m) => format!(
+            "{{\"listening\":[{}],\"metrics\":\"{m}\"}}",
+            addrs.join(",")
+        ),
+        None => format!("{{\"listening\":[{}]}}", addrs.join(",")),
+    }
 }

@@ -5,13 +5,11 @@
 //! path is shared mutably between threads.
 
 use std::any::Any;
-use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::task::{Context, Poll};
@@ -23,6 +21,7 @@ use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 use crate::listen::{self, BindError};
 use crate::proxy::{self, Settings, reason::Reject};
 use crate::telemetry::log::Event;
+use crate::telemetry::metrics::WorkerStats;
 
 /// How the serving part is shaped, beyond the TLS material.
 pub struct WorkerPlan {
@@ -63,9 +62,26 @@ impl std::error::Error for StartError {
 pub struct Server {
     addrs: Vec<SocketAddr>,
     workers: Vec<JoinHandle<()>>,
+    stats: Vec<&'static WorkerStats>,
+    metrics: Option<SocketAddr>,
 }
 
 impl Server {
+    /// Where `/metrics` is served, if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
+    }
+
+    /// Records where `/metrics` is served.
+    pub fn set_metrics_addr(&mut self, addr: SocketAddr) {
+        self.metrics = Some(addr);
+    }
+
+    /// Each worker's counters, for the metrics endpoint.
+    pub fn stats(&self) -> Vec<&'static WorkerStats> {
+        self.stats.clone()
+    }
+
     /// Every bound address, in `--listen` order (port 0 replaced by the kernel's choice).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
@@ -95,13 +111,16 @@ pub fn start(plan: &WorkerPlan, settings: Arc<Settings>) -> Result<Server, Start
 
     let (tx, rx) = mpsc::channel();
     let mut workers = Vec::with_capacity(threads);
+    let mut stats = Vec::with_capacity(threads);
     for (worker, listeners) in bound.per_worker.into_iter().enumerate() {
         let core = (!cores.is_empty()).then(|| cores[worker % cores.len()]);
+        let worker_stats = WorkerStats::leak(worker);
+        stats.push(worker_stats);
         let settings = settings.clone();
         let tx = tx.clone();
         let handle = std::thread::Builder::new()
             .name(format!("ringtls-w{worker}"))
-            .spawn(move || run_worker(worker, core, listeners, settings, max_per_worker, tx))
+            .spawn(move || run_worker(worker_stats, core, listeners, settings, max_per_worker, tx))
             .map_err(|source| StartError::Worker { worker, source })?;
         workers.push(handle);
     }
@@ -131,11 +150,13 @@ pub fn start(plan: &WorkerPlan, settings: Arc<Settings>) -> Result<Server, Start
     Ok(Server {
         addrs: bound.addrs,
         workers,
+        stats,
+        metrics: None,
     })
 }
 
 fn run_worker(
-    worker: usize,
+    stats: &'static WorkerStats,
     core: Option<core_affinity::CoreId>,
     listeners: Vec<std::net::TcpListener>,
     settings: Arc<Settings>,
@@ -145,6 +166,7 @@ fn run_worker(
     let cpu = core
         .filter(|c| core_affinity::set_for_current(*c))
         .map(|c| c.id);
+    let worker = stats.id;
     let fail = |source| StartError::Worker { worker, source };
     let runtime = RuntimeBuilder::<FusionDriver>::new().enable_timer().build();
     let mut runtime = match runtime {
@@ -158,6 +180,7 @@ fn run_worker(
         FusionRuntime::Uring(_) => "io_uring",
         FusionRuntime::Legacy(_) => "epoll",
     };
+    stats.set_driver(driver);
     runtime.block_on(async move {
         let mut monoio_listeners = Vec::with_capacity(listeners.len());
         for listener in listeners {
@@ -175,14 +198,12 @@ fn run_worker(
             driver,
         }));
         drop(tx);
-        let active = Rc::new(Cell::new(0usize));
         let mut loops = Vec::new();
         for listener in monoio_listeners {
             loops.push(monoio::spawn(accept_loop(
                 listener,
-                worker,
+                stats,
                 settings.clone(),
-                active.clone(),
                 max_conns,
             )));
         }
@@ -194,11 +215,11 @@ fn run_worker(
 
 async fn accept_loop(
     listener: monoio::net::TcpListener,
-    worker: usize,
+    stats: &'static WorkerStats,
     settings: Arc<Settings>,
-    active: Rc<Cell<usize>>,
     max_conns: Option<usize>,
 ) {
+    let worker = stats.id;
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -213,10 +234,11 @@ async fn accept_loop(
                 continue;
             }
         };
-        if max_conns.is_some_and(|max| active.get() >= max) {
+        stats.accepted.add(1);
+        if max_conns.is_some_and(|max| stats.active.get() >= max as u64) {
             drop(stream);
             proxy::log_reject(
-                worker,
+                stats,
                 peer,
                 Instant::now(),
                 Reject::MaxConns,
@@ -225,13 +247,13 @@ async fn accept_loop(
             );
             continue;
         }
-        active.set(active.get() + 1);
-        let guard = ActiveGuard(active.clone());
+        stats.active.add(1);
+        let guard = ActiveGuard(stats);
         let settings = settings.clone();
         monoio::spawn(async move {
             let _guard = guard;
             let served = CatchUnwind(Box::pin(proxy::serve_connection(
-                stream, peer, worker, settings,
+                stream, peer, stats, settings,
             )))
             .await;
             if let Err(panic) = served {
@@ -246,11 +268,11 @@ async fn accept_loop(
 }
 
 /// Decrements the worker's active-connection count when a connection task ends, however it ends.
-struct ActiveGuard(Rc<Cell<usize>>);
+struct ActiveGuard(&'static WorkerStats);
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.0.set(self.0.get().saturating_sub(1));
+        self.0.active.sub(1);
     }
 }
 

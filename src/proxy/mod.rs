@@ -23,6 +23,7 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls::{ServerConfig, ServerConnection};
 
 use crate::telemetry::log::{Event, Level};
+use crate::telemetry::metrics::WorkerStats;
 use handshake::HandshakeError;
 use reason::Reject;
 
@@ -43,9 +44,10 @@ pub struct Settings {
 pub async fn serve_connection(
     mut stream: TcpStream,
     peer: SocketAddr,
-    worker: usize,
+    stats: &'static WorkerStats,
     settings: Arc<Settings>,
 ) {
+    let worker = stats.id;
     let started = Instant::now();
     // Boxed: the connection state (over 1 KiB) then lives once on the heap instead of in every
     // future that holds it, which keeps an idle connection's footprint small.
@@ -74,10 +76,10 @@ pub async fn serve_connection(
     .await;
     let mut early = match handshake {
         Ok(Ok(early)) => early,
-        Ok(Err(err)) => return log_rejected(worker, peer, started, &err),
+        Ok(Err(err)) => return log_rejected(stats, peer, started, &err),
         Err(_) => {
             return log_reject(
-                worker,
+                stats,
                 peer,
                 started,
                 Reject::HandshakeTimeout,
@@ -96,7 +98,7 @@ pub async fn serve_connection(
         let _ = handshake::flush(&mut stream, &mut conn, &mut out).await;
         let (reason, _) = reason::classify(&e);
         return log_reject(
-            worker,
+            stats,
             peer,
             started,
             reason,
@@ -105,6 +107,7 @@ pub async fn serve_connection(
         );
     }
 
+    stats.handshake_done(started.elapsed());
     let facts = session::SessionFacts::read(&conn);
     let closed = |level: Level, up: u64, down: u64, reason: &str, detail: &str| {
         facts
@@ -127,6 +130,7 @@ pub async fn serve_connection(
             // The client is told with close_notify that nothing more will come.
             conn.send_close_notify();
             let _ = handshake::flush(&mut stream, &mut conn, &mut out).await;
+            stats.upstream_failures.add(1);
             closed(Level::Warn, 0, 0, "upstream_unreachable", &detail);
             return;
         }
@@ -156,6 +160,8 @@ pub async fn serve_connection(
         Ok(()) => ("closed", String::new()),
         Err(e) => (e.reason(), e.detail()),
     };
+    stats.bytes_up.add(counters.up.get());
+    stats.bytes_down.add(counters.down.get());
     closed(
         Level::Info,
         counters.up.get(),
@@ -238,12 +244,12 @@ async fn connect_upstream(settings: &Settings) -> Result<TcpStream, String> {
     Err(last)
 }
 
-fn log_rejected(worker: usize, peer: SocketAddr, started: Instant, err: &HandshakeError) {
+fn log_rejected(stats: &WorkerStats, peer: SocketAddr, started: Instant, err: &HandshakeError) {
     match err {
         HandshakeError::Tls(e) => {
             let (reason, alert) = reason::classify(e);
             log_reject(
-                worker,
+                stats,
                 peer,
                 started,
                 reason,
@@ -252,7 +258,7 @@ fn log_rejected(worker: usize, peer: SocketAddr, started: Instant, err: &Handsha
             );
         }
         HandshakeError::Eof => log_reject(
-            worker,
+            stats,
             peer,
             started,
             Reject::ClientClosed,
@@ -260,7 +266,7 @@ fn log_rejected(worker: usize, peer: SocketAddr, started: Instant, err: &Handsha
             "closed mid-handshake",
         ),
         HandshakeError::Io(e) => log_reject(
-            worker,
+            stats,
             peer,
             started,
             Reject::ClientClosed,
@@ -272,18 +278,19 @@ fn log_rejected(worker: usize, peer: SocketAddr, started: Instant, err: &Handsha
 
 /// Logs a client turned away, before or during the handshake.
 pub fn log_reject(
-    worker: usize,
+    stats: &WorkerStats,
     peer: SocketAddr,
     started: Instant,
     reason: Reject,
     alert: Option<u8>,
     detail: &str,
 ) {
+    stats.reject(reason);
     let alert = alert
         .map(|a| a.to_string())
         .unwrap_or_else(|| "none".into());
     Event::info("conn.rejected")
-        .num("worker", worker as u64)
+        .num("worker", stats.id as u64)
         .word("peer", peer)
         .word("reason", reason.as_str())
         .word("alert", alert)

@@ -26,6 +26,23 @@ pub enum Reject {
 }
 
 impl Reject {
+    /// Every reason, in declaration order (the metrics index by `reason as usize`).
+    pub const ALL: [Reject; 13] = [
+        Reject::NoCertificate,
+        Reject::UnknownCa,
+        Reject::Expired,
+        Reject::NotYetValid,
+        Reject::Revoked,
+        Reject::BadCertificate,
+        Reject::WrongUsage,
+        Reject::NotAllowed,
+        Reject::HandshakeTimeout,
+        Reject::ProtocolError,
+        Reject::ClientAlert,
+        Reject::ClientClosed,
+        Reject::MaxConns,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Reject::NoCertificate => "no_certificate",
@@ -94,5 +111,17 @@ pub fn classify(err: &Error) -> (Reject, Option<AlertDescription>) {
             Some(AlertDescription::IllegalParameter),
         ),
         _ => (Reject::ProtocolError, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Reject;
+
+    #[test]
+    fn all_lists_every_reason_at_its_own_index() {
+        for (i, reason) in Reject::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, i, "{reason:?} out of place");
+        }
     }
 }

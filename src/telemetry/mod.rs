@@ -1,4 +1,5 @@
-//! Telemetry: what ringtls tells its operator. Today that is the event log on stderr; metrics and
-//! health endpoints join here when they land.
+//! Telemetry: what ringtls tells its operator: the event log on stderr, and the metrics and
+//! health endpoint.
 
 pub mod log;
+pub mod metrics;

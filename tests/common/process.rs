@@ -350,7 +350,7 @@ impl Serve {
         }
         match rx.recv_timeout(READY_TIMEOUT) {
             Ok(Some(line)) => {
-                let addrs = parse_listening(&line).unwrap_or_else(|e| {
+                let (addrs, metrics) = parse_listening(&line).unwrap_or_else(|e| {
                     let _ = child.kill();
                     let _ = child.wait();
                     panic!(
@@ -361,6 +361,7 @@ impl Serve {
                 Ok(Server {
                     child,
                     addrs,
+                    metrics,
                     listening_line: line,
                     stderr,
                     extra_stdout,
@@ -388,14 +389,24 @@ impl Serve {
 }
 
 /// `{"listening":["127.0.0.1:43817", ...]}` -> the addresses, in order.
-fn parse_listening(line: &str) -> Result<Vec<SocketAddr>, String> {
+fn parse_listening(line: &str) -> Result<(Vec<SocketAddr>, Option<SocketAddr>), String> {
     let value: serde_json::Value = serde_json::from_str(line.trim()).map_err(|e| e.to_string())?;
     let object = value.as_object().ok_or("not a JSON object")?;
-    if object.len() != 1 {
+    // "metrics" appears only with --metrics; nothing else may.
+    if object.keys().any(|k| k != "listening" && k != "metrics") {
         return Err(format!(
-            "expected only the \"listening\" key, got {object:?}"
+            "expected only the \"listening\" (and \"metrics\") keys, got {object:?}"
         ));
     }
+    let metrics = object
+        .get("metrics")
+        .map(|v| {
+            v.as_str()
+                .ok_or_else(|| format!("metrics not a string: {v}"))?
+                .parse::<SocketAddr>()
+                .map_err(|e| format!("{v}: {e}"))
+        })
+        .transpose()?;
     let list = object
         .get("listening")
         .and_then(|v| v.as_array())
@@ -412,7 +423,7 @@ fn parse_listening(line: &str) -> Result<Vec<SocketAddr>, String> {
     if addrs.is_empty() {
         return Err("empty \"listening\" array".into());
     }
-    Ok(addrs)
+    Ok((addrs, metrics))
 }
 
 /// A `serve` that exited before it got ready.
@@ -427,6 +438,8 @@ pub struct Server {
     child: Child,
     /// Every bound address, in `--listen` order, from the listening line.
     pub addrs: Vec<SocketAddr>,
+    /// Where `/metrics` is served (with `--metrics`), from the listening line.
+    pub metrics: Option<SocketAddr>,
     /// The listening line as printed (with its newline).
     pub listening_line: String,
     stderr: Arc<Captured>,

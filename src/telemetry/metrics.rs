@@ -1,0 +1,233 @@
+//! Metrics: per-worker counters, summed when scraped, served in the Prometheus text format on
+//! their own listener (`--metrics ADDR`: `/metrics`, `/healthz`), by a plain thread that never
+//! touches the workers' event loops.
+//!
+//! Each counter has exactly one writer, its worker, so an update is a relaxed load and store on
+//! a cache line no other worker writes: no lock and no contended atomic on the data path. The
+//! scraping thread only reads, and may see a value a few updates old.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::proxy::reason::Reject;
+
+/// A counter written by one thread only.
+#[derive(Default, Debug)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn add(&self, n: u64) {
+        // Single writer: a plain read-modify-write, no lock prefix needed.
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    pub fn sub(&self, n: u64) {
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_sub(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Upper bounds of the handshake-duration histogram, in seconds.
+const BUCKETS: [f64; 10] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
+];
+
+/// One worker's counters.
+#[derive(Debug)]
+pub struct WorkerStats {
+    pub id: usize,
+    driver: OnceLock<&'static str>,
+    pub accepted: Counter,
+    pub active: Counter,
+    pub handshakes_ok: Counter,
+    rejected: [Counter; Reject::ALL.len()],
+    handshake_buckets: [Counter; BUCKETS.len()],
+    handshake_count: Counter,
+    handshake_micros: Counter,
+    pub bytes_up: Counter,
+    pub bytes_down: Counter,
+    pub upstream_failures: Counter,
+}
+
+impl WorkerStats {
+    /// Counters for worker `id`, living as long as the process (workers never end).
+    pub fn leak(id: usize) -> &'static WorkerStats {
+        Box::leak(Box::new(WorkerStats {
+            id,
+            driver: OnceLock::new(),
+            accepted: Counter::default(),
+            active: Counter::default(),
+            handshakes_ok: Counter::default(),
+            rejected: Default::default(),
+            handshake_buckets: Default::default(),
+            handshake_count: Counter::default(),
+            handshake_micros: Counter::default(),
+            bytes_up: Counter::default(),
+            bytes_down: Counter::default(),
+            upstream_failures: Counter::default(),
+        }))
+    }
+
+    pub fn set_driver(&self, driver: &'static str) {
+        let _ = self.driver.set(driver);
+    }
+
+    pub fn reject(&self, reason: Reject) {
+        self.rejected[reason as usize].add(1);
+    }
+
+    /// Records a completed handshake's duration.
+    pub fn handshake_done(&self, took: Duration) {
+        self.handshakes_ok.add(1);
+        self.handshake_count.add(1);
+        self.handshake_micros.add(took.as_micros() as u64);
+        let secs = took.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|&le| secs <= le) {
+            self.handshake_buckets[i].add(1);
+        }
+    }
+}
+
+/// Renders every worker's counters, summed, in the Prometheus text exposition format 0.0.4.
+pub fn render(workers: &[&'static WorkerStats]) -> String {
+    let sum = |f: &dyn Fn(&WorkerStats) -> u64| workers.iter().map(|w| f(w)).sum::<u64>();
+    let mut out = String::with_capacity(4096);
+    // Writing into a String cannot fail; results are ignored throughout.
+    let mut simple = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    simple(
+        "ringtls_connections_accepted_total",
+        "counter",
+        "TCP connections accepted.",
+        sum(&|w| w.accepted.get()),
+    );
+    simple(
+        "ringtls_connections_active",
+        "gauge",
+        "Connections being served now.",
+        sum(&|w| w.active.get()),
+    );
+    simple(
+        "ringtls_upstream_connect_failures_total",
+        "counter",
+        "Handshakes that succeeded but whose upstream could not be reached.",
+        sum(&|w| w.upstream_failures.get()),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP ringtls_handshakes_total Handshakes by result and, for rejections, reason.\n# TYPE ringtls_handshakes_total counter"
+    );
+    let _ = writeln!(
+        out,
+        "ringtls_handshakes_total{{result=\"ok\",reason=\"\"}} {}",
+        sum(&|w| w.handshakes_ok.get())
+    );
+    for reason in Reject::ALL {
+        let _ = writeln!(
+            out,
+            "ringtls_handshakes_total{{result=\"rejected\",reason=\"{}\"}} {}",
+            reason.as_str(),
+            sum(&|w| w.rejected[reason as usize].get())
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ringtls_handshake_duration_seconds Time from accept to a completed handshake.\n# TYPE ringtls_handshake_duration_seconds histogram"
+    );
+    let mut cumulative = 0;
+    for (i, le) in BUCKETS.iter().enumerate() {
+        cumulative += sum(&|w| w.handshake_buckets[i].get());
+        let _ = writeln!(
+            out,
+            "ringtls_handshake_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"
+        );
+    }
+    let count = sum(&|w| w.handshake_count.get());
+    let _ = writeln!(
+        out,
+        "ringtls_handshake_duration_seconds_bucket{{le=\"+Inf\"}} {count}\nringtls_handshake_duration_seconds_sum {}\nringtls_handshake_duration_seconds_count {count}",
+        sum(&|w| w.handshake_micros.get()) as f64 / 1e6
+    );
+    let _ = writeln!(
+        out,
+        "# HELP ringtls_bytes_total Plaintext bytes relayed, by direction.\n# TYPE ringtls_bytes_total counter\nringtls_bytes_total{{direction=\"up\"}} {}\nringtls_bytes_total{{direction=\"down\"}} {}",
+        sum(&|w| w.bytes_up.get()),
+        sum(&|w| w.bytes_down.get())
+    );
+    let _ = writeln!(
+        out,
+        "# HELP ringtls_worker_info Each worker and the I/O driver it runs.\n# TYPE ringtls_worker_info gauge"
+    );
+    for w in workers {
+        let _ = writeln!(
+            out,
+            "ringtls_worker_info{{worker=\"{}\",driver=\"{}\"}} 1",
+            w.id,
+            w.driver.get().copied().unwrap_or("starting")
+        );
+    }
+    out
+}
+
+/// Binds the metrics listener (before the workers start, so a bad address fails the start).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr)
+}
+
+/// Serves `/metrics` and `/healthz` on `listener` from a thread of its own.
+pub fn serve(listener: TcpListener, workers: Vec<&'static WorkerStats>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("ringtls-metrics".into())
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                // One slow or silent scraper must not hold the others up for long.
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+                let _ = answer(stream, &workers);
+            }
+        })
+        .map(|_| ())
+}
+
+fn answer(stream: TcpStream, workers: &[&'static WorkerStats]) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request = String::new();
+    reader.read_line(&mut request)?;
+    // Drain the headers (bounded by the read timeout and a line count).
+    for _ in 0..100 {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
+            break;
+        }
+    }
+    let path = request.split_whitespace().nth(1).unwrap_or("");
+    let (status, kind, body) = match path {
+        "/metrics" => ("200 OK", "text/plain; version=0.0.4", render(workers)),
+        "/healthz" => ("200 OK", "text/plain", "ok\n".to_owned()),
+        _ => ("404 Not Found", "text/plain", "not found\n".to_owned()),
+    };
+    let mut stream = stream;
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    stream.flush()
+}

@@ -1,0 +1,118 @@
+//! `--metrics ADDR`: Prometheus text on /metrics (checked by `promtool check metrics`) and
+//! /healthz, on a listener of its own; counters follow what the connections did.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use common::client::{read_to_clean_eof, send_close_notify};
+use common::{Setup, Upstream, connect, expect_alert};
+use rustls::AlertDescription;
+
+/// A plain HTTP/1.1 GET; returns (status line, body).
+fn get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut sock = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(sock, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").expect("request");
+    let mut response = String::new();
+    sock.read_to_string(&mut response).expect("response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    )
+}
+
+fn value(metrics: &str, series: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+        .parse()
+        .expect("integer value")
+}
+
+#[test]
+fn counts_handshakes_rejections_and_bytes_in_prometheus_format() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let server = setup
+        .serve(upstream.addr)
+        .args(["--metrics", "127.0.0.1:0", "--threads", "2"])
+        .start();
+    let metrics_addr = server
+        .metrics
+        .expect("metrics address in the listening line");
+
+    let alice = setup.ca.client("Alice");
+    let mut stream = connect(server.addr(), &setup.client(&alice)).expect("good client");
+    send_close_notify(&mut stream).expect("close_notify");
+    read_to_clean_eof(&mut stream).expect("clean close");
+    let stranger = common::Ca::root("Stranger CA").client("Mallory");
+    expect_alert(
+        connect(server.addr(), &setup.client(&stranger)),
+        AlertDescription::UnknownCA,
+    );
+    server.wait_for_stderr("both connection events", |s| {
+        s.contains("conn.closed") && s.contains("conn.rejected")
+    });
+
+    let (status, body) = get(metrics_addr, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(
+        value(&body, "ringtls_handshakes_total{result=\"ok\",reason=\"\"}"),
+        1
+    );
+    assert_eq!(
+        value(
+            &body,
+            "ringtls_handshakes_total{result=\"rejected\",reason=\"unknown_ca\"}"
+        ),
+        1
+    );
+    assert_eq!(value(&body, "ringtls_connections_accepted_total"), 2);
+    assert_eq!(value(&body, "ringtls_connections_active"), 0);
+    let probe = common::PROBE.len() as u64;
+    assert_eq!(value(&body, "ringtls_bytes_total{direction=\"up\"}"), probe);
+    assert_eq!(
+        value(&body, "ringtls_bytes_total{direction=\"down\"}"),
+        probe
+    );
+    assert_eq!(value(&body, "ringtls_handshake_duration_seconds_count"), 1);
+    assert!(
+        body.contains("ringtls_worker_info{worker=\"1\",driver="),
+        "{body}"
+    );
+
+    let (status, body_health) = get(metrics_addr, "/healthz");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(body_health, "ok\n");
+    assert_eq!(get(metrics_addr, "/nope").0, "HTTP/1.1 404 Not Found");
+
+    if !common::process::have_program("promtool") {
+        eprintln!("SKIPPED: promtool not found (apt-get install prometheus); format not linted");
+        return;
+    }
+    let mut lint = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    lint.stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.as_bytes())
+        .expect("feed promtool");
+    let out = lint.wait_with_output().expect("promtool result");
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
