@@ -46,7 +46,10 @@ impl ServeConfig {
             .map(|s| parse_listen(s))
             .collect::<Result<Vec<_>, _>>()?;
         let upstream_addrs = resolve_upstream(&args.upstream)?;
-        let (crt, key, more_certs) = cert_pairs(args.crt, args.key)?;
+        let mut tls = tls_settings(shared_tls_flags!(args))?;
+        tls.tls13_only = parse_tls_min(&args.tls_min)?;
+        tls.keylog = args.unsafe_keylog;
+        tls.alpn = parse_alpn(args.alpn)?;
         let threads = match args.threads {
             Some(0) => return Err(Error::Usage("--threads must be at least 1".into())),
             Some(n) => n,
@@ -59,24 +62,7 @@ impl ServeConfig {
             listen,
             upstream: args.upstream,
             upstream_addrs,
-            tls: TlsSettings {
-                tls13_only: parse_tls_min(&args.tls_min)?,
-                keylog: args.unsafe_keylog,
-                alpn: parse_alpn(args.alpn)?,
-                allow: allow_list(
-                    !args.mutual_tls_cas.is_empty(),
-                    args.allow_all,
-                    args.allow_cn,
-                    args.allow_ou,
-                    args.allow_dns,
-                    args.allow_uri,
-                )?,
-                crt,
-                key,
-                more_certs,
-                cas: args.mutual_tls_cas,
-                crls: args.crl,
-            },
+            tls,
             threads,
             handshake_timeout: parse_duration("--handshake-timeout", &args.handshake_timeout)?,
             connect_timeout: parse_duration("--connect-timeout", &args.connect_timeout)?,
@@ -107,27 +93,56 @@ impl ServeConfig {
     }
 }
 
-/// The TLS files of a `check` invocation.
-pub fn check_files(args: CheckArgs) -> Result<TlsSettings, Error> {
-    let (crt, key, more_certs) = cert_pairs(args.crt, args.key)?;
+/// The credential and identity-policy flags `serve` and `check` share, moved out of either
+/// argh struct (argh has no flattening).
+macro_rules! shared_tls_flags {
+    ($args:ident) => {
+        SharedTlsFlags {
+            crt: $args.crt,
+            key: $args.key,
+            cas: $args.mutual_tls_cas,
+            crls: $args.crl,
+            allow_all: $args.allow_all,
+            allow: AllowList {
+                cn: $args.allow_cn,
+                ou: $args.allow_ou,
+                dns: $args.allow_dns,
+                uri: $args.allow_uri,
+            },
+        }
+    };
+}
+use shared_tls_flags;
+
+/// See `shared_tls_flags!`.
+struct SharedTlsFlags {
+    crt: Vec<PathBuf>,
+    key: Vec<PathBuf>,
+    cas: Vec<PathBuf>,
+    crls: Vec<PathBuf>,
+    allow_all: bool,
+    allow: AllowList,
+}
+
+/// Checks the shared flags; the `serve`-only TLS settings start at their defaults.
+fn tls_settings(flags: SharedTlsFlags) -> Result<TlsSettings, Error> {
+    let (crt, key, more_certs) = cert_pairs(flags.crt, flags.key)?;
     Ok(TlsSettings {
+        allow: allow_list(!flags.cas.is_empty(), flags.allow_all, flags.allow)?,
         tls13_only: false,
         keylog: None,
         alpn: Vec::new(),
-        allow: allow_list(
-            !args.mutual_tls_cas.is_empty(),
-            args.allow_all,
-            args.allow_cn,
-            args.allow_ou,
-            args.allow_dns,
-            args.allow_uri,
-        )?,
         crt,
         key,
         more_certs,
-        cas: args.mutual_tls_cas,
-        crls: args.crl,
+        cas: flags.cas,
+        crls: flags.crls,
     })
+}
+
+/// The TLS settings of a `check` invocation.
+pub fn check_files(args: CheckArgs) -> Result<TlsSettings, Error> {
+    tls_settings(shared_tls_flags!(args))
 }
 
 /// `--crt`/`--key` in pairs: the first pair (the default certificate) and the others.
@@ -178,15 +193,7 @@ fn parse_tls_min(s: &str) -> Result<bool, Error> {
 
 /// The identity allow-list from the `--allow-*` flags: `--allow-all` excludes the others, and
 /// any of them needs a trust store to check chains against.
-fn allow_list(
-    have_cas: bool,
-    allow_all: bool,
-    cn: Vec<String>,
-    ou: Vec<String>,
-    dns: Vec<String>,
-    uri: Vec<String>,
-) -> Result<AllowList, Error> {
-    let list = AllowList { cn, ou, dns, uri };
+fn allow_list(have_cas: bool, allow_all: bool, list: AllowList) -> Result<AllowList, Error> {
     if allow_all && !list.is_empty() {
         return Err(Error::Usage(
             "--allow-all admits every valid client; it cannot be combined with --allow-cn, --allow-ou, --allow-dns or --allow-uri".into(),
