@@ -116,3 +116,29 @@ fn counts_handshakes_rejections_and_bytes_in_prometheus_format() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn counts_an_unreachable_upstream_under_its_reason() {
+    let setup = Setup::new();
+    let server = setup
+        .serve(common::upstream::refused_addr())
+        .args(["--metrics", "127.0.0.1:0"])
+        .start();
+    let metrics_addr = server
+        .metrics
+        .expect("metrics address in the listening line");
+    let alice = setup.ca.client("Alice");
+    let mut stream = common::handshake(server.addr(), &setup.client(&alice)).expect("handshake");
+    // The server says goodbye cleanly: close_notify, then EOF.
+    read_to_clean_eof(&mut stream).expect("clean close from the server");
+    server.wait_for_line(&["conn.closed", "reason=upstream_unreachable"]);
+    let (_, body) = get(metrics_addr, "/metrics");
+    assert_eq!(value(&body, "ringtls_upstream_connect_failures_total"), 1);
+    assert_eq!(
+        value(
+            &body,
+            "ringtls_handshakes_total{result=\"rejected\",reason=\"upstream_unreachable\"}"
+        ),
+        1
+    );
+}

@@ -131,7 +131,14 @@ pub async fn serve_connection(
             conn.send_close_notify();
             let _ = handshake::flush(&mut stream, &mut conn, &mut out).await;
             stats.upstream_failures.add(1);
-            closed(Level::Warn, 0, 0, "upstream_unreachable", &detail);
+            stats.reject(Reject::UpstreamUnreachable);
+            closed(
+                Level::Warn,
+                0,
+                0,
+                Reject::UpstreamUnreachable.as_str(),
+                &detail,
+            );
             return;
         }
     };

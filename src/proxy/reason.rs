@@ -1,5 +1,5 @@
-//! Why a connection was rejected or closed: one vocabulary for the log (and later the metrics),
-//! derived from the rustls error so the reason and the alert the client saw always agree.
+//! Why a client was turned away: one vocabulary for the log line, the metric label and (through
+//! `classify`, from the rustls error) the alert the client saw, so the three always agree.
 
 use rustls::{AlertDescription, CertificateError, Error, PeerIncompatible};
 
@@ -23,11 +23,14 @@ pub enum Reject {
     ClientClosed,
     /// The worker is at its share of `--max-conns`.
     MaxConns,
+    /// The handshake succeeded but the upstream could not be reached: the client is closed with
+    /// close_notify and nothing reaches the upstream.
+    UpstreamUnreachable,
 }
 
 impl Reject {
     /// Every reason, in declaration order (the metrics index by `reason as usize`).
-    pub const ALL: [Reject; 13] = [
+    pub const ALL: [Reject; 14] = [
         Reject::NoCertificate,
         Reject::UnknownCa,
         Reject::Expired,
@@ -41,6 +44,7 @@ impl Reject {
         Reject::ClientAlert,
         Reject::ClientClosed,
         Reject::MaxConns,
+        Reject::UpstreamUnreachable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +62,7 @@ impl Reject {
             Reject::ClientAlert => "client_alert",
             Reject::ClientClosed => "client_closed",
             Reject::MaxConns => "max_conns",
+            Reject::UpstreamUnreachable => "upstream_unreachable",
         }
     }
 }

@@ -132,7 +132,7 @@ pub fn render(workers: &[&'static WorkerStats]) -> String {
     );
     let _ = writeln!(
         out,
-        "# HELP ringtls_handshakes_total Handshakes by result and, for rejections, reason.\n# TYPE ringtls_handshakes_total counter"
+        "# HELP ringtls_handshakes_total Handshakes by result and, for rejections, reason (upstream_unreachable counts clients turned away after a good handshake).\n# TYPE ringtls_handshakes_total counter"
     );
     let _ = writeln!(
         out,
