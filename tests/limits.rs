@@ -50,7 +50,14 @@ fn refuses_connections_beyond_max_conns_and_recovers() {
     let upstream = Upstream::echo();
     let server = setup
         .serve(upstream.addr)
-        .args(["--threads", "1", "--max-conns", "1"])
+        .args([
+            "--threads",
+            "1",
+            "--max-conns",
+            "1",
+            "--metrics",
+            "127.0.0.1:0",
+        ])
         .start();
     let alice = setup.ca.client("Alice");
     let opts = setup.client(&alice);
@@ -64,6 +71,13 @@ fn refuses_connections_beyond_max_conns_and_recovers() {
     let n = sock.read(&mut buf).unwrap_or(0);
     assert_eq!(n, 0, "over-limit connection got bytes instead of a close");
     server.wait_for_line(&["conn.rejected", "reason=max_conns"]);
+    let (_, metrics) = common::http_get(server.metrics.expect("metrics address"), "/metrics");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "ringtls_handshakes_total{result=\"rejected\",reason=\"max_conns\"} 1"),
+        "max_conns not counted:\n{metrics}"
+    );
 
     // Once the first one ends, the limit frees up again.
     drop(first);

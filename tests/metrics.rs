@@ -3,28 +3,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::io::Write;
 
 use common::client::{read_to_clean_eof, send_close_notify};
-use common::{Setup, Upstream, connect, expect_alert};
+use common::{Setup, Upstream, connect, expect_alert, http_get};
 use rustls::AlertDescription;
-
-/// A plain HTTP/1.1 GET; returns (status line, body).
-fn get(addr: SocketAddr, path: &str) -> (String, String) {
-    let mut sock = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-    sock.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    write!(sock, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").expect("request");
-    let mut response = String::new();
-    sock.read_to_string(&mut response).expect("response");
-    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
-    (
-        head.lines().next().unwrap_or("").to_owned(),
-        body.to_owned(),
-    )
-}
 
 fn value(metrics: &str, series: &str) -> u64 {
     metrics
@@ -60,7 +43,7 @@ fn counts_handshakes_rejections_and_bytes_in_prometheus_format() {
         s.contains("conn.closed") && s.contains("conn.rejected")
     });
 
-    let (status, body) = get(metrics_addr, "/metrics");
+    let (status, body) = http_get(metrics_addr, "/metrics");
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert_eq!(
         value(&body, "ringtls_handshakes_total{result=\"ok\",reason=\"\"}"),
@@ -87,10 +70,10 @@ fn counts_handshakes_rejections_and_bytes_in_prometheus_format() {
         "{body}"
     );
 
-    let (status, body_health) = get(metrics_addr, "/healthz");
+    let (status, body_health) = http_get(metrics_addr, "/healthz");
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert_eq!(body_health, "ok\n");
-    assert_eq!(get(metrics_addr, "/nope").0, "HTTP/1.1 404 Not Found");
+    assert_eq!(http_get(metrics_addr, "/nope").0, "HTTP/1.1 404 Not Found");
 
     if !common::process::have_program("promtool") {
         eprintln!("SKIPPED: promtool not found (apt-get install prometheus); format not linted");
@@ -132,7 +115,7 @@ fn counts_an_unreachable_upstream_under_its_reason() {
     // The server says goodbye cleanly: close_notify, then EOF.
     read_to_clean_eof(&mut stream).expect("clean close from the server");
     server.wait_for_line(&["conn.closed", "reason=upstream_unreachable"]);
-    let (_, body) = get(metrics_addr, "/metrics");
+    let (_, body) = http_get(metrics_addr, "/metrics");
     assert_eq!(value(&body, "ringtls_upstream_connect_failures_total"), 1);
     assert_eq!(
         value(

@@ -178,3 +178,19 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     use sha2::Digest as _;
     sha2::Sha256::digest(bytes).into()
 }
+
+/// A plain HTTP/1.1 GET (for the metrics listener); returns the status line and the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut sock = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))
+        .expect("connect");
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .expect("timeout");
+    write!(sock, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").expect("request");
+    let mut response = String::new();
+    sock.read_to_string(&mut response).expect("response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    )
+}
