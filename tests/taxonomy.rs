@@ -116,6 +116,18 @@ fn every_rejection_is_one_event_and_one_metric_with_the_same_reason() {
             "no {series:?} in\n{metrics}"
         );
     }
+    // A refused certificate is named in its rejection, although rustls keeps none.
+    let expired = events
+        .iter()
+        .find(|e| e["reason"] == "expired")
+        .expect("expired event");
+    assert_eq!(expired["client"], "Flawed");
+    assert!(
+        expired["issuer"]
+            .as_str()
+            .is_some_and(|i| i.contains("Test Root"))
+    );
+    assert_eq!(expired["sni"], "localhost");
     assert_eq!(
         upstream.accepted(),
         0,

@@ -15,8 +15,12 @@ use crate::engine;
 /// A failed handshake.
 #[derive(Debug)]
 pub enum HandshakeError {
-    /// rustls refused the client; its alert was sent.
-    Tls(rustls::Error),
+    /// rustls refused the client; its alert was sent. `leaf` is the certificate it presented,
+    /// when the refusal was about it.
+    Tls {
+        error: rustls::Error,
+        leaf: Option<Vec<u8>>,
+    },
     /// The client closed before the handshake finished.
     Eof,
     /// The socket failed (reset by the client, ...).
@@ -55,10 +59,12 @@ pub async fn accept_client(
         }
         match engine::feed(&mut **conn, &buf[..n], &mut early.plain) {
             Ok(fed) => early.closed |= fed.peer_closed,
-            Err(e) => {
+            Err(error) => {
+                // Taken before the await below, while it is surely this connection's.
+                let leaf = crate::tls::verify_cache::take_rejected_leaf();
                 // Best effort: the alert goes out unless the client is already gone.
                 let _ = flush(stream, conn, out).await;
-                return Err(HandshakeError::Tls(e));
+                return Err(HandshakeError::Tls { error, leaf });
             }
         }
     }

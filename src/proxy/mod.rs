@@ -76,7 +76,7 @@ pub async fn serve_connection(
     .await;
     let mut early = match handshake {
         Ok(Ok(early)) => early,
-        Ok(Err(err)) => return log_rejected(stats, peer, started, &err),
+        Ok(Err(err)) => return log_rejected(stats, peer, started, &err, &conn),
         Err(_) => {
             return log_reject(
                 stats,
@@ -251,20 +251,44 @@ async fn connect_upstream(settings: &Settings) -> Result<TcpStream, String> {
     Err(last)
 }
 
-fn log_rejected(stats: &WorkerStats, peer: SocketAddr, started: Instant, err: &HandshakeError) {
-    match err {
-        HandshakeError::Tls(e) => {
-            let (reason, alert) = reason::classify(e);
-            log_reject(
+fn log_rejected(
+    stats: &WorkerStats,
+    peer: SocketAddr,
+    started: Instant,
+    err: &HandshakeError,
+    conn: &ServerConnection,
+) {
+    let event = match err {
+        HandshakeError::Tls { error, leaf } => {
+            let (reason, alert) = reason::classify(error);
+            let event = reject_event(
                 stats,
                 peer,
                 started,
                 reason,
                 alert.map(u8::from),
-                &e.to_string(),
+                &error.to_string(),
             );
+            match leaf.as_deref().and_then(|der| {
+                crate::tls::x509::CertInfo::parse(der)
+                    .ok()
+                    .map(|info| (info, crate::tls::x509::sha256_hex(der)))
+            }) {
+                Some((info, fingerprint)) => event
+                    .text("client", info.common_name())
+                    .text("subject", &info.subject)
+                    .text("issuer", &info.issuer)
+                    .word("serial", &info.serial_hex)
+                    .text("sans", &info.sans.join(","))
+                    .word("sha256", fingerprint)
+                    .word(
+                        "not_after",
+                        crate::tls::x509::format_rfc3339(info.not_after),
+                    ),
+                None => event,
+            }
         }
-        HandshakeError::Eof => log_reject(
+        HandshakeError::Eof => reject_event(
             stats,
             peer,
             started,
@@ -272,7 +296,7 @@ fn log_rejected(stats: &WorkerStats, peer: SocketAddr, started: Instant, err: &H
             None,
             "closed mid-handshake",
         ),
-        HandshakeError::Io(e) => log_reject(
+        HandshakeError::Io(e) => reject_event(
             stats,
             peer,
             started,
@@ -280,7 +304,20 @@ fn log_rejected(stats: &WorkerStats, peer: SocketAddr, started: Instant, err: &H
             None,
             &e.to_string(),
         ),
-    }
+    };
+    // What was negotiated before the refusal, as far as it got.
+    event
+        .text("sni", conn.server_name().unwrap_or_default())
+        .text(
+            "alpn",
+            &conn
+                .alpn_protocol()
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .unwrap_or_default(),
+        )
+        .word("tls", session::tls_version_name(conn))
+        .word("cipher", session::cipher_name(conn))
+        .emit();
 }
 
 /// Logs a client turned away, before or during the handshake.
@@ -292,6 +329,18 @@ pub fn log_reject(
     alert: Option<u8>,
     detail: &str,
 ) {
+    reject_event(stats, peer, started, reason, alert, detail).emit();
+}
+
+/// Counts a rejection and starts its event; the caller may add fields, then emits it.
+fn reject_event(
+    stats: &WorkerStats,
+    peer: SocketAddr,
+    started: Instant,
+    reason: Reject,
+    alert: Option<u8>,
+    detail: &str,
+) -> Event {
     stats.reject(reason);
     let alert = alert
         .map(|a| a.to_string())
@@ -303,5 +352,4 @@ pub fn log_reject(
         .word("alert", alert)
         .num("ms", started.elapsed().as_millis())
         .text("detail", detail)
-        .emit();
 }
