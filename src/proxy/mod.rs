@@ -108,7 +108,8 @@ pub async fn serve_connection(
     }
 
     stats.handshake_done(started.elapsed());
-    let facts = session::SessionFacts::read(&conn);
+    let leaf = conn.peer_certificates().and_then(|chain| chain.first());
+    let facts = session::SessionFacts::read(&conn, leaf.map(|der| der.as_ref()));
     let closed = |level: Level, up: u64, down: u64, reason: &str, detail: &str| {
         facts
             .add_to(
@@ -258,7 +259,7 @@ fn log_rejected(
     err: &HandshakeError,
     conn: &ServerConnection,
 ) {
-    let event = match err {
+    let (event, leaf) = match err {
         HandshakeError::Tls { error, leaf } => {
             let (reason, alert) = reason::classify(error);
             let event = reject_event(
@@ -269,55 +270,34 @@ fn log_rejected(
                 alert.map(u8::from),
                 &error.to_string(),
             );
-            match leaf.as_deref().and_then(|der| {
-                crate::tls::x509::CertInfo::parse(der)
-                    .ok()
-                    .map(|info| (info, crate::tls::x509::sha256_hex(der)))
-            }) {
-                Some((info, fingerprint)) => event
-                    .text("client", info.common_name())
-                    .text("subject", &info.subject)
-                    .text("issuer", &info.issuer)
-                    .word("serial", &info.serial_hex)
-                    .text("sans", &info.sans.join(","))
-                    .word("sha256", fingerprint)
-                    .word(
-                        "not_after",
-                        crate::tls::x509::format_rfc3339(info.not_after),
-                    ),
-                None => event,
-            }
+            (event, leaf.as_deref())
         }
-        HandshakeError::Eof => reject_event(
-            stats,
-            peer,
-            started,
-            Reject::ClientClosed,
+        HandshakeError::Eof => (
+            reject_event(
+                stats,
+                peer,
+                started,
+                Reject::ClientClosed,
+                None,
+                "closed mid-handshake",
+            ),
             None,
-            "closed mid-handshake",
         ),
-        HandshakeError::Io(e) => reject_event(
-            stats,
-            peer,
-            started,
-            Reject::ClientClosed,
+        HandshakeError::Io(e) => (
+            reject_event(
+                stats,
+                peer,
+                started,
+                Reject::ClientClosed,
+                None,
+                &e.to_string(),
+            ),
             None,
-            &e.to_string(),
         ),
     };
-    // What was negotiated before the refusal, as far as it got.
-    event
-        .text("sni", conn.server_name().unwrap_or_default())
-        .text(
-            "alpn",
-            &conn
-                .alpn_protocol()
-                .map(|p| String::from_utf8_lossy(p).into_owned())
-                .unwrap_or_default(),
-        )
-        .word("tls", session::tls_version_name(conn))
-        .word("cipher", session::cipher_name(conn))
-        .emit();
+    // What was negotiated before the refusal, as far as it got, and the refused certificate
+    // when that is what failed: the same fields as a close event.
+    session::SessionFacts::read(conn, leaf).add_to(event).emit();
 }
 
 /// Logs a client turned away, before or during the handshake.

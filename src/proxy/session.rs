@@ -22,7 +22,7 @@ pub fn cipher_name(conn: &ServerConnection) -> String {
         .unwrap_or_default()
 }
 
-/// The session's facts for the close event.
+/// The session's facts for the close and rejection events.
 pub struct SessionFacts {
     sni: String,
     alpn: String,
@@ -32,14 +32,13 @@ pub struct SessionFacts {
 }
 
 impl SessionFacts {
-    pub fn read(conn: &ServerConnection) -> SessionFacts {
-        let client = conn
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .and_then(|leaf| {
-                let info = CertInfo::parse(leaf).ok()?;
-                Some((info, x509::sha256_hex(leaf)))
-            });
+    /// Reads what `conn` negotiated and what `leaf` (the client's certificate: the verified one
+    /// after a handshake, the refused one after a rejection) says.
+    pub fn read(conn: &ServerConnection, leaf: Option<&[u8]>) -> SessionFacts {
+        let client = leaf.and_then(|leaf| {
+            let info = CertInfo::parse(leaf).ok()?;
+            Some((info, x509::sha256_hex(leaf)))
+        });
         SessionFacts {
             sni: conn.server_name().unwrap_or_default().to_owned(),
             alpn: conn
