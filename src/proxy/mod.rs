@@ -145,7 +145,7 @@ pub async fn serve_connection(
     };
 
     if settings.proxy_protocol {
-        let mut header = proxy_header(&conn, peer, stream.local_addr().unwrap_or(peer));
+        let mut header = proxy_header(&conn, &facts, peer, stream.local_addr().unwrap_or(peer));
         header.extend_from_slice(&early.plain);
         early.plain = header;
     }
@@ -179,31 +179,20 @@ pub async fn serve_connection(
     );
 }
 
-/// The PROXY v2 header for this connection (see `proxy_v2`).
-fn proxy_header(conn: &ServerConnection, peer: SocketAddr, local: SocketAddr) -> Vec<u8> {
-    let version = session::tls_version_name(conn);
-    let cipher = session::cipher_name(conn);
-    let leaf = conn.peer_certificates().and_then(|chain| chain.first());
-    let facts = leaf.and_then(|der| crate::tls::x509::leaf_facts(der));
-    let fingerprint = leaf.map(|der| {
-        let mut out = [0u8; 32];
-        out.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der).as_ref());
-        out
-    });
+/// The PROXY v2 header for this connection (see `proxy_v2`), from the facts already read.
+fn proxy_header(
+    conn: &ServerConnection,
+    facts: &session::SessionFacts,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Vec<u8> {
+    let (version, cipher, cert) = facts.proxy_fields();
     let info = proxy_v2::ClientInfo {
         alpn: conn.alpn_protocol(),
         sni: conn.server_name(),
         version,
-        cipher: &cipher,
-        cert: facts
-            .as_ref()
-            .zip(fingerprint)
-            .map(|(f, fingerprint)| proxy_v2::CertFacts {
-                cn: &f.cn,
-                sig_alg: &f.sig_alg,
-                key_alg: &f.key_alg,
-                fingerprint,
-            }),
+        cipher,
+        cert,
         resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
     };
     let mut header = Vec::with_capacity(256);

@@ -3,6 +3,7 @@
 
 use rustls::ServerConnection;
 
+use super::proxy_v2;
 use crate::telemetry::log::Event;
 use crate::tls::x509::{self, CertInfo};
 
@@ -28,7 +29,8 @@ pub struct SessionFacts {
     alpn: String,
     tls: &'static str,
     cipher: String,
-    client: Option<(CertInfo, String)>,
+    /// The client's leaf, parsed once, and its SHA-256.
+    client: Option<(CertInfo, [u8; 32])>,
 }
 
 impl SessionFacts {
@@ -37,7 +39,7 @@ impl SessionFacts {
     pub fn read(conn: &ServerConnection, leaf: Option<&[u8]>) -> SessionFacts {
         let client = leaf.and_then(|leaf| {
             let info = CertInfo::parse(leaf).ok()?;
-            Some((info, x509::sha256_hex(leaf)))
+            Some((info, x509::sha256(leaf)))
         });
         SessionFacts {
             sni: conn.server_name().unwrap_or_default().to_owned(),
@@ -58,6 +60,20 @@ impl SessionFacts {
             .map_or("", |(info, _)| info.common_name())
     }
 
+    /// The TLS version, cipher and client certificate as the PROXY v2 header carries them.
+    pub fn proxy_fields(&self) -> (&'static str, &str, Option<proxy_v2::CertFacts<'_>>) {
+        let cert = self
+            .client
+            .as_ref()
+            .map(|(info, fingerprint)| proxy_v2::CertFacts {
+                cn: info.common_name(),
+                sig_alg: &info.sig_alg,
+                key_alg: &info.key_alg,
+                fingerprint: *fingerprint,
+            });
+        (self.tls, &self.cipher, cert)
+    }
+
     /// Adds the session's fields to `event`.
     pub fn add_to(&self, event: Event) -> Event {
         let event = event
@@ -72,7 +88,7 @@ impl SessionFacts {
                 .text("issuer", &info.issuer)
                 .word("serial", &info.serial_hex)
                 .text("sans", &info.sans.join(","))
-                .word("sha256", fingerprint)
+                .word("sha256", x509::hex(fingerprint))
                 .word("not_after", x509::format_rfc3339(info.not_after)),
             None => event,
         }

@@ -42,6 +42,9 @@ pub struct CertInfo {
     pub serial_hex: String,
     pub sans: Vec<String>,
     pub key_type: String,
+    /// OpenSSL short names (`ecdsa-with-SHA256`, `id-ecPublicKey`), as HAProxy reports them.
+    pub sig_alg: String,
+    pub key_alg: String,
     /// `Ok` when usable as a trust anchor.
     pub ca: Result<(), CaProblem>,
 }
@@ -58,6 +61,8 @@ impl CertInfo {
             serial_hex: cert.raw_serial_as_string(),
             sans: sans(&cert),
             key_type: key_type(&cert),
+            sig_alg: algorithm_name(&cert.signature_algorithm.algorithm.to_id_string()),
+            key_alg: algorithm_name(&cert.public_key().algorithm.algorithm.to_id_string()),
             ca: ca_verdict(&cert),
         })
     }
@@ -93,24 +98,6 @@ fn algorithm_name(oid: &str) -> String {
         other => other,
     }
     .to_owned()
-}
-
-/// What the PROXY protocol header carries about a client's leaf certificate: subject CN,
-/// signature algorithm and public-key algorithm.
-pub struct LeafFacts {
-    pub cn: String,
-    pub sig_alg: String,
-    pub key_alg: String,
-}
-
-/// Reads `LeafFacts` from a leaf certificate; `None` if it cannot be parsed.
-pub fn leaf_facts(der: &[u8]) -> Option<LeafFacts> {
-    let (_, cert) = X509Certificate::from_der(der).ok()?;
-    Some(LeafFacts {
-        cn: common_name(&name_or_empty(cert.subject())).to_owned(),
-        sig_alg: algorithm_name(&cert.signature_algorithm.algorithm.to_id_string()),
-        key_alg: algorithm_name(&cert.public_key().algorithm.algorithm.to_id_string()),
-    })
 }
 
 fn name_or_empty(name: &X509Name<'_>) -> String {
@@ -219,9 +206,20 @@ pub fn format_rfc3339(ts: i64) -> String {
 
 /// Lowercase hex SHA-256 of `der`, colon-free, for fingerprints.
 pub fn sha256_hex(der: &[u8]) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
-    let mut s = String::with_capacity(64);
-    for b in digest.as_ref() {
+    hex(&sha256(der))
+}
+
+/// SHA-256 of `der`.
+pub fn sha256(der: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der).as_ref());
+    out
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(2 * bytes.len());
+    for b in bytes {
         use std::fmt::Write;
         // Writing into a String cannot fail.
         let _ = write!(s, "{b:02x}");
