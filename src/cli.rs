@@ -31,7 +31,8 @@ pub struct ServeArgs {
     /// address to accept TLS on, e.g. 0.0.0.0:8443 or 127.0.0.1:0 (repeatable)
     #[argh(option)]
     pub listen: Vec<String>,
-    /// plaintext TCP service to forward to, HOST:PORT
+    /// plaintext service to forward to: HOST:PORT (a name is resolved at start and on reload;
+    /// every address is tried in turn) or unix:/path/to/socket
     #[argh(option)]
     pub upstream: String,
     /// server certificate chain, PEM, leaf first (repeatable with --key: chosen by SNI, the
@@ -97,6 +98,18 @@ pub struct ServeArgs {
     /// most connections served at once, split evenly across workers (default: no limit)
     #[argh(option)]
     pub max_conns: Option<usize>,
+    /// also reload (as on SIGHUP) when a certificate, key, CA bundle or CRL file changes,
+    /// including a Kubernetes Secret's `..data` swap
+    #[argh(switch)]
+    pub watch: bool,
+    /// after a reload that changes the CAs or CRLs, close live connections whose client chain
+    /// would now be rejected
+    #[argh(switch)]
+    pub reauthorize_on_reload: bool,
+    /// on SIGTERM/SIGINT, time established connections get to finish before they are closed
+    /// (default 30s)
+    #[argh(option, default = "String::from(\"30s\")")]
+    pub drain_timeout: String,
 }
 
 /// load and validate what `serve` would, print it, and open no socket

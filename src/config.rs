@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::cli::{CheckArgs, LoadArgs, ServeArgs};
 use crate::error::Error;
 use crate::load::{ClientTls, LoadPlan, Mode};
+use crate::proxy::connect::{self, ResolveError, UpstreamAddr};
 use crate::telemetry::log::Format as LogFormat;
 use crate::tls::TlsSettings;
 use crate::tls::allow_list::AllowList;
@@ -19,8 +20,8 @@ pub struct ServeConfig {
     pub listen: Vec<SocketAddr>,
     /// The upstream as given, for messages.
     pub upstream: String,
-    /// The upstream's addresses, resolved at start, tried in turn.
-    pub upstream_addrs: Vec<SocketAddr>,
+    /// The upstream's addresses, resolved at start (and again on reload), tried in turn.
+    pub upstream_addrs: Vec<UpstreamAddr>,
     pub tls: TlsSettings,
     pub threads: usize,
     pub handshake_timeout: Duration,
@@ -29,8 +30,14 @@ pub struct ServeConfig {
     pub max_conns: Option<usize>,
     pub proxy_protocol: bool,
     pub log_format: LogFormat,
-    /// Where to serve `/metrics` and `/healthz`.
+    /// Where to serve `/metrics`, `/healthz` and `/readyz`.
     pub metrics: Option<SocketAddr>,
+    /// Reload when a file given by flag (or its directory's `..data` link) changes.
+    pub watch: bool,
+    /// After a reload that changes trust, close live connections whose chain now fails.
+    pub reauthorize: bool,
+    /// How long established connections may take to finish after SIGTERM/SIGINT.
+    pub drain_timeout: Duration,
 }
 
 impl ServeConfig {
@@ -46,6 +53,11 @@ impl ServeConfig {
             .map(|s| parse_listen(s))
             .collect::<Result<Vec<_>, _>>()?;
         let upstream_addrs = resolve_upstream(&args.upstream)?;
+        if args.reauthorize_on_reload && args.mutual_tls_cas.is_empty() {
+            return Err(Error::Usage(
+                "--reauthorize-on-reload needs --mutual-tls-cas: without a trust store there is nothing to re-check".into(),
+            ));
+        }
         let mut tls = tls_settings(shared_tls_flags!(args))?;
         tls.tls13_only = parse_tls_min(&args.tls_min)?;
         tls.keylog = args.unsafe_keylog;
@@ -69,6 +81,9 @@ impl ServeConfig {
             idle_timeout: parse_duration("--idle-timeout", &args.idle_timeout)?,
             max_conns: args.max_conns,
             proxy_protocol: args.proxy_protocol,
+            watch: args.watch,
+            reauthorize: args.reauthorize_on_reload,
+            drain_timeout: parse_duration("--drain-timeout", &args.drain_timeout)?,
             metrics: args
                 .metrics
                 .as_deref()
@@ -291,29 +306,13 @@ fn parse_listen(s: &str) -> Result<SocketAddr, Error> {
         })
 }
 
-fn resolve_upstream(s: &str) -> Result<Vec<SocketAddr>, Error> {
-    if s.rsplit_once(':')
-        .is_none_or(|(_, port)| port.parse::<u16>().is_err())
-    {
-        return Err(Error::Usage(format!(
-            "--upstream {s}: expected HOST:PORT, e.g. 127.0.0.1:8080"
-        )));
-    }
-    match s.to_socket_addrs() {
-        Ok(addrs) => {
-            let addrs: Vec<_> = addrs.collect();
-            if addrs.is_empty() {
-                Err(Error::Config(format!(
-                    "--upstream {s}: name resolves to no address"
-                )))
-            } else {
-                Ok(addrs)
-            }
-        }
-        Err(e) => Err(Error::Config(format!(
-            "--upstream {s}: cannot resolve: {e}"
-        ))),
-    }
+/// `--upstream`, resolved now; a malformed value is a usage error, a name that does not
+/// resolve a configuration error.
+pub fn resolve_upstream(s: &str) -> Result<Vec<UpstreamAddr>, Error> {
+    connect::resolve(s).map_err(|e| match e {
+        ResolveError::Syntax(m) => Error::Usage(m),
+        ResolveError::Resolve(m) => Error::Config(m),
+    })
 }
 
 /// Splits `64MiB` into (64, "MiB"); `None` when it does not start with a whole number.
@@ -407,15 +406,5 @@ mod tests {
         assert_eq!(parse_size("--bytes", "16MiB").ok(), Some(16 << 20));
         assert!(parse_size("--bytes", "1.5M").is_err());
         assert!(parse_size("--bytes", "12Q").is_err());
-    }
-
-    #[test]
-    fn rejects_upstream_without_port() {
-        assert!(resolve_upstream("localhost").is_err());
-        assert!(resolve_upstream("127.0.0.1:http").is_err());
-        assert_eq!(
-            resolve_upstream("127.0.0.1:9").ok().map(|a| a.len()),
-            Some(1)
-        );
     }
 }

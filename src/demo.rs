@@ -29,7 +29,7 @@ pub fn run_demo() -> Result<bool, Error> {
     let config = ServeConfig {
         listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
         upstream: upstream.to_string(),
-        upstream_addrs: vec![upstream],
+        upstream_addrs: vec![crate::proxy::connect::UpstreamAddr::Tcp(upstream)],
         tls: TlsSettings {
             allow: Default::default(),
             tls13_only: false,
@@ -49,6 +49,9 @@ pub fn run_demo() -> Result<bool, Error> {
         proxy_protocol: false,
         log_format: Default::default(),
         metrics: None,
+        watch: false,
+        reauthorize: false,
+        drain_timeout: Duration::from_secs(1),
     };
     let server = crate::start(&config)?;
     let addr = server.local_addrs()[0];

@@ -10,7 +10,9 @@
 //! - `listen`: binding one SO_REUSEPORT socket per worker, refusing ports owned by others
 //! - `runtime`: pinned worker threads, each with its own monoio runtime and accept loop
 //! - `proxy`: one connection's life: handshake → upstream connect → relay → close
-//! - `telemetry`: the event log
+//! - `control`: reload (SIGHUP, `--watch`) and drain (SIGTERM/SIGINT), off the workers
+//! - `sys`: the only `unsafe`: signals, inotify
+//! - `telemetry`: the event log, metrics and health endpoints
 //! - `engine`: the sans-I/O adapter between owned buffers and rustls (server and client side)
 //! - `load`: the mTLS load generator (`ringtls load`)
 //! - `check`, `pki`, `demo`, `upstream`: the other subcommands
@@ -18,6 +20,7 @@
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod engine;
 pub mod error;
@@ -26,24 +29,31 @@ pub mod load;
 pub mod pki;
 pub mod proxy;
 pub mod runtime;
+pub mod sys;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream;
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 pub use config::ServeConfig;
+pub use control::Control;
 pub use error::Error;
 pub use runtime::Server;
 
 use telemetry::log::Event;
+use telemetry::metrics::ControlStats;
 
 /// Loads and validates every file, binds every listener and starts the workers. Returns once
-/// all workers accept connections; `Server::local_addrs` then gives the bound addresses.
-pub fn start(config: &ServeConfig) -> Result<Server, Error> {
+/// all workers accept connections; `Control::local_addrs` then gives the bound addresses.
+pub fn start(config: &ServeConfig) -> Result<Control, Error> {
     telemetry::log::set_format(config.log_format);
-    let material = tls::load_tls(&config.tls)?;
-    log_trust_warnings(&material);
+    let fingerprint = control::generation::fingerprint(config, &config.upstream_addrs);
+    let built = control::generation::build(config, 1, config.upstream_addrs.clone())?;
+    let material = &built.material;
+    log_trust_warnings(material);
     if let Some(path) = &config.tls.keylog {
         Event::warn("tls.unsafe_keylog")
             .text("file", &path.display().to_string())
@@ -64,10 +74,11 @@ pub fn start(config: &ServeConfig) -> Result<Server, Error> {
         )
         .num("crls", material.crls.infos.len() as u64)
         .emit();
+    let control_stats = ControlStats::leak();
+    control_stats.set_generation(1, built.expiries);
     let settings = Arc::new(proxy::Settings {
-        tls: material.server_config,
-        verifier: material.verifier,
-        upstream: config.upstream_addrs.clone(),
+        current: ArcSwap::from_pointee(built.generation),
+        reauthorize: config.reauthorize,
         handshake_timeout: config.handshake_timeout,
         connect_timeout: config.connect_timeout,
         idle_timeout: config.idle_timeout,
@@ -86,16 +97,22 @@ pub fn start(config: &ServeConfig) -> Result<Server, Error> {
                 .map_err(|e| Error::Runtime(format!("--metrics {addr}: cannot bind: {e}")))
         })
         .transpose()?;
-    let mut server = runtime::start(&plan, settings)?;
+    let mut server = runtime::start(&plan, Arc::clone(&settings))?;
     if let Some(listener) = metrics {
         let addr = listener
             .local_addr()
             .map_err(|e| Error::Runtime(format!("--metrics: {e}")))?;
-        telemetry::metrics::serve(listener, server.stats())
+        telemetry::metrics::serve(listener, server.stats(), control_stats)
             .map_err(|e| Error::Runtime(format!("--metrics {addr}: cannot start: {e}")))?;
         server.set_metrics_addr(addr);
     }
-    Ok(server)
+    Ok(Control::new(
+        server,
+        settings,
+        config.clone(),
+        control_stats,
+        fingerprint,
+    ))
 }
 
 /// Says on stderr what is accepted but deserves a look: expired, not-yet-valid or duplicate CAs,

@@ -3,9 +3,11 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use argh::FromArgs;
 use ringtls::cli::{Cli, Command};
+use ringtls::sys::signals::Signals;
 use ringtls::{Error, ServeConfig, config};
 
 #[global_allocator]
@@ -48,16 +50,18 @@ fn run(command: Command) -> Result<ExitCode, Error> {
     match command {
         Command::Serve(args) => {
             let config = ServeConfig::from_args(args)?;
-            let server = ringtls::start(&config)?;
+            // Before any thread starts, so that every thread inherits the mask (see `signals`).
+            let signals = Signals::block()
+                .map_err(|e| Error::Runtime(format!("cannot block signals: {e}")))?;
+            let control = Arc::new(ringtls::start(&config)?);
             let mut stdout = std::io::stdout().lock();
-            writeln!(stdout, "{}", ringtls::listening_line(&server))
+            writeln!(stdout, "{}", ringtls::listening_line(control.server()))
                 .and_then(|()| stdout.flush())
                 .map_err(|e| {
                     Error::Runtime(format!("cannot write the listening line to stdout: {e}"))
                 })?;
             drop(stdout);
-            server.wait();
-            Err(Error::Runtime("every worker stopped".into()))
+            control.run(&signals).map(|()| ExitCode::SUCCESS)
         }
         Command::Check(args) => {
             let files = config::check_files(args)?;

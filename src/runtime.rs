@@ -6,8 +6,9 @@
 
 use std::any::Any;
 use std::future::Future;
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::os::unix::net::UnixStream;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,10 +17,11 @@ use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use monoio::io::AsyncReadRent;
 use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 
 use crate::listen::{self, BindError};
-use crate::proxy::{self, Settings, reason::Reject};
+use crate::proxy::{self, Settings, notify::Broadcast, reason::Reject};
 use crate::telemetry::log::Event;
 use crate::telemetry::metrics::WorkerStats;
 
@@ -58,12 +60,27 @@ impl std::error::Error for StartError {
     }
 }
 
+/// A message to every worker, one byte on its control socket.
+#[derive(Clone, Copy)]
+enum Command {
+    /// A new configuration generation is in force: re-check live connections if asked to.
+    Reload = b'g' as isize,
+    /// Close the listeners; keep serving established connections. Acked with `STOPPED`.
+    StopAccepting = b's' as isize,
+}
+
+/// A worker's reply once its listeners are closed.
+const STOPPED: u8 = b'S';
+
 /// The running workers.
 pub struct Server {
     addrs: Vec<SocketAddr>,
     workers: Vec<JoinHandle<()>>,
     stats: Vec<&'static WorkerStats>,
     metrics: Option<SocketAddr>,
+    /// Our end of each worker's control socket (a Unix socketpair: it wakes a worker's event
+    /// loop from another thread with either driver, and carries its acknowledgement back).
+    links: Vec<UnixStream>,
 }
 
 impl Server {
@@ -87,7 +104,57 @@ impl Server {
         &self.addrs
     }
 
-    /// Blocks until every worker has stopped (today: never, unless a worker fails).
+    /// Connections being served now, over all workers.
+    pub fn active_connections(&self) -> u64 {
+        self.stats.iter().map(|s| s.active.get()).sum()
+    }
+
+    /// Tells every worker a new configuration generation is in force.
+    pub fn announce_reload(&self) {
+        self.send(Command::Reload);
+    }
+
+    /// Closes every listener (new connections are refused by the kernel from then on) and
+    /// returns once every worker confirms, or after `timeout`. Established connections go on.
+    pub fn stop_accepting(&self, timeout: Duration) -> io::Result<()> {
+        self.send(Command::StopAccepting);
+        let deadline = Instant::now() + timeout;
+        for (worker, mut link) in self.links.iter().enumerate() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            link.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+            let mut ack = [0u8; 1];
+            loop {
+                match link.read(&mut ack) {
+                    Ok(1) if ack[0] == STOPPED => break,
+                    Ok(1) => continue,
+                    Ok(_) => {
+                        return Err(io::Error::other(format!("worker {worker} has exited")));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        return Err(io::Error::new(
+                            e.kind(),
+                            format!("worker {worker} did not confirm: {e}"),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&self, command: Command) {
+        for (worker, mut link) in self.links.iter().enumerate() {
+            if let Err(e) = link.write_all(&[command as u8]) {
+                Event::error("worker.unreachable")
+                    .num("worker", worker as u64)
+                    .text("detail", &e.to_string())
+                    .emit();
+            }
+        }
+    }
+
+    /// Blocks until every worker has stopped (in practice: never, unless a worker fails).
     pub fn wait(self) {
         for worker in self.workers {
             let _ = worker.join();
@@ -112,15 +179,24 @@ pub fn start(plan: &WorkerPlan, settings: Arc<Settings>) -> Result<Server, Start
     let (tx, rx) = mpsc::channel();
     let mut workers = Vec::with_capacity(threads);
     let mut stats = Vec::with_capacity(threads);
+    let mut links = Vec::with_capacity(threads);
     for (worker, listeners) in bound.per_worker.into_iter().enumerate() {
         let core = (!cores.is_empty()).then(|| cores[worker % cores.len()]);
         let worker_stats = WorkerStats::leak(worker);
         stats.push(worker_stats);
+        let (ours, theirs) =
+            UnixStream::pair().map_err(|source| StartError::Worker { worker, source })?;
+        links.push(ours);
+        let shape = Shape {
+            core,
+            max_conns: max_per_worker,
+            control: theirs,
+        };
         let settings = settings.clone();
         let tx = tx.clone();
         let handle = std::thread::Builder::new()
             .name(format!("ringtls-w{worker}"))
-            .spawn(move || run_worker(worker_stats, core, listeners, settings, max_per_worker, tx))
+            .spawn(move || run_worker(worker_stats, listeners, settings, shape, tx))
             .map_err(|source| StartError::Worker { worker, source })?;
         workers.push(handle);
     }
@@ -152,17 +228,31 @@ pub fn start(plan: &WorkerPlan, settings: Arc<Settings>) -> Result<Server, Start
         workers,
         stats,
         metrics: None,
+        links,
     })
+}
+
+/// A worker's place and limits.
+struct Shape {
+    core: Option<core_affinity::CoreId>,
+    /// This worker's share of `--max-conns`.
+    max_conns: Option<usize>,
+    /// The worker's end of its control socket.
+    control: UnixStream,
 }
 
 fn run_worker(
     stats: &'static WorkerStats,
-    core: Option<core_affinity::CoreId>,
     listeners: Vec<std::net::TcpListener>,
     settings: Arc<Settings>,
-    max_conns: Option<usize>,
+    shape: Shape,
     tx: mpsc::Sender<Result<Ready, StartError>>,
 ) {
+    let Shape {
+        core,
+        max_conns,
+        control,
+    } = shape;
     let cpu = core
         .filter(|c| core_affinity::set_for_current(*c))
         .map(|c| c.id);
@@ -181,6 +271,9 @@ fn run_worker(
         FusionRuntime::Legacy(_) => "epoll",
     };
     stats.set_driver(driver);
+    // Worker-local signals, living as long as the worker (which is as long as the process).
+    let trust_changed: &'static Broadcast = Box::leak(Box::default());
+    let stop: &'static Broadcast = Box::leak(Box::default());
     runtime.block_on(async move {
         let mut monoio_listeners = Vec::with_capacity(listeners.len());
         for listener in listeners {
@@ -192,12 +285,23 @@ fn run_worker(
                 }
             }
         }
+        let control = control
+            .try_clone()
+            .and_then(|ack| Ok((ack, monoio::net::UnixStream::from_std(control)?)));
+        let (mut ack, control) = match control {
+            Ok(pair) => pair,
+            Err(e) => {
+                let _ = tx.send(Err(fail(e)));
+                return;
+            }
+        };
         let _ = tx.send(Ok(Ready {
             worker,
             cpu,
             driver,
         }));
         drop(tx);
+        monoio::spawn(obey(control, trust_changed, stop));
         let mut loops = Vec::new();
         for listener in monoio_listeners {
             loops.push(monoio::spawn(accept_loop(
@@ -205,23 +309,61 @@ fn run_worker(
                 stats,
                 settings.clone(),
                 max_conns,
+                (trust_changed, stop),
             )));
         }
         for l in loops {
             l.await;
         }
+        // Every listener is closed. The control socket is non-blocking now, and one byte always
+        // fits in its empty send buffer.
+        let _ = ack.write_all(&[STOPPED]);
+        // Keep serving the established connections until the process exits.
+        std::future::pending::<()>().await
     });
 }
 
+/// Carries out the controller's commands until it hangs up.
+async fn obey(
+    mut control: monoio::net::UnixStream,
+    trust_changed: &'static Broadcast,
+    stop: &'static Broadcast,
+) {
+    let mut buf = vec![0u8; 16];
+    loop {
+        let (res, b) = control.read(buf).await;
+        buf = b;
+        let n = match res {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        for &command in &buf[..n] {
+            if command == Command::Reload as u8 {
+                trust_changed.advance();
+            } else if command == Command::StopAccepting as u8 {
+                stop.advance();
+            }
+        }
+    }
+}
+
+/// Accepts until told to stop, then closes the listener.
 async fn accept_loop(
     listener: monoio::net::TcpListener,
     stats: &'static WorkerStats,
     settings: Arc<Settings>,
     max_conns: Option<usize>,
+    (trust_changed, stop): (&'static Broadcast, &'static Broadcast),
 ) {
     let worker = stats.id;
+    let stopped = stop.changed();
+    let mut stopped = std::pin::pin!(stopped);
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = monoio::select! {
+            accepted = listener.accept() => accepted,
+            _ = &mut stopped => return,
+        };
+        let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors (EMFILE/ENFILE) or memory: back off instead of spinning,
@@ -253,7 +395,11 @@ async fn accept_loop(
         monoio::spawn(async move {
             let _guard = guard;
             let served = CatchUnwind(Box::pin(proxy::serve_connection(
-                stream, peer, stats, settings,
+                stream,
+                peer,
+                stats,
+                settings,
+                trust_changed,
             )))
             .await;
             if let Err(panic) = served {

@@ -7,32 +7,39 @@
 //! worker.
 
 mod buffers;
+pub mod connect;
+mod guard;
 pub mod handshake;
-mod notify;
+pub mod notify;
 pub mod proxy_v2;
 pub mod reason;
 pub mod relay;
 mod session;
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use monoio::net::TcpStream;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::{ServerConfig, ServerConnection};
 
 use crate::telemetry::log::{Event, Level};
 use crate::telemetry::metrics::WorkerStats;
+use connect::UpstreamStream;
 use handshake::HandshakeError;
+use notify::Broadcast;
 use reason::Reject;
 
-/// What every connection of every worker needs; built once, shared read-only.
+/// What every connection of every worker needs, shared read-only; the part files and names
+/// decide is a `Generation`, replaced whole on reload.
 pub struct Settings {
-    pub tls: Arc<ServerConfig>,
-    /// The verifier inside `tls`, to re-check the client chain of a resumed session.
-    pub verifier: Arc<dyn ClientCertVerifier>,
-    pub upstream: Vec<SocketAddr>,
+    /// The configuration new connections use. A connection loads it once, at accept.
+    pub current: ArcSwap<Generation>,
+    /// Re-check live connections' client chains after a reload (`--reauthorize-on-reload`).
+    pub reauthorize: bool,
     pub handshake_timeout: Duration,
     pub connect_timeout: Duration,
     pub idle_timeout: Duration,
@@ -40,18 +47,33 @@ pub struct Settings {
     pub proxy_protocol: bool,
 }
 
+/// One loaded configuration: built at start and by each successful reload, never changed.
+pub struct Generation {
+    /// 1 at start, +1 per successful reload.
+    pub id: u64,
+    pub tls: Arc<ServerConfig>,
+    /// The verifier inside `tls`, to re-check the client chain of a resumed session (and of
+    /// live connections after a reload).
+    pub verifier: Arc<dyn ClientCertVerifier>,
+    pub upstream: Vec<connect::UpstreamAddr>,
+}
+
 /// Serves one accepted client to completion. Never panics on anything the client sends.
+/// `trust_changed` is the worker's signal that a reload happened.
 pub async fn serve_connection(
     mut stream: TcpStream,
     peer: SocketAddr,
     stats: &'static WorkerStats,
     settings: Arc<Settings>,
+    trust_changed: &'static Broadcast,
 ) {
     let worker = stats.id;
     let started = Instant::now();
+    // Held until the upstream is dialled: the whole setup sees one configuration.
+    let generation = settings.current.load_full();
     // Boxed: the connection state (over 1 KiB) then lives once on the heap instead of in every
     // future that holds it, which keeps an idle connection's footprint small.
-    let mut conn = match ServerConnection::new(settings.tls.clone()) {
+    let mut conn = match ServerConnection::new(generation.tls.clone()) {
         Ok(conn) => Box::new(conn),
         Err(e) => {
             Event::error("conn.error")
@@ -89,7 +111,7 @@ pub async fn serve_connection(
         }
     };
 
-    if let Err(e) = recheck_resumed(&conn, settings.verifier.as_ref()) {
+    if let Err(e) = recheck_resumed(&conn, generation.verifier.as_ref()) {
         // The session was valid when issued but its client chain no longer is: turn it away
         // like a full handshake with that chain would be.
         // rustls cannot send a fatal alert once the handshake is over; close_notify at least
@@ -125,7 +147,9 @@ pub async fn serve_connection(
             .emit();
     };
 
-    let upstream = match connect_upstream(&settings).await {
+    let upstream = connect::connect(&generation.upstream, settings.connect_timeout).await;
+    drop(generation);
+    let upstream = match upstream {
         Ok(upstream) => upstream,
         Err(detail) => {
             // The client is told with close_notify that nothing more will come.
@@ -155,15 +179,21 @@ pub async fn serve_connection(
     let counters = relay::Counters::default();
     // The handshake's buffers are record-sized; the relay starts small (see `buffers`).
     drop(out);
-    let result = relay::relay(
-        stream,
-        upstream,
-        conn,
-        early,
-        settings.idle_timeout,
-        &counters,
-    )
-    .await;
+    let guard = guard::Guard {
+        idle: settings.idle_timeout,
+        expires: facts.not_after().and_then(guard::deadline),
+        reauthorize: (settings.reauthorize && conn.peer_certificates().is_some())
+            .then_some((trust_changed, &*settings)),
+    };
+    let conn = RefCell::new(conn);
+    let result = match upstream {
+        UpstreamStream::Tcp(upstream) => {
+            relay::relay(stream, upstream, &conn, early, &guard, &counters).await
+        }
+        UpstreamStream::Unix(upstream) => {
+            relay::relay(stream, upstream, &conn, early, &guard, &counters).await
+        }
+    };
     let (reason, detail) = match &result {
         Ok(()) => ("closed", String::new()),
         Err(e) => (e.reason(), e.detail()),
@@ -217,28 +247,6 @@ fn recheck_resumed(
         _ if verifier.client_auth_mandatory() => Err(rustls::Error::NoCertificatesPresented),
         _ => Ok(()),
     }
-}
-
-/// Dials each resolved upstream address in turn, each within `--connect-timeout`.
-async fn connect_upstream(settings: &Settings) -> Result<TcpStream, String> {
-    let mut last = String::from("no upstream address");
-    for addr in &settings.upstream {
-        match monoio::time::timeout(settings.connect_timeout, TcpStream::connect_addr(*addr)).await
-        {
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                return Ok(stream);
-            }
-            Ok(Err(e)) => last = format!("{addr}: {e}"),
-            Err(_) => {
-                last = format!(
-                    "{addr}: connect timed out after {:?}",
-                    settings.connect_timeout
-                )
-            }
-        }
-    }
-    Err(last)
 }
 
 fn log_rejected(

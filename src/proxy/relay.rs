@@ -17,12 +17,14 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use monoio::io::{
-    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable,
+    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Split,
+    Splitable,
 };
 use monoio::net::TcpStream;
 use rustls::ServerConnection;
 
 use super::buffers::{self, ReadBuf};
+use super::guard::Guard;
 use super::handshake::Early;
 use super::notify::Notify;
 use crate::engine;
@@ -36,6 +38,10 @@ pub enum RelayError {
     UpstreamWrite(io::Error),
     Tls(rustls::Error),
     Idle,
+    /// The client certificate's notAfter passed.
+    CertExpired,
+    /// After a reload the client chain no longer verifies (`--reauthorize-on-reload`).
+    Reauthorization(String),
 }
 
 impl RelayError {
@@ -58,6 +64,8 @@ impl RelayError {
             RelayError::UpstreamRead(_) | RelayError::UpstreamWrite(_) => "upstream_io_error",
             RelayError::Tls(_) => "tls_error",
             RelayError::Idle => "idle_timeout",
+            RelayError::CertExpired => "client_cert_expired",
+            RelayError::Reauthorization(_) => "reauthorization_failed",
         }
     }
 
@@ -70,6 +78,8 @@ impl RelayError {
             | RelayError::UpstreamWrite(e) => e.to_string(),
             RelayError::Tls(e) => e.to_string(),
             RelayError::Idle => "no bytes either way".into(),
+            RelayError::CertExpired => "the client certificate's notAfter has passed".into(),
+            RelayError::Reauthorization(e) => format!("after reload: {e}"),
         }
     }
 }
@@ -89,19 +99,26 @@ impl Counters {
     fn touch(&self) {
         self.activity.set(self.activity.get().wrapping_add(1));
     }
+
+    /// Changes whenever a read happens either way.
+    pub fn activity(&self) -> u64 {
+        self.activity.get()
+    }
 }
 
-/// Relays until both directions have ended, or until the first error or idle timeout. `early`
-/// is what the client sent with the end of its handshake, forwarded first.
-pub async fn relay(
+/// Relays until both directions have ended, or until the first error or the guard's verdict.
+/// `early` is what the client sent with the end of its handshake, forwarded first.
+pub async fn relay<U>(
     client: TcpStream,
-    upstream: TcpStream,
-    conn: Box<ServerConnection>,
+    upstream: U,
+    conn: &RefCell<Box<ServerConnection>>,
     early: Early,
-    idle: Duration,
+    guard: &Guard<'_>,
     counters: &Counters,
-) -> Result<(), RelayError> {
-    let conn = RefCell::new(conn);
+) -> Result<(), RelayError>
+where
+    U: Split + AsyncReadRent + AsyncWriteRent,
+{
     let (mut cr, mut cw) = client.into_split();
     let (mut ur, mut uw) = upstream.into_split();
     let to_writer = Notify::default();
@@ -109,18 +126,25 @@ pub async fn relay(
     let upstream_done = Cell::new(false);
 
     let result = {
-        let up = client_to_upstream(&conn, &mut cr, &mut uw, early, &to_writer, counters);
-        let down = upstream_to_client(&conn, &mut ur, &to_writer, &space, &upstream_done, counters);
-        let write = write_client(&conn, &mut cw, &to_writer, &space, &upstream_done);
+        let up = client_to_upstream(conn, &mut cr, &mut uw, early, &to_writer, counters);
+        let down = upstream_to_client(conn, &mut ur, &to_writer, &space, &upstream_done, counters);
+        let write = write_client(conn, &mut cw, &to_writer, &space, &upstream_done);
         monoio::select! {
             r = async { monoio::try_join!(up, down, write) } => r.map(|_| ()),
-            e = watch_idle(idle, counters) => Err(e),
+            e = guard.watch(conn, counters) => Err(e),
         }
     };
-    if let Err(RelayError::Tls(_) | RelayError::Idle) = &result {
-        // Tell the client why, best effort: rustls queued an alert for a TLS error; an idle
-        // connection gets a close_notify. The writer future is gone, so send it here.
-        if let Err(RelayError::Idle) = &result {
+    if let Err(
+        e @ (RelayError::Tls(_)
+        | RelayError::Idle
+        | RelayError::CertExpired
+        | RelayError::Reauthorization(_)),
+    ) = &result
+    {
+        // Tell the client why, best effort: rustls queued an alert for a TLS error; a
+        // connection we end gets a close_notify (rustls sends no alert after the handshake).
+        // The writer future is gone, so send it here.
+        if !matches!(e, RelayError::Tls(_)) {
             conn.borrow_mut().send_close_notify();
         }
         let mut out = Vec::new();
@@ -136,10 +160,10 @@ pub async fn relay(
     result
 }
 
-async fn client_to_upstream(
+async fn client_to_upstream<U: Split + AsyncReadRent + AsyncWriteRent>(
     conn: &RefCell<Box<ServerConnection>>,
     cr: &mut OwnedReadHalf<TcpStream>,
-    uw: &mut OwnedWriteHalf<TcpStream>,
+    uw: &mut OwnedWriteHalf<U>,
     early: Early,
     to_writer: &Notify,
     counters: &Counters,
@@ -186,9 +210,9 @@ async fn client_to_upstream(
     }
 }
 
-async fn upstream_to_client(
+async fn upstream_to_client<U: Split + AsyncReadRent + AsyncWriteRent>(
     conn: &RefCell<Box<ServerConnection>>,
-    ur: &mut OwnedReadHalf<TcpStream>,
+    ur: &mut OwnedReadHalf<U>,
     to_writer: &Notify,
     space: &Notify,
     upstream_done: &Cell<bool>,
@@ -252,26 +276,5 @@ async fn write_client(
         // Nothing to send: do not hold a record-sized buffer while waiting.
         buffers::relax(&mut out);
         to_writer.notified().await;
-    }
-}
-
-/// Resolves when no byte has been read either way for `idle`. It samples a counter rather than
-/// reading the clock on every read, so it fires between `idle` and 1.25 × `idle`.
-async fn watch_idle(idle: Duration, counters: &Counters) -> RelayError {
-    let step = (idle / 4).max(Duration::from_millis(10));
-    let mut seen = counters.activity.get();
-    let mut quiet = Duration::ZERO;
-    loop {
-        monoio::time::sleep(step).await;
-        let now = counters.activity.get();
-        if now != seen {
-            seen = now;
-            quiet = Duration::ZERO;
-        } else {
-            quiet += step;
-            if quiet >= idle {
-                return RelayError::Idle;
-            }
-        }
     }
 }

@@ -54,6 +54,11 @@ impl SessionFacts {
     }
 
     /// The client's CN, or empty without a client certificate.
+    /// The client certificate's notAfter, Unix seconds.
+    pub fn not_after(&self) -> Option<i64> {
+        self.client.as_ref().map(|(info, _)| info.not_after)
+    }
+
     pub fn client_cn(&self) -> &str {
         self.client
             .as_ref()

@@ -1,6 +1,7 @@
-//! Metrics: per-worker counters, summed when scraped, served in the Prometheus text format on
-//! their own listener (`--metrics ADDR`: `/metrics`, `/healthz`), by a plain thread that never
-//! touches the workers' event loops.
+//! Metrics: per-worker counters, summed when scraped, and the control plane's state (reloads,
+//! configuration generation, certificate expiry, draining), served in the Prometheus text format
+//! on their own listener (`--metrics ADDR`: `/metrics`, `/healthz`, `/readyz`), by a plain thread
+//! that never touches the workers' event loops.
 //!
 //! Each counter has exactly one writer, its worker, so an update is a relaxed load and store on
 //! a cache line no other worker writes: no lock and no contended atomic on the data path. The
@@ -9,8 +10,8 @@
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::proxy::reason::Reject;
@@ -101,8 +102,137 @@ impl WorkerStats {
     }
 }
 
-/// Renders every worker's counters, summed, in the Prometheus text exposition format 0.0.4.
-pub fn render(workers: &[&'static WorkerStats]) -> String {
+/// How a reload ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadResult {
+    /// A new configuration generation is in force.
+    Ok,
+    /// The new files were refused; the old configuration goes on.
+    Failed,
+    /// Nothing changed; nothing was swapped.
+    Unchanged,
+}
+
+impl ReloadResult {
+    pub const ALL: [ReloadResult; 3] = [
+        ReloadResult::Ok,
+        ReloadResult::Failed,
+        ReloadResult::Unchanged,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadResult::Ok => "ok",
+            ReloadResult::Failed => "failed",
+            ReloadResult::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// A certificate whose expiry is exported.
+#[derive(Debug, Clone)]
+pub struct Expiry {
+    /// `server` (a `--crt` chain's soonest) or `ca` (a trust anchor).
+    pub role: &'static str,
+    pub file: String,
+    /// The certificate's place: `#N` in its CA bundle, or the `--crt` pair's number.
+    pub index: usize,
+    pub subject: String,
+    /// Unix seconds.
+    pub not_after: i64,
+}
+
+/// The control plane's state, written by the control thread, read by the scraper.
+#[derive(Debug, Default)]
+pub struct ControlStats {
+    reloads: [AtomicU64; ReloadResult::ALL.len()],
+    generation: AtomicU64,
+    draining: AtomicBool,
+    expiries: Mutex<Vec<Expiry>>,
+}
+
+impl ControlStats {
+    /// The control plane lives as long as the process.
+    pub fn leak() -> &'static ControlStats {
+        Box::leak(Box::default())
+    }
+
+    pub fn count_reload(&self, result: ReloadResult) {
+        self.reloads[result as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records the generation now in force and the expiries of its certificates.
+    pub fn set_generation(&self, id: u64, expiries: Vec<Expiry>) {
+        self.generation.store(id, Ordering::Relaxed);
+        if let Ok(mut e) = self.expiries.lock() {
+            *e = expiries;
+        }
+    }
+
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}
+
+/// A Prometheus label value, escaped (text format 0.0.4: backslash, quote, newline).
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Renders the control plane's state.
+fn render_control(control: &ControlStats, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "# HELP ringtls_reloads_total Configuration reloads (SIGHUP or --watch) by result.\n# TYPE ringtls_reloads_total counter"
+    );
+    for result in ReloadResult::ALL {
+        let _ = writeln!(
+            out,
+            "ringtls_reloads_total{{result=\"{}\"}} {}",
+            result.as_str(),
+            control.reloads[result as usize].load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ringtls_config_generation The configuration in force: 1 at start, +1 per successful reload.\n# TYPE ringtls_config_generation gauge\nringtls_config_generation {}",
+        control.generation.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP ringtls_draining 1 once SIGTERM/SIGINT started the drain.\n# TYPE ringtls_draining gauge\nringtls_draining {}",
+        u8::from(control.draining())
+    );
+    let _ = writeln!(
+        out,
+        "# HELP ringtls_certificate_expiry_seconds Seconds until notAfter (negative once past): each server chain's soonest, and each CA.\n# TYPE ringtls_certificate_expiry_seconds gauge"
+    );
+    let now = crate::tls::x509::now_unix();
+    if let Ok(expiries) = control.expiries.lock() {
+        for e in expiries.iter() {
+            let _ = writeln!(
+                out,
+                "ringtls_certificate_expiry_seconds{{role=\"{}\",file=\"{}\",index=\"{}\",subject=\"{}\"}} {}",
+                e.role,
+                label(&e.file),
+                e.index,
+                label(&e.subject),
+                e.not_after.saturating_sub(now)
+            );
+        }
+    }
+}
+
+/// Renders every worker's counters, summed, and the control plane's state, in the Prometheus
+/// text exposition format 0.0.4.
+pub fn render(workers: &[&'static WorkerStats], control: &ControlStats) -> String {
     let sum = |f: &dyn Fn(&WorkerStats) -> u64| workers.iter().map(|w| f(w)).sum::<u64>();
     let mut out = String::with_capacity(4096);
     // Writing into a String cannot fail; results are ignored throughout.
@@ -183,6 +313,7 @@ pub fn render(workers: &[&'static WorkerStats]) -> String {
             w.driver.get().copied().unwrap_or("starting")
         );
     }
+    render_control(control, &mut out);
     out
 }
 
@@ -191,8 +322,13 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr)
 }
 
-/// Serves `/metrics` and `/healthz` on `listener` from a thread of its own.
-pub fn serve(listener: TcpListener, workers: Vec<&'static WorkerStats>) -> std::io::Result<()> {
+/// Serves `/metrics`, `/healthz` (200 while the process runs) and `/readyz` (503 once draining)
+/// on `listener` from a thread of its own.
+pub fn serve(
+    listener: TcpListener,
+    workers: Vec<&'static WorkerStats>,
+    control: &'static ControlStats,
+) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("ringtls-metrics".into())
         .spawn(move || {
@@ -200,13 +336,17 @@ pub fn serve(listener: TcpListener, workers: Vec<&'static WorkerStats>) -> std::
                 // One slow or silent scraper must not hold the others up for long.
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
                 let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-                let _ = answer(stream, &workers);
+                let _ = answer(stream, &workers, control);
             }
         })
         .map(|_| ())
 }
 
-fn answer(stream: TcpStream, workers: &[&'static WorkerStats]) -> std::io::Result<()> {
+fn answer(
+    stream: TcpStream,
+    workers: &[&'static WorkerStats],
+    control: &ControlStats,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request = String::new();
     reader.read_line(&mut request)?;
@@ -219,8 +359,18 @@ fn answer(stream: TcpStream, workers: &[&'static WorkerStats]) -> std::io::Resul
     }
     let path = request.split_whitespace().nth(1).unwrap_or("");
     let (status, kind, body) = match path {
-        "/metrics" => ("200 OK", "text/plain; version=0.0.4", render(workers)),
+        "/metrics" => (
+            "200 OK",
+            "text/plain; version=0.0.4",
+            render(workers, control),
+        ),
         "/healthz" => ("200 OK", "text/plain", "ok\n".to_owned()),
+        "/readyz" if control.draining() => (
+            "503 Service Unavailable",
+            "text/plain",
+            "draining\n".to_owned(),
+        ),
+        "/readyz" => ("200 OK", "text/plain", "ready\n".to_owned()),
         _ => ("404 Not Found", "text/plain", "not found\n".to_owned()),
     };
     let mut stream = stream;

@@ -1,0 +1,221 @@
+//! The control plane of a `serve` process: what happens between connections. SIGHUP (and, with
+//! `--watch`, a changed file) reloads the configuration; SIGTERM/SIGINT drains and exits.
+//!
+//! A reload validates the new files exactly as at start and, only if all of them are good,
+//! swaps the shared `Generation` atomically (one `ArcSwap` store): each worker's next handshake
+//! uses the new one, established connections keep theirs. A bad file is logged and the old
+//! configuration goes on serving. Every new generation has new session-ticket keys, so a
+//! ticket issued under the old trust store is never honoured after a trust change.
+//!
+//! Reloads are serialised by one mutex; nothing here runs on a worker.
+
+pub mod generation;
+pub mod watch;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::config::{self, ServeConfig};
+use crate::error::Error;
+use crate::proxy::Settings;
+use crate::runtime::Server;
+use crate::sys::signals::{Signal, Signals};
+use crate::telemetry::log::Event;
+use crate::telemetry::metrics::{ControlStats, ReloadResult};
+use generation::Fingerprint;
+
+/// How long the workers get to confirm their listeners are closed.
+const STOP_ACCEPTING_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the drain looks at the connection count (and for a second signal).
+const DRAIN_POLL: Duration = Duration::from_millis(50);
+
+/// What started a reload.
+#[derive(Debug, Clone, Copy)]
+pub enum Cause {
+    Signal,
+    Watch,
+}
+
+impl Cause {
+    fn as_str(self) -> &'static str {
+        match self {
+            Cause::Signal => "sighup",
+            Cause::Watch => "watch",
+        }
+    }
+}
+
+/// The running server and what it needs to reload and drain.
+pub struct Control {
+    server: Server,
+    settings: Arc<Settings>,
+    config: ServeConfig,
+    stats: &'static ControlStats,
+    /// The fingerprint of the generation in force; holding the lock is what serialises reloads.
+    in_force: Mutex<Fingerprint>,
+}
+
+impl Control {
+    pub fn new(
+        server: Server,
+        settings: Arc<Settings>,
+        config: ServeConfig,
+        stats: &'static ControlStats,
+        fingerprint: Fingerprint,
+    ) -> Control {
+        Control {
+            server,
+            settings,
+            config,
+            stats,
+            in_force: Mutex::new(fingerprint),
+        }
+    }
+
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
+    /// Every bound address, in `--listen` order.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        self.server.local_addrs()
+    }
+
+    /// Re-reads every file and re-resolves the upstream; swaps the configuration if anything
+    /// changed and all of it is valid.
+    pub fn reload(&self, cause: Cause) -> ReloadResult {
+        // A poisoned lock only means another reload panicked; the fingerprint is still usable.
+        let mut in_force = self.in_force.lock().unwrap_or_else(|p| p.into_inner());
+        let result = self.try_reload(cause, &mut in_force);
+        self.stats.count_reload(result);
+        result
+    }
+
+    fn try_reload(&self, cause: Cause, in_force: &mut Fingerprint) -> ReloadResult {
+        let failed = |e: &Error| {
+            Event::error("reload.failed")
+                .word("cause", cause.as_str())
+                .num("generation", self.settings.current.load().id)
+                .text("error", &e.to_string())
+                .text("message", "keeping the configuration in force")
+                .emit();
+            ReloadResult::Failed
+        };
+        // A name is resolved again: its addresses may have moved.
+        let upstream = match config::resolve_upstream(&self.config.upstream) {
+            Ok(u) => u,
+            Err(e) => return failed(&e),
+        };
+        let fingerprint = generation::fingerprint(&self.config, &upstream);
+        if fingerprint == *in_force {
+            Event::info("reload.unchanged")
+                .word("cause", cause.as_str())
+                .num("generation", self.settings.current.load().id)
+                .emit();
+            return ReloadResult::Unchanged;
+        }
+        let id = self.settings.current.load().id + 1;
+        let built = match generation::build(&self.config, id, upstream) {
+            Ok(b) => b,
+            Err(e) => return failed(&e),
+        };
+        crate::log_trust_warnings(&built.material);
+        let cas = built
+            .material
+            .trust_store
+            .as_ref()
+            .map_or(0, |s| s.anchors.len());
+        let upstream: Vec<String> = built
+            .generation
+            .upstream
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        self.settings.current.store(Arc::new(built.generation));
+        *in_force = fingerprint;
+        self.stats.set_generation(id, built.expiries);
+        Event::info("reload.ok")
+            .word("cause", cause.as_str())
+            .num("generation", id)
+            .num("cas", cas as u64)
+            .num("crls", built.material.crls.infos.len() as u64)
+            .word("upstream", upstream.join(","))
+            .num("reauthorize", u64::from(self.settings.reauthorize))
+            .emit();
+        self.server.announce_reload();
+        ReloadResult::Ok
+    }
+
+    /// Serves until SIGTERM or SIGINT, reloading on SIGHUP (and on file changes with
+    /// `--watch`), then drains. `signals` must have been blocked before any thread started.
+    pub fn run(self: Arc<Self>, signals: &Signals) -> Result<(), Error> {
+        if self.config.watch {
+            watch::spawn(Arc::clone(&self))?;
+        }
+        loop {
+            match signals.wait(None) {
+                Some(Signal::Hangup) => {
+                    self.reload(Cause::Signal);
+                }
+                Some(signal @ (Signal::Terminate | Signal::Interrupt)) => {
+                    self.drain(signal, signals);
+                    return Ok(());
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Stops accepting at once, lets established connections finish for `--drain-timeout`,
+    /// and returns (the process then exits, closing whatever is left). A second SIGTERM or
+    /// SIGINT returns at once.
+    fn drain(&self, signal: Signal, signals: &Signals) {
+        self.stats.set_draining();
+        let started = Instant::now();
+        let deadline = started + self.config.drain_timeout;
+        Event::info("drain.start")
+            .word("signal", signal.name())
+            .num("active", self.server.active_connections())
+            .num("timeout_ms", self.config.drain_timeout.as_millis())
+            .emit();
+        match self.server.stop_accepting(STOP_ACCEPTING_TIMEOUT) {
+            Ok(()) => Event::info("drain.listeners_closed")
+                .num("active", self.server.active_connections())
+                .emit(),
+            Err(e) => Event::error("drain.listeners_closed")
+                .text("error", &e.to_string())
+                .emit(),
+        }
+        loop {
+            let active = self.server.active_connections();
+            let ms = started.elapsed().as_millis();
+            if active == 0 {
+                Event::info("drain.done").num("ms", ms).emit();
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                Event::warn("drain.timeout")
+                    .num("closing", active)
+                    .num("ms", ms)
+                    .emit();
+                return;
+            }
+            match signals.wait(Some(left.min(DRAIN_POLL))) {
+                Some(second @ (Signal::Terminate | Signal::Interrupt)) => {
+                    Event::warn("drain.abandoned")
+                        .word("signal", second.name())
+                        .num("closing", active)
+                        .num("ms", ms)
+                        .emit();
+                    return;
+                }
+                Some(Signal::Hangup) => {
+                    self.reload(Cause::Signal);
+                }
+                None => {}
+            }
+        }
+    }
+}

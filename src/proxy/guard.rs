@@ -1,0 +1,106 @@
+//! What ends an established connection from outside its byte streams: no bytes for
+//! `--idle-timeout`, its client certificate's notAfter passing (short-lived certificates as
+//! revocation), and, with `--reauthorize-on-reload`, a reload after which its client chain no
+//! longer verifies.
+//!
+//! One future per connection, raced against the relay. It owns one timer at a time and, when
+//! reauthorizing, one slot in the worker's trust `Broadcast`; it reads the clock only when that
+//! timer fires.
+
+use std::cell::RefCell;
+use std::time::{Duration, Instant};
+
+use rustls::ServerConnection;
+use rustls::pki_types::UnixTime;
+
+use super::Settings;
+use super::notify::Broadcast;
+use super::relay::{Counters, RelayError};
+
+/// What the guard watches for one connection.
+pub struct Guard<'a> {
+    pub idle: Duration,
+    /// When the client certificate stops being valid.
+    pub expires: Option<Instant>,
+    /// The worker's "configuration changed" signal and where to read the new one; `None`
+    /// unless `--reauthorize-on-reload` is on and the client presented a certificate.
+    pub reauthorize: Option<(&'a Broadcast, &'a Settings)>,
+}
+
+impl Guard<'_> {
+    /// Resolves with the reason the connection must end.
+    pub async fn watch(
+        &self,
+        conn: &RefCell<Box<ServerConnection>>,
+        counters: &Counters,
+    ) -> RelayError {
+        match self.reauthorize {
+            Some((changed, settings)) => {
+                let trust = async {
+                    loop {
+                        changed.changed().await;
+                        if let Err(e) = reverify(&conn.borrow(), settings) {
+                            return RelayError::Reauthorization(e.to_string());
+                        }
+                    }
+                };
+                monoio::select! {
+                    e = trust => e,
+                    e = self.watch_clock(counters) => e,
+                }
+            }
+            None => self.watch_clock(counters).await,
+        }
+    }
+
+    /// Idle timeout and expiry. The idle timer samples a counter rather than reading the clock
+    /// on every read, so it fires between `idle` and 1.25 × `idle`; the expiry fires on time.
+    async fn watch_clock(&self, counters: &Counters) -> RelayError {
+        let step = (self.idle / 4).max(Duration::from_millis(10));
+        let mut seen = counters.activity();
+        let mut quiet = Duration::ZERO;
+        loop {
+            let nap = match self.expires {
+                Some(at) => {
+                    let left = at.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return RelayError::CertExpired;
+                    }
+                    step.min(left)
+                }
+                None => step,
+            };
+            monoio::time::sleep(nap).await;
+            let now = counters.activity();
+            if now != seen {
+                seen = now;
+                quiet = Duration::ZERO;
+            } else {
+                quiet += nap;
+                if quiet >= self.idle {
+                    return RelayError::Idle;
+                }
+            }
+        }
+    }
+}
+
+/// Verifies the connection's client chain against the configuration in force now.
+fn reverify(conn: &ServerConnection, settings: &Settings) -> Result<(), rustls::Error> {
+    let generation = settings.current.load();
+    match conn.peer_certificates() {
+        Some([leaf, intermediates @ ..]) => generation
+            .verifier
+            .verify_client_cert(leaf, intermediates, UnixTime::now())
+            .map(|_| ()),
+        _ => Ok(()),
+    }
+}
+
+/// The `Instant` at Unix time `not_after` (seconds), or `None` if it is too far off to matter.
+pub fn deadline(not_after: i64) -> Option<Instant> {
+    let now = crate::tls::x509::now_unix();
+    // RFC 5280 §4.1.2.5: the certificate is valid through notAfter, inclusive.
+    let left = not_after.saturating_add(1).saturating_sub(now).max(0);
+    Instant::now().checked_add(Duration::from_secs(u64::try_from(left).ok()?))
+}

@@ -1,0 +1,6 @@
+//! The only place with `unsafe`: thin wrappers over Linux system calls that std and monoio do
+//! not offer. Each `unsafe` block states the invariant that makes it sound; everything above
+//! this module is safe code.
+
+pub mod inotify;
+pub mod signals;
