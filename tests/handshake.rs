@@ -425,32 +425,6 @@ fn closes_silent_connection_after_handshake_timeout() {
     assert_only_good_client_reached_upstream(&setup, &server, &upstream);
 }
 
-/// One full handshake through a shared client config (one session store), then the probe so
-/// the TLS 1.3 tickets that follow the handshake are read.
-fn connect_with(
-    addr: std::net::SocketAddr,
-    config: std::sync::Arc<rustls::ClientConfig>,
-) -> rustls::HandshakeKind {
-    try_connect_with(addr, config).expect("handshake and probe through the echo upstream")
-}
-
-fn try_connect_with(
-    addr: std::net::SocketAddr,
-    config: std::sync::Arc<rustls::ClientConfig>,
-) -> Result<rustls::HandshakeKind, common::Failure> {
-    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-    let conn = rustls::ClientConnection::new(config, name).expect("client connection");
-    let mut stream = rustls::StreamOwned::new(conn, tcp_connect(addr));
-    while stream.conn.is_handshaking() {
-        stream
-            .conn
-            .complete_io(&mut stream.sock)
-            .map_err(common::Failure::Io)?;
-    }
-    common::probe(&mut stream)?;
-    Ok(stream.conn.handshake_kind().expect("handshake finished"))
-}
-
 #[test]
 fn resumes_sessions_on_every_worker_but_not_after_restart() {
     let setup = Setup::new();
@@ -459,7 +433,7 @@ fn resumes_sessions_on_every_worker_but_not_after_restart() {
     let config = setup.client(&alice).config();
     let server = setup.serve(upstream.addr).args(["--threads", "2"]).start();
     let kinds: Vec<_> = (0..8)
-        .map(|_| connect_with(server.addr(), config.clone()))
+        .map(|_| client::connect_with(server.addr(), config.clone()))
         .collect();
     assert_eq!(kinds[0], rustls::HandshakeKind::Full);
     // SO_REUSEPORT spreads the reconnects over both workers; tickets must open on either.
@@ -474,7 +448,7 @@ fn resumes_sessions_on_every_worker_but_not_after_restart() {
     // A new process has new ticket keys: the old ticket must buy no shortcut.
     let restarted = setup.serve(upstream.addr).start();
     assert_eq!(
-        connect_with(restarted.addr(), config.clone()),
+        client::connect_with(restarted.addr(), config.clone()),
         rustls::HandshakeKind::Full
     );
 }
@@ -516,12 +490,12 @@ fn refuses_resumed_session_after_client_certificate_expired() {
         .client_with("Short Lived", ClientFlaw::ExpiresIn(2));
     let config = setup.client(&leaf).config();
     assert_eq!(
-        connect_with(server.addr(), config.clone()),
+        client::connect_with(server.addr(), config.clone()),
         rustls::HandshakeKind::Full
     );
     // The certificate's expiry is the subject of the test: let it pass.
     std::thread::sleep(std::time::Duration::from_secs(4)); // readiness-ok: waiting out notAfter
-    let resumed = try_connect_with(server.addr(), config);
+    let resumed = client::try_connect_with(server.addr(), config);
     assert!(
         resumed.is_err(),
         "resumed with an expired client certificate"

@@ -396,3 +396,28 @@ impl Write for TlsWriter {
         self.shared.flush()
     }
 }
+
+/// One handshake through a shared client config (one session store, so tickets from earlier
+/// connections are offered), then the probe so the TLS 1.3 tickets that follow the handshake
+/// are read. Returns whether the session was resumed.
+pub fn connect_with(addr: SocketAddr, config: Arc<ClientConfig>) -> rustls::HandshakeKind {
+    try_connect_with(addr, config).expect("handshake and probe through the echo upstream")
+}
+
+/// `connect_with`, reporting a failure instead of panicking.
+pub fn try_connect_with(
+    addr: SocketAddr,
+    config: Arc<ClientConfig>,
+) -> Result<rustls::HandshakeKind, Failure> {
+    let name = ServerName::try_from("localhost").expect("name");
+    let conn = ClientConnection::new(config, name).expect("client connection");
+    let mut stream = rustls::StreamOwned::new(conn, tcp_connect(addr));
+    while stream.conn.is_handshaking() {
+        stream
+            .conn
+            .complete_io(&mut stream.sock)
+            .map_err(Failure::Io)?;
+    }
+    probe(&mut stream)?;
+    Ok(stream.conn.handshake_kind().expect("handshake finished"))
+}
