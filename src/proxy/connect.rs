@@ -105,6 +105,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn dials_the_next_address_when_one_refuses() {
+        let good = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let refused = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("bind");
+        let addrs = [
+            UpstreamAddr::Tcp(refused),
+            UpstreamAddr::Tcp(good.local_addr().expect("addr")),
+        ];
+        let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("runtime");
+        let result = rt.block_on(connect(&addrs, Duration::from_secs(5)));
+        assert!(matches!(result, Ok(UpstreamStream::Tcp(_))));
+        let failed = rt.block_on(connect(&addrs[..1], Duration::from_secs(5)));
+        assert!(
+            matches!(&failed, Err(m) if m.contains(&refused.to_string())),
+            "the error names the address"
+        );
+    }
+
+    #[test]
     fn parses_unix_and_host_port() {
         assert_eq!(
             resolve("unix:/run/app.sock"),

@@ -232,10 +232,15 @@ pub struct Serve {
 
 impl Serve {
     pub fn new(upstream: SocketAddr, crt: &Path, key: &Path) -> Serve {
+        Serve::to(&upstream.to_string(), crt, key)
+    }
+
+    /// `--upstream` as given: `HOST:PORT` with a name, or `unix:/path`.
+    pub fn to(upstream: &str, crt: &Path, key: &Path) -> Serve {
         Serve {
             args: vec![
                 "--upstream".into(),
-                upstream.to_string().into(),
+                upstream.into(),
                 "--crt".into(),
                 crt.into(),
                 "--key".into(),

@@ -31,20 +31,29 @@ pub struct Upstream {
 impl Upstream {
     /// Echoes every byte back; on EOF from the terminator it half-closes its write side too.
     pub fn echo() -> Upstream {
-        Upstream::custom(|mut sock| {
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                match sock.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if sock.write_all(&buf[..n]).is_err() {
-                            return;
+        Upstream::echo_on(SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// `echo`, listening on `addr`.
+    pub fn echo_on(addr: SocketAddr) -> Upstream {
+        Upstream::on(
+            addr,
+            Upstream::new_state(),
+            Arc::new(|mut sock: TcpStream| {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match sock.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if sock.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
                         }
                     }
                 }
-            }
-            let _ = sock.shutdown(Shutdown::Write);
-        })
+                let _ = sock.shutdown(Shutdown::Write);
+            }),
+        )
     }
 
     /// Stores everything received until EOF; never writes.
@@ -103,7 +112,11 @@ impl Upstream {
     }
 
     fn with_state(state: Arc<State>, handler: Handler) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+        Upstream::on(SocketAddr::from(([127, 0, 0, 1], 0)), state, handler)
+    }
+
+    fn on(addr: SocketAddr, state: Arc<State>, handler: Handler) -> Upstream {
+        let listener = TcpListener::bind(addr).expect("bind upstream");
         let addr = listener.local_addr().expect("upstream addr");
         let accept_state = Arc::clone(&state);
         thread::spawn(move || {

@@ -1,0 +1,112 @@
+//! Drain and stop: SIGTERM/SIGINT close the listeners at once, let established connections
+//! finish up to `--drain-timeout`, then exit 0; `/readyz` turns 503 while `/healthz` stays 200;
+//! a second signal exits at once.
+
+mod common;
+
+use std::io::{ErrorKind, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::client::{self, read_to_clean_eof, send_close_notify};
+use common::{Pattern, Setup, Upstream, connect, probe, sha256};
+
+/// Bound on how long a draining server may take to exit once it has nothing left to wait for.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn assert_refused(server: &common::Server) {
+    match TcpStream::connect_timeout(&server.addr(), Duration::from_secs(5)) {
+        Err(e) if e.kind() == ErrorKind::ConnectionRefused => {}
+        other => panic!("a new connection during the drain must be refused, got {other:?}"),
+    }
+}
+
+#[test]
+fn drain_lets_a_long_transfer_finish_and_refuses_new_connections() {
+    let setup = Setup::new();
+    let upstream = Upstream::record();
+    let mut server = setup
+        .serve(upstream.addr)
+        .args(["--metrics", "127.0.0.1:0", "--drain-timeout", "60s"])
+        .start();
+    let metrics = server.metrics.expect("metrics address");
+    assert_eq!(common::http_get(metrics, "/readyz").0, "HTTP/1.1 200 OK");
+    let alice = setup.ca.client("Alice");
+    // The record upstream never answers, so no echo probe: the bytes arriving prove the rest.
+    let mut stream = client::handshake(server.addr(), &setup.client(&alice)).expect("good client");
+
+    let mut data = vec![0u8; 16 << 20];
+    Pattern::new(11).fill(&mut data);
+    let (first, second) = data.split_at(data.len() / 2);
+    stream.write_all(first).expect("first half before SIGTERM");
+    server.signal(libc::SIGTERM);
+    server.wait_for_line(&["drain.listeners_closed"]);
+
+    assert_refused(&server);
+    assert_eq!(
+        common::http_get(metrics, "/readyz").0,
+        "HTTP/1.1 503 Service Unavailable"
+    );
+    assert_eq!(common::http_get(metrics, "/healthz").0, "HTTP/1.1 200 OK");
+    stream
+        .write_all(second)
+        .expect("second half during the drain");
+    send_close_notify(&mut stream).expect("close_notify");
+    let rest = read_to_clean_eof(&mut stream).expect("clean end after the upstream's EOF");
+    assert!(rest.is_empty());
+
+    let received = upstream.wait_received(1, Duration::from_secs(30));
+    assert_eq!(received[0].len(), data.len(), "bytes lost in the drain");
+    assert_eq!(
+        sha256(&received[0]),
+        sha256(&data),
+        "bytes corrupted in the drain"
+    );
+    let status = server
+        .wait_exit(EXIT_TIMEOUT)
+        .expect("exits once the last connection ends");
+    assert_eq!(status.code(), Some(0), "{}", server.stderr());
+    server.wait_for_line(&["drain.done"]);
+}
+
+#[test]
+fn drain_timeout_closes_what_is_left_and_exits_zero() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let mut server = setup
+        .serve(upstream.addr)
+        .args(["--drain-timeout", "1s"])
+        .start();
+    let alice = setup.ca.client("Alice");
+    let mut held = connect(server.addr(), &setup.client(&alice)).expect("good client");
+    probe(&mut held).expect("established");
+    server.signal(libc::SIGINT);
+    let status = server
+        .wait_exit(EXIT_TIMEOUT)
+        .expect("exits after --drain-timeout");
+    assert_eq!(status.code(), Some(0), "{}", server.stderr());
+    server.wait_for_line(&["drain.timeout", "closing=1"]);
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let mut server = setup
+        .serve(upstream.addr)
+        .args(["--drain-timeout", "600s"])
+        .start();
+    let alice = setup.ca.client("Alice");
+    let mut held = connect(server.addr(), &setup.client(&alice)).expect("good client");
+    probe(&mut held).expect("established");
+    server.signal(libc::SIGTERM);
+    server.wait_for_line(&["drain.listeners_closed"]);
+    probe(&mut held).expect("the held connection still works while draining");
+    server.signal(libc::SIGTERM);
+    // Far below the 600 s drain timeout: only the second signal can end it this soon.
+    let status = server
+        .wait_exit(EXIT_TIMEOUT)
+        .expect("a second signal exits at once");
+    assert_eq!(status.code(), Some(0), "{}", server.stderr());
+    server.wait_for_line(&["drain.abandoned", "closing=1"]);
+}
