@@ -22,6 +22,7 @@ pub enum Command {
     Demo(DemoArgs),
     Load(LoadArgs),
     Upstream(UpstreamArgs),
+    Healthcheck(HealthcheckArgs),
 }
 
 /// accept TLS, require client certificates, forward plaintext to the upstream
@@ -224,4 +225,16 @@ pub struct UpstreamArgs {
     /// echo, sink or source (default echo)
     #[argh(option, default = "String::from(\"echo\")")]
     pub mode: String,
+}
+
+/// ask a running ringtls's metrics listener whether it is healthy: exit 0 on HTTP 200, else 1
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "healthcheck")]
+pub struct HealthcheckArgs {
+    /// the address given to `serve --metrics`, e.g. 127.0.0.1:9090
+    #[argh(option)]
+    pub metrics: String,
+    /// the path to ask for: /healthz (up) or /readyz (up and not draining) (default /healthz)
+    #[argh(option, default = "String::from(\"/healthz\")")]
+    pub path: String,
 }

@@ -15,7 +15,7 @@
 //! - `telemetry`: the event log, metrics and health endpoints
 //! - `engine`: the sans-I/O adapter between owned buffers and rustls (server and client side)
 //! - `load`: the mTLS load generator (`ringtls load`)
-//! - `check`, `pki`, `demo`, `upstream`: the other subcommands
+//! - `check`, `pki`, `demo`, `upstream`, `healthcheck`: the other subcommands
 
 pub mod check;
 pub mod cli;
@@ -24,6 +24,7 @@ pub mod control;
 pub mod demo;
 pub mod engine;
 pub mod error;
+pub mod healthcheck;
 pub mod listen;
 pub mod load;
 pub mod pki;

@@ -91,6 +91,15 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             })
             .map(|()| ExitCode::SUCCESS)
         }
+        Command::Healthcheck(args) => {
+            ringtls::healthcheck::run_healthcheck(&args.metrics, &args.path).map(|ok| {
+                if ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            })
+        }
         Command::Demo(_) => ringtls::demo::run_demo().map(|ok| {
             if ok {
                 ExitCode::SUCCESS

@@ -22,6 +22,7 @@ use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 
 use crate::listen::{self, BindError};
 use crate::proxy::{self, Settings, notify::Broadcast, reason::Reject};
+use crate::sys;
 use crate::telemetry::log::Event;
 use crate::telemetry::metrics::WorkerStats;
 
@@ -361,7 +362,15 @@ async fn accept_loop(
     loop {
         let accepted = monoio::select! {
             accepted = listener.accept() => accepted,
-            _ = &mut stopped => return,
+            _ = &mut stopped => {
+                if let Err(e) = sys::listener::stop_listening(&listener) {
+                    Event::error("listener.close_failed")
+                        .num("worker", worker as u64)
+                        .text("detail", &e.to_string())
+                        .emit();
+                }
+                return;
+            }
         };
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,

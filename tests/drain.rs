@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::client::{self, read_to_clean_eof, send_close_notify};
-use common::{Pattern, Setup, Upstream, connect, probe, sha256};
+use common::{Driver, Pattern, Setup, Upstream, connect, probe, run, sha256};
 
 /// Bound on how long a draining server may take to exit once it has nothing left to wait for.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -23,14 +23,32 @@ fn assert_refused(server: &common::Server) {
 
 #[test]
 fn drain_lets_a_long_transfer_finish_and_refuses_new_connections() {
+    drain_finishes_transfer(Driver::IoUring);
+}
+
+#[test]
+fn drain_lets_a_long_transfer_finish_and_refuses_new_connections_on_epoll() {
+    drain_finishes_transfer(Driver::Epoll);
+}
+
+fn drain_finishes_transfer(driver: Driver) {
     let setup = Setup::new();
     let upstream = Upstream::record();
     let mut server = setup
         .serve(upstream.addr)
         .args(["--metrics", "127.0.0.1:0", "--drain-timeout", "60s"])
+        .driver(driver)
         .start();
     let metrics = server.metrics.expect("metrics address");
     assert_eq!(common::http_get(metrics, "/readyz").0, "HTTP/1.1 200 OK");
+    run([
+        "healthcheck",
+        "--metrics",
+        &metrics.to_string(),
+        "--path",
+        "/readyz",
+    ])
+    .assert_code(0);
     let alice = setup.ca.client("Alice");
     // The record upstream never answers, so no echo probe: the bytes arriving prove the rest.
     let mut stream = client::handshake(server.addr(), &setup.client(&alice)).expect("good client");
@@ -109,4 +127,16 @@ fn a_second_signal_exits_at_once() {
         .expect("a second signal exits at once");
     assert_eq!(status.code(), Some(0), "{}", server.stderr());
     server.wait_for_line(&["drain.abandoned", "closing=1"]);
+}
+
+#[test]
+fn healthcheck_fails_when_nothing_answers() {
+    let nobody = common::upstream::refused_addr().to_string();
+    let out = run(["healthcheck", "--metrics", &nobody]);
+    out.assert_code(1);
+    assert!(
+        out.stderr.contains(&nobody),
+        "names the address: {}",
+        out.stderr
+    );
 }

@@ -3,4 +3,5 @@
 //! this module is safe code.
 
 pub mod inotify;
+pub mod listener;
 pub mod signals;
