@@ -286,8 +286,11 @@ fn run_worker(
                 }
             }
         }
+        // monoio's from_std leaves blocking mode alone, and a blocking read under the epoll
+        // driver would stall the whole worker.
         let control = control
-            .try_clone()
+            .set_nonblocking(true)
+            .and_then(|()| control.try_clone())
             .and_then(|ack| Ok((ack, monoio::net::UnixStream::from_std(control)?)));
         let (mut ack, control) = match control {
             Ok(pair) => pair,
@@ -316,7 +319,7 @@ fn run_worker(
         for l in loops {
             l.await;
         }
-        // Every listener is closed. The control socket is non-blocking now, and one byte always
+        // Every listener is closed. The control socket is non-blocking, and one byte always
         // fits in its empty send buffer.
         let _ = ack.write_all(&[STOPPED]);
         // Keep serving the established connections until the process exits.

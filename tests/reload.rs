@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use common::client::{self, read_to_clean_eof};
 use common::process::{RUN_TIMEOUT, bin, run_command};
-use common::{Ca, ClientFlaw, KeyFormat, Leaf, Setup, Upstream, connect, expect_alert, probe};
+use common::{
+    Ca, ClientFlaw, Driver, KeyFormat, Leaf, Setup, Upstream, connect, expect_alert, probe,
+};
 use rustls::AlertDescription;
 
 /// Replaces `path` atomically (write a sibling, rename over), as deploy tools do.
