@@ -225,6 +225,15 @@ fn watch_picks_up_a_kubernetes_secret_swap() {
 
 #[test]
 fn reauthorize_on_reload_closes_connections_whose_chain_no_longer_verifies() {
+    reauthorize(Driver::IoUring);
+}
+
+#[test]
+fn reauthorize_on_reload_closes_connections_whose_chain_no_longer_verifies_on_epoll() {
+    reauthorize(Driver::Epoll);
+}
+
+fn reauthorize(driver: Driver) {
     let setup = Setup::new();
     let second = Ca::root("Second Root");
     replace(
@@ -235,6 +244,7 @@ fn reauthorize_on_reload_closes_connections_whose_chain_no_longer_verifies() {
     let server = setup
         .serve(upstream.addr)
         .args(["--reauthorize-on-reload"])
+        .driver(driver)
         .start();
     let alice = setup.ca.client("Alice");
     let bob = second.client("Bob");
