@@ -404,7 +404,6 @@ fn dockerfile_checker_reports_a_drain_longer_than_docker_stop() {
 }
 
 #[test]
-#[ignore = "needs the healthcheck subcommand from main"]
 fn dockerfile_health_check_names_a_subcommand_the_binary_has() {
     let ins = instructions(&read("Dockerfile"));
     let health = exec_form(&ins, "HEALTHCHECK").expect("HEALTHCHECK in exec form");
@@ -417,4 +416,55 @@ fn dockerfile_health_check_names_a_subcommand_the_binary_has() {
             .any(|l| l.split_whitespace().next() == Some(subcommand.as_str())),
         "`ringtls --help` lists no `{subcommand}` subcommand:\n{help}"
     );
+}
+
+/// The `serve` arguments each packaged invocation passes: the Dockerfile's CMD, the unit's
+/// ExecStart and the sidecar container's args.
+fn packaged_serve_args() -> Vec<(&'static str, Vec<String>)> {
+    let docker = exec_form(&instructions(&read("Dockerfile")), "CMD").unwrap_or_default();
+    let service = unit_settings(&read("systemd/ringtls.service"));
+    let exec: Vec<String> = setting(&service, "ExecStart")
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .map(str::to_owned)
+        .collect();
+    let sidecar_text = read("kubernetes/sidecar.yaml");
+    let sidecar: Vec<String> = sidecar_text
+        .match_indices("args:")
+        .map(|(at, _)| sequence_after(&sidecar_text[at..], "args"))
+        .find(|args| args.first() == Some(&"serve"))
+        .unwrap_or_default()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    vec![
+        ("Dockerfile", docker),
+        ("ringtls.service", exec),
+        ("sidecar.yaml", sidecar),
+    ]
+}
+
+#[test]
+fn packaged_invocations_use_only_flags_serve_has() {
+    let out = common::run(["serve", "--help"]);
+    out.assert_code(0);
+    let help = format!("{}{}", out.stdout, out.stderr);
+    let known: Vec<&str> = help
+        .split_whitespace()
+        .filter(|w| w.starts_with("--"))
+        .collect();
+    for (file, args) in packaged_serve_args() {
+        assert_eq!(
+            args.first().map(String::as_str),
+            Some("serve"),
+            "{file}: {args:?}"
+        );
+        for flag in args.iter().filter(|a| a.starts_with("--")) {
+            assert!(
+                known.contains(&flag.as_str()),
+                "{file} passes {flag}, which `ringtls serve --help` does not list"
+            );
+        }
+    }
 }
