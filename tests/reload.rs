@@ -243,7 +243,7 @@ fn reauthorize(driver: Driver) {
     let upstream = Upstream::echo();
     let server = setup
         .serve(upstream.addr)
-        .args(["--reauthorize-on-reload"])
+        .args(["--reauthorize-on-reload", "--metrics", "127.0.0.1:0"])
         .driver(driver)
         .start();
     let alice = setup.ca.client("Alice");
@@ -262,6 +262,13 @@ fn reauthorize(driver: Driver) {
     let line = server.wait_for_line(&["conn.closed", "reason=reauthorization_failed"]);
     assert!(line.contains("Alice"), "the close names the client: {line}");
     probe(&mut bob_conn).expect("bob's chain still verifies: his connection stays");
+    assert_eq!(
+        metric(
+            &server,
+            "ringtls_connections_closed_total{reason=\"reauthorization_failed\"}"
+        ),
+        "1"
+    );
 }
 
 #[test]

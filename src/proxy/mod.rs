@@ -200,6 +200,7 @@ pub async fn serve_connection(
     };
     stats.bytes_up.add(counters.up.get());
     stats.bytes_down.add(counters.down.get());
+    stats.count_close(reason);
     closed(
         Level::Info,
         counters.up.get(),

@@ -44,8 +44,22 @@ pub enum RelayError {
     Reauthorization(String),
 }
 
+/// Every reason word a close event can carry, in metric order: a clean end, then each
+/// `RelayError::reason`.
+pub const CLOSE_REASONS: [&str; 9] = [
+    "closed",
+    "client_reset",
+    "client_io_error",
+    "upstream_reset",
+    "upstream_io_error",
+    "tls_error",
+    "idle_timeout",
+    "client_cert_expired",
+    "reauthorization_failed",
+];
+
 impl RelayError {
-    /// The reason word for the close event.
+    /// The reason word for the close event (one of `CLOSE_REASONS`).
     pub fn reason(&self) -> &'static str {
         let reset = |e: &io::Error| {
             matches!(
@@ -85,6 +99,30 @@ impl RelayError {
 }
 
 /// Bytes moved, for the close event.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_is_listed_for_the_metrics() {
+        let e = || io::Error::from(io::ErrorKind::ConnectionReset);
+        let o = || io::Error::other("x");
+        let all = [
+            RelayError::ClientRead(e()),
+            RelayError::ClientWrite(o()),
+            RelayError::UpstreamRead(e()),
+            RelayError::UpstreamWrite(o()),
+            RelayError::Tls(rustls::Error::DecryptError),
+            RelayError::Idle,
+            RelayError::CertExpired,
+            RelayError::Reauthorization(String::new()),
+        ];
+        for err in all {
+            assert!(CLOSE_REASONS.contains(&err.reason()), "{}", err.reason());
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Counters {
     /// Plaintext bytes client → upstream.

@@ -15,6 +15,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::proxy::reason::Reject;
+use crate::proxy::relay::CLOSE_REASONS;
 
 /// A counter written by one thread only.
 #[derive(Default, Debug)]
@@ -61,6 +62,7 @@ pub struct WorkerStats {
     pub bytes_up: Counter,
     pub bytes_down: Counter,
     pub upstream_failures: Counter,
+    closed: [Counter; CLOSE_REASONS.len()],
 }
 
 impl WorkerStats {
@@ -79,11 +81,19 @@ impl WorkerStats {
             bytes_up: Counter::default(),
             bytes_down: Counter::default(),
             upstream_failures: Counter::default(),
+            closed: Default::default(),
         }))
     }
 
     pub fn set_driver(&self, driver: &'static str) {
         let _ = self.driver.set(driver);
+    }
+
+    /// Counts an established connection's end, by its close-event reason.
+    pub fn count_close(&self, reason: &str) {
+        if let Some(i) = CLOSE_REASONS.iter().position(|r| *r == reason) {
+            self.closed[i].add(1);
+        }
     }
 
     pub fn reject(&self, reason: Reject) {
@@ -301,6 +311,17 @@ pub fn render(workers: &[&'static WorkerStats], control: &ControlStats) -> Strin
         sum(&|w| w.bytes_up.get()),
         sum(&|w| w.bytes_down.get())
     );
+    let _ = writeln!(
+        out,
+        "# HELP ringtls_connections_closed_total Established connections that ended, by reason (closed = both sides finished cleanly).\n# TYPE ringtls_connections_closed_total counter"
+    );
+    for (i, reason) in CLOSE_REASONS.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "ringtls_connections_closed_total{{reason=\"{reason}\"}} {}",
+            sum(&|w| w.closed[i].get())
+        );
+    }
     let _ = writeln!(
         out,
         "# HELP ringtls_worker_info Each worker and the I/O driver it runs.\n# TYPE ringtls_worker_info gauge"
