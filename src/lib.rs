@@ -7,10 +7,12 @@
 //! - `config`: validated `ServeConfig`; every cross-flag check
 //! - `error`: the top-level error and its exit codes
 //! - `tls`: trust store (CA bundle rules), CRLs, server credentials, the shared `ServerConfig`
-//! - `listen`: binding one SO_REUSEPORT socket per worker, refusing ports owned by others
+//! - `listen`: binding one SO_REUSEPORT socket per worker, refusing ports owned by others; or
+//!   sharing the socket-activated ones among the workers
 //! - `runtime`: pinned worker threads, each with its own monoio runtime and accept loop
 //! - `proxy`: one connection's life: handshake → upstream connect → relay → close
 //! - `telemetry`: the event log
+//! - `sys`: the only `unsafe`: socket activation (LISTEN_FDS)
 //! - `engine`: the sans-I/O adapter between owned buffers and rustls (server and client side)
 //! - `load`: the mTLS load generator (`ringtls load`)
 //! - `check`, `pki`, `demo`, `upstream`: the other subcommands
@@ -26,22 +28,46 @@ pub mod load;
 pub mod pki;
 pub mod proxy;
 pub mod runtime;
+pub mod sys;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream;
 
 use std::sync::Arc;
 
-pub use config::ServeConfig;
+pub use config::{Listen, ServeConfig};
 pub use error::Error;
 pub use runtime::Server;
 
 use telemetry::log::Event;
 
-/// Loads and validates every file, binds every listener and starts the workers. Returns once
-/// all workers accept connections; `Server::local_addrs` then gives the bound addresses.
+/// Loads and validates every file, binds every listener (or takes the socket-activated ones)
+/// and starts the workers. Returns once all workers accept connections; `Server::local_addrs`
+/// then gives the bound addresses.
 pub fn start(config: &ServeConfig) -> Result<Server, Error> {
     telemetry::log::set_format(config.log_format);
+    // Passed sockets are taken first, before anything else opens a file that could land on a
+    // descriptor number LISTEN_FDS promised but the service manager did not pass.
+    let sockets = match &config.listen {
+        Listen::Bind(addrs) => runtime::Sockets::Bind(addrs.clone()),
+        Listen::Activated(passed) => {
+            let activated = sys::activation::take_listeners(passed).map_err(Error::Activation)?;
+            let addrs: Vec<String> = activated.iter().map(|a| a.addr.to_string()).collect();
+            let mut event = Event::info("listen.activated")
+                .num("fds", activated.len() as u64)
+                .word("listen", addrs.join(","));
+            if !passed.names.is_empty() {
+                event = event.text("names", &passed.names.join(":"));
+            }
+            event.emit();
+            runtime::Sockets::Passed(
+                activated
+                    .into_iter()
+                    .map(|a| (a.addr, a.listener))
+                    .collect(),
+            )
+        }
+    };
     let material = tls::load_tls(&config.tls)?;
     log_trust_warnings(&material);
     if let Some(path) = &config.tls.keylog {
@@ -53,9 +79,15 @@ pub fn start(config: &ServeConfig) -> Result<Server, Error> {
             )
             .emit();
     }
-    let listen: Vec<String> = config.listen.iter().map(|a| a.to_string()).collect();
-    Event::info("serve.start")
-        .word("listen", listen.join(","))
+    let listen: Vec<String> = match &sockets {
+        runtime::Sockets::Bind(addrs) => addrs.iter().map(|a| a.to_string()).collect(),
+        runtime::Sockets::Passed(passed) => passed.iter().map(|(a, _)| a.to_string()).collect(),
+    };
+    let mut start = Event::info("serve.start").word("listen", listen.join(","));
+    if let runtime::Sockets::Passed(passed) = &sockets {
+        start = start.num("socket_activation", passed.len() as u64);
+    }
+    start
         .word("upstream", &config.upstream)
         .num("threads", config.threads as u64)
         .num(
@@ -74,7 +106,7 @@ pub fn start(config: &ServeConfig) -> Result<Server, Error> {
         proxy_protocol: config.proxy_protocol,
     });
     let plan = runtime::WorkerPlan {
-        listen: config.listen.clone(),
+        sockets,
         threads: config.threads,
         max_conns: config.max_conns,
     };
@@ -86,7 +118,7 @@ pub fn start(config: &ServeConfig) -> Result<Server, Error> {
                 .map_err(|e| Error::Runtime(format!("--metrics {addr}: cannot bind: {e}")))
         })
         .transpose()?;
-    let mut server = runtime::start(&plan, settings)?;
+    let mut server = runtime::start(plan, settings)?;
     if let Some(listener) = metrics {
         let addr = listener
             .local_addr()

@@ -1,6 +1,7 @@
 //! Workers: one OS thread per core, pinned with core_affinity, each running its own monoio
 //! runtime (io_uring, or epoll where io_uring is unavailable or `MONOIO_FORCE_LEGACY_DRIVER=1`)
-//! over its own SO_REUSEPORT listeners. The kernel spreads connections across the workers; a
+//! over its own SO_REUSEPORT listeners (or its duplicates of the sockets passed by socket
+//! activation). The kernel spreads connections across the workers; a
 //! connection lives and dies on the worker that accepted it, so nothing on the per-connection
 //! path is shared mutably between threads.
 
@@ -18,23 +19,32 @@ use std::time::{Duration, Instant};
 
 use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 
-use crate::listen::{self, BindError};
+use crate::listen::{self, BindError, ShareError};
 use crate::proxy::{self, Settings, reason::Reject};
 use crate::telemetry::log::Event;
 use crate::telemetry::metrics::WorkerStats;
 
 /// How the serving part is shaped, beyond the TLS material.
 pub struct WorkerPlan {
-    pub listen: Vec<SocketAddr>,
+    pub sockets: Sockets,
     pub threads: usize,
     /// Total connection limit, split evenly across workers.
     pub max_conns: Option<usize>,
+}
+
+/// Where the workers accept.
+pub enum Sockets {
+    /// Bind these addresses (`--listen`), one socket per worker each.
+    Bind(Vec<SocketAddr>),
+    /// Share these already-listening sockets (socket activation) among all workers.
+    Passed(Vec<(SocketAddr, std::net::TcpListener)>),
 }
 
 /// A failure to start serving.
 #[derive(Debug)]
 pub enum StartError {
     Bind(BindError),
+    Share(ShareError),
     Worker { worker: usize, source: io::Error },
 }
 
@@ -42,6 +52,7 @@ impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StartError::Bind(e) => e.fmt(f),
+            StartError::Share(e) => e.fmt(f),
             StartError::Worker { worker, source } => {
                 write!(f, "worker {worker} could not start: {source}")
             }
@@ -53,6 +64,7 @@ impl std::error::Error for StartError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StartError::Bind(e) => Some(e),
+            StartError::Share(e) => Some(e),
             StartError::Worker { source, .. } => Some(source),
         }
     }
@@ -82,7 +94,8 @@ impl Server {
         self.stats.clone()
     }
 
-    /// Every bound address, in `--listen` order (port 0 replaced by the kernel's choice).
+    /// Every bound address, in `--listen` order (port 0 replaced by the kernel's choice), or
+    /// the passed sockets' addresses in fd order under socket activation.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
     }
@@ -102,10 +115,18 @@ struct Ready {
     driver: &'static str,
 }
 
-/// Binds every listener, starts the workers and returns once all of them accept connections.
-pub fn start(plan: &WorkerPlan, settings: Arc<Settings>) -> Result<Server, StartError> {
+/// Binds (or shares) every listener, starts the workers and returns once all of them accept
+/// connections.
+pub fn start(plan: WorkerPlan, settings: Arc<Settings>) -> Result<Server, StartError> {
     let threads = plan.threads.max(1);
-    let bound = listen::bind_listeners(&plan.listen, threads).map_err(StartError::Bind)?;
+    let bound = match plan.sockets {
+        Sockets::Bind(addrs) => {
+            listen::bind_listeners(&addrs, threads).map_err(StartError::Bind)?
+        }
+        Sockets::Passed(listeners) => {
+            listen::share_listeners(listeners, threads).map_err(StartError::Share)?
+        }
+    };
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let max_per_worker = plan.max_conns.map(|total| total.div_ceil(threads).max(1));
 
