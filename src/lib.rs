@@ -12,7 +12,7 @@
 //! - `runtime`: pinned worker threads, each with its own monoio runtime and accept loop
 //! - `proxy`: one connection's life: handshake → upstream connect → relay → close
 //! - `telemetry`: the event log
-//! - `sys`: the only `unsafe`: socket activation (LISTEN_FDS)
+//! - `sys`: the only `unsafe`: socket activation (LISTEN_FDS) and raising RLIMIT_NOFILE
 //! - `engine`: the sans-I/O adapter between owned buffers and rustls (server and client side)
 //! - `load`: the mTLS load generator (`ringtls load`)
 //! - `check`, `pki`, `demo`, `upstream`: the other subcommands
@@ -110,6 +110,8 @@ pub fn start(config: &ServeConfig) -> Result<Server, Error> {
         threads: config.threads,
         max_conns: config.max_conns,
     };
+    // After every check (a refused start is one error line, nothing else) and before binding.
+    raise_open_files_limit();
     // Bound before the workers start, so a bad --metrics address fails the start.
     let metrics = config
         .metrics
@@ -128,6 +130,32 @@ pub fn start(config: &ServeConfig) -> Result<Server, Error> {
         server.set_metrics_addr(addr);
     }
     Ok(server)
+}
+
+/// Lifts the soft limit on open files to the hard limit: each connection holds two descriptors,
+/// and the common soft default of 1024 would refuse connections long before the machine must.
+/// A failure is a warning; serving within the old limit still works.
+fn raise_open_files_limit() {
+    let shown = |n: u64| {
+        if n == libc::RLIM_INFINITY {
+            "unlimited".to_owned()
+        } else {
+            n.to_string()
+        }
+    };
+    match sys::rlimit::raise_nofile() {
+        Ok(raised) => Event::info("rlimit.nofile")
+            .word("old", shown(raised.old))
+            .word("new", shown(raised.new))
+            .emit(),
+        Err(e) => Event::warn("rlimit.nofile")
+            .text(
+                "message",
+                "cannot raise the open-files limit (RLIMIT_NOFILE) to the hard limit; serving within the current one",
+            )
+            .text("detail", &e.to_string())
+            .emit(),
+    }
 }
 
 /// Says on stderr what is accepted but deserves a look: expired, not-yet-valid or duplicate CAs,

@@ -2,3 +2,4 @@
 //! invariant.
 
 pub mod activation;
+pub mod rlimit;
