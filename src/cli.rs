@@ -29,7 +29,8 @@ pub enum Command {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "serve")]
 pub struct ServeArgs {
-    /// address to accept TLS on, e.g. 0.0.0.0:8443 or 127.0.0.1:0 (repeatable)
+    /// address to accept TLS on, e.g. 0.0.0.0:8443 or 127.0.0.1:0 (repeatable; omit it when
+    /// systemd passes the listening sockets: socket activation, LISTEN_FDS)
     #[argh(option)]
     pub listen: Vec<String>,
     /// plaintext service to forward to: HOST:PORT (a name is resolved at start and on reload;

@@ -10,6 +10,7 @@ use crate::cli::{CheckArgs, LoadArgs, ServeArgs};
 use crate::error::Error;
 use crate::load::{ClientTls, LoadPlan, Mode};
 use crate::proxy::connect::{self, ResolveError, UpstreamAddr};
+use crate::sys::activation::{self, Passed};
 use crate::telemetry::log::Format as LogFormat;
 use crate::tls::TlsSettings;
 use crate::tls::allow_list::AllowList;
@@ -17,7 +18,7 @@ use crate::tls::allow_list::AllowList;
 /// A validated `serve` invocation.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    pub listen: Vec<SocketAddr>,
+    pub listen: Listen,
     /// The upstream as given, for messages.
     pub upstream: String,
     /// The upstream's addresses, resolved at start (and again on reload), tried in turn.
@@ -40,18 +41,49 @@ pub struct ServeConfig {
     pub drain_timeout: Duration,
 }
 
+/// Where `serve` accepts connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    /// `--listen`: bind each address, one SO_REUSEPORT socket per worker.
+    Bind(Vec<SocketAddr>),
+    /// Socket activation: the listening sockets the service manager passed, shared by every
+    /// worker.
+    Activated(Passed),
+}
+
 impl ServeConfig {
+    /// Checks the flags, and the environment for socket activation.
     pub fn from_args(args: ServeArgs) -> Result<ServeConfig, Error> {
-        if args.listen.is_empty() {
-            return Err(Error::Usage(
-                "--listen is required (e.g. --listen 0.0.0.0:8443)".into(),
-            ));
-        }
-        let listen = args
-            .listen
-            .iter()
-            .map(|s| parse_listen(s))
-            .collect::<Result<Vec<_>, _>>()?;
+        let passed = activation::passed_from_env().map_err(Error::Activation)?;
+        ServeConfig::from_args_and_activation(args, passed)
+    }
+
+    /// `from_args` with the socket-activation environment already read.
+    pub fn from_args_and_activation(
+        args: ServeArgs,
+        passed: Option<Passed>,
+    ) -> Result<ServeConfig, Error> {
+        let listen = match (args.listen.is_empty(), passed) {
+            (true, None) => {
+                return Err(Error::Usage(
+                    "--listen is required (e.g. --listen 0.0.0.0:8443) unless started by socket activation (LISTEN_FDS)".into(),
+                ));
+            }
+            (false, Some(passed)) => {
+                return Err(Error::Usage(format!(
+                    "--listen {}: started by socket activation with {} socket(s) (LISTEN_FDS); use one or the other",
+                    args.listen.join(" --listen "),
+                    passed.count
+                )));
+            }
+            (true, Some(passed)) => Listen::Activated(passed),
+            (false, None) => Listen::Bind(
+                args.listen
+                    .iter()
+                    .map(|s| parse_listen(s))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
         let upstream_addrs = resolve_upstream(&args.upstream)?;
         if args.reauthorize_on_reload && args.mutual_tls_cas.is_empty() {
             return Err(Error::Usage(

@@ -14,7 +14,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
-use crate::config::ServeConfig;
+use crate::config::{Listen, ServeConfig};
 use crate::error::Error;
 use crate::tls::TlsSettings;
 
@@ -27,7 +27,7 @@ pub fn run_demo() -> Result<bool, Error> {
     let (upstream, accepted) = start_echo_upstream()?;
 
     let config = ServeConfig {
-        listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+        listen: Listen::Bind(vec![SocketAddr::from(([127, 0, 0, 1], 0))]),
         upstream: upstream.to_string(),
         upstream_addrs: vec![crate::proxy::connect::UpstreamAddr::Tcp(upstream)],
         tls: TlsSettings {

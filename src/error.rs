@@ -4,6 +4,7 @@
 use std::fmt;
 
 use crate::runtime::StartError;
+use crate::sys::activation::ActivationError;
 use crate::tls::LoadError;
 
 #[derive(Debug)]
@@ -14,6 +15,8 @@ pub enum Error {
     Config(String),
     /// A certificate, key, CA bundle or CRL is unusable.
     Load(LoadError),
+    /// The sockets passed by socket activation are unusable.
+    Activation(ActivationError),
     /// Binding or starting the workers failed.
     Start(StartError),
     /// Anything else at run time.
@@ -24,7 +27,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) => 64,
-            Error::Config(_) | Error::Load(_) => 78,
+            Error::Config(_) | Error::Load(_) | Error::Activation(_) => 78,
             Error::Start(_) | Error::Runtime(_) => 1,
         }
     }
@@ -36,6 +39,7 @@ impl fmt::Display for Error {
             Error::Usage(m) | Error::Config(m) | Error::Runtime(m) => f.write_str(m),
             Error::Load(e) => e.fmt(f),
             Error::Start(e) => e.fmt(f),
+            Error::Activation(e) => e.fmt(f),
         }
     }
 }
@@ -45,6 +49,7 @@ impl std::error::Error for Error {
         match self {
             Error::Load(e) => e.source(),
             Error::Start(e) => e.source(),
+            Error::Activation(e) => e.source(),
             _ => None,
         }
     }

@@ -7,11 +7,13 @@
 //! - `config`: validated `ServeConfig`; every cross-flag check
 //! - `error`: the top-level error and its exit codes
 //! - `tls`: trust store (CA bundle rules), CRLs, server credentials, the shared `ServerConfig`
-//! - `listen`: binding one SO_REUSEPORT socket per worker, refusing ports owned by others
+//! - `listen`: binding one SO_REUSEPORT socket per worker, refusing ports owned by others; or
+//!   sharing the socket-activated ones among the workers
 //! - `runtime`: pinned worker threads, each with its own monoio runtime and accept loop
 //! - `proxy`: one connection's life: handshake → upstream connect → relay → close
 //! - `control`: reload (SIGHUP, `--watch`) and drain (SIGTERM/SIGINT), off the workers
-//! - `sys`: the only `unsafe`: signals, inotify
+//! - `sys`: the only `unsafe`: signals, inotify, listener shutdown, socket activation
+//!   (LISTEN_FDS), raising RLIMIT_NOFILE
 //! - `telemetry`: the event log, metrics and health endpoints
 //! - `engine`: the sans-I/O adapter between owned buffers and rustls (server and client side)
 //! - `load`: the mTLS load generator (`ringtls load`)
@@ -39,7 +41,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-pub use config::ServeConfig;
+pub use config::{Listen, ServeConfig};
 pub use control::Control;
 pub use error::Error;
 pub use runtime::Server;
@@ -47,10 +49,33 @@ pub use runtime::Server;
 use telemetry::log::Event;
 use telemetry::metrics::ControlStats;
 
-/// Loads and validates every file, binds every listener and starts the workers. Returns once
-/// all workers accept connections; `Control::local_addrs` then gives the bound addresses.
+/// Loads and validates every file, binds every listener (or takes the socket-activated ones)
+/// and starts the workers. Returns once all workers accept connections; `Control::local_addrs`
+/// then gives the bound addresses.
 pub fn start(config: &ServeConfig) -> Result<Control, Error> {
     telemetry::log::set_format(config.log_format);
+    // Passed sockets are taken first, before anything else opens a file that could land on a
+    // descriptor number LISTEN_FDS promised but the service manager did not pass.
+    let sockets = match &config.listen {
+        Listen::Bind(addrs) => runtime::Sockets::Bind(addrs.clone()),
+        Listen::Activated(passed) => {
+            let activated = sys::activation::take_listeners(passed).map_err(Error::Activation)?;
+            let addrs: Vec<String> = activated.iter().map(|a| a.addr.to_string()).collect();
+            let mut event = Event::info("listen.activated")
+                .num("fds", activated.len() as u64)
+                .word("listen", addrs.join(","));
+            if !passed.names.is_empty() {
+                event = event.text("names", &passed.names.join(":"));
+            }
+            event.emit();
+            runtime::Sockets::Passed(
+                activated
+                    .into_iter()
+                    .map(|a| (a.addr, a.listener))
+                    .collect(),
+            )
+        }
+    };
     let fingerprint = control::generation::fingerprint(config, &config.upstream_addrs);
     let built = control::generation::build(config, 1, config.upstream_addrs.clone())?;
     let material = &built.material;
@@ -64,9 +89,15 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
             )
             .emit();
     }
-    let listen: Vec<String> = config.listen.iter().map(|a| a.to_string()).collect();
-    Event::info("serve.start")
-        .word("listen", listen.join(","))
+    let listen: Vec<String> = match &sockets {
+        runtime::Sockets::Bind(addrs) => addrs.iter().map(|a| a.to_string()).collect(),
+        runtime::Sockets::Passed(passed) => passed.iter().map(|(a, _)| a.to_string()).collect(),
+    };
+    let mut start = Event::info("serve.start").word("listen", listen.join(","));
+    if let runtime::Sockets::Passed(passed) = &sockets {
+        start = start.num("socket_activation", passed.len() as u64);
+    }
+    start
         .word("upstream", &config.upstream)
         .num("threads", config.threads as u64)
         .num(
@@ -86,10 +117,12 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
         proxy_protocol: config.proxy_protocol,
     });
     let plan = runtime::WorkerPlan {
-        listen: config.listen.clone(),
+        sockets,
         threads: config.threads,
         max_conns: config.max_conns,
     };
+    // After every check (a refused start is one error line, nothing else) and before binding.
+    raise_open_files_limit();
     // Bound before the workers start, so a bad --metrics address fails the start.
     let metrics = config
         .metrics
@@ -98,7 +131,7 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
                 .map_err(|e| Error::Runtime(format!("--metrics {addr}: cannot bind: {e}")))
         })
         .transpose()?;
-    let mut server = runtime::start(&plan, Arc::clone(&settings))?;
+    let mut server = runtime::start(plan, Arc::clone(&settings))?;
     if let Some(listener) = metrics {
         let addr = listener
             .local_addr()
@@ -114,6 +147,32 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
         control_stats,
         fingerprint,
     ))
+}
+
+/// Lifts the soft limit on open files to the hard limit: each connection holds two descriptors,
+/// and the common soft default of 1024 would refuse connections long before the machine must.
+/// A failure is a warning; serving within the old limit still works.
+fn raise_open_files_limit() {
+    let shown = |n: u64| {
+        if n == libc::RLIM_INFINITY {
+            "unlimited".to_owned()
+        } else {
+            n.to_string()
+        }
+    };
+    match sys::rlimit::raise_nofile() {
+        Ok(raised) => Event::info("rlimit.nofile")
+            .word("old", shown(raised.old))
+            .word("new", shown(raised.new))
+            .emit(),
+        Err(e) => Event::warn("rlimit.nofile")
+            .text(
+                "message",
+                "cannot raise the open-files limit (RLIMIT_NOFILE) to the hard limit; serving within the current one",
+            )
+            .text("detail", &e.to_string())
+            .emit(),
+    }
 }
 
 /// Says on stderr what is accepted but deserves a look: expired, not-yet-valid or duplicate CAs,

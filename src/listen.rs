@@ -1,5 +1,6 @@
-//! Binding the listening sockets: one SO_REUSEPORT socket per worker per `--listen` address,
-//! all created on the main thread so a bind failure stops the start before any worker runs.
+//! The workers' listening sockets: one SO_REUSEPORT socket per worker per `--listen` address,
+//! all created on the main thread so a bind failure stops the start before any worker runs; or,
+//! under socket activation, a duplicate of each passed socket for every worker.
 //!
 //! SO_REUSEPORT lets any process of the same user join our port and take a share of the
 //! connections (monoio's default `TcpListener::bind` sets it silently). So each address is first
@@ -70,6 +71,54 @@ pub fn bind_listeners(addrs: &[SocketAddr], workers: usize) -> Result<Bound, Bin
             listeners.push(socket.into());
         }
         bound.addrs.push(actual);
+    }
+    Ok(bound)
+}
+
+/// A passed (socket-activated) listener that could not be duplicated for a worker.
+#[derive(Debug)]
+pub struct ShareError {
+    pub addr: SocketAddr,
+    pub source: io::Error,
+}
+
+impl std::fmt::Display for ShareError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "socket activation: cannot share the passed socket {} with the workers: {}",
+            self.addr, self.source
+        )
+    }
+}
+
+impl std::error::Error for ShareError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Gives every worker its own descriptor (a `dup`) of each passed listener. They all accept
+/// on the one socket, so the kernel queue is shared rather than split by SO_REUSEPORT: there is
+/// only one socket to split, and the service manager owns its address.
+pub fn share_listeners(
+    passed: Vec<(SocketAddr, std::net::TcpListener)>,
+    workers: usize,
+) -> Result<Bound, ShareError> {
+    let mut bound = Bound {
+        addrs: Vec::with_capacity(passed.len()),
+        per_worker: (0..workers)
+            .map(|_| Vec::with_capacity(passed.len()))
+            .collect(),
+    };
+    for (addr, listener) in passed {
+        for listeners in &mut bound.per_worker {
+            let dup = listener
+                .try_clone()
+                .map_err(|source| ShareError { addr, source })?;
+            listeners.push(dup);
+        }
+        bound.addrs.push(addr);
     }
     Ok(bound)
 }

@@ -1,6 +1,7 @@
 //! Workers: one OS thread per core, pinned with core_affinity, each running its own monoio
 //! runtime (io_uring, or epoll where io_uring is unavailable or `MONOIO_FORCE_LEGACY_DRIVER=1`)
-//! over its own SO_REUSEPORT listeners. The kernel spreads connections across the workers; a
+//! over its own SO_REUSEPORT listeners (or its duplicates of the sockets passed by socket
+//! activation). The kernel spreads connections across the workers; a
 //! connection lives and dies on the worker that accepted it, so nothing on the per-connection
 //! path is shared mutably between threads.
 
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 use monoio::io::AsyncReadRent;
 use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 
-use crate::listen::{self, BindError};
+use crate::listen::{self, BindError, ShareError};
 use crate::proxy::{self, Settings, notify::Broadcast, reason::Reject};
 use crate::sys;
 use crate::telemetry::log::Event;
@@ -28,16 +29,25 @@ use crate::telemetry::metrics::WorkerStats;
 
 /// How the serving part is shaped, beyond the TLS material.
 pub struct WorkerPlan {
-    pub listen: Vec<SocketAddr>,
+    pub sockets: Sockets,
     pub threads: usize,
     /// Total connection limit, split evenly across workers.
     pub max_conns: Option<usize>,
+}
+
+/// Where the workers accept.
+pub enum Sockets {
+    /// Bind these addresses (`--listen`), one socket per worker each.
+    Bind(Vec<SocketAddr>),
+    /// Share these already-listening sockets (socket activation) among all workers.
+    Passed(Vec<(SocketAddr, std::net::TcpListener)>),
 }
 
 /// A failure to start serving.
 #[derive(Debug)]
 pub enum StartError {
     Bind(BindError),
+    Share(ShareError),
     Worker { worker: usize, source: io::Error },
 }
 
@@ -45,6 +55,7 @@ impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StartError::Bind(e) => e.fmt(f),
+            StartError::Share(e) => e.fmt(f),
             StartError::Worker { worker, source } => {
                 write!(f, "worker {worker} could not start: {source}")
             }
@@ -56,6 +67,7 @@ impl std::error::Error for StartError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StartError::Bind(e) => Some(e),
+            StartError::Share(e) => Some(e),
             StartError::Worker { source, .. } => Some(source),
         }
     }
@@ -100,7 +112,8 @@ impl Server {
         self.stats.clone()
     }
 
-    /// Every bound address, in `--listen` order (port 0 replaced by the kernel's choice).
+    /// Every bound address, in `--listen` order (port 0 replaced by the kernel's choice), or
+    /// the passed sockets' addresses in fd order under socket activation.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
     }
@@ -170,10 +183,21 @@ struct Ready {
     driver: &'static str,
 }
 
-/// Binds every listener, starts the workers and returns once all of them accept connections.
-pub fn start(plan: &WorkerPlan, settings: Arc<Settings>) -> Result<Server, StartError> {
+/// Binds (or shares) every listener, starts the workers and returns once all of them accept
+/// connections.
+pub fn start(plan: WorkerPlan, settings: Arc<Settings>) -> Result<Server, StartError> {
     let threads = plan.threads.max(1);
-    let bound = listen::bind_listeners(&plan.listen, threads).map_err(StartError::Bind)?;
+    // Passed sockets belong to the service manager, which keeps them listening across our
+    // restarts; only the ones we bound are shut down when we stop accepting.
+    let owned = matches!(plan.sockets, Sockets::Bind(_));
+    let bound = match plan.sockets {
+        Sockets::Bind(addrs) => {
+            listen::bind_listeners(&addrs, threads).map_err(StartError::Bind)?
+        }
+        Sockets::Passed(listeners) => {
+            listen::share_listeners(listeners, threads).map_err(StartError::Share)?
+        }
+    };
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let max_per_worker = plan.max_conns.map(|total| total.div_ceil(threads).max(1));
 
@@ -191,6 +215,7 @@ pub fn start(plan: &WorkerPlan, settings: Arc<Settings>) -> Result<Server, Start
         let shape = Shape {
             core,
             max_conns: max_per_worker,
+            owned,
             control: theirs,
         };
         let settings = settings.clone();
@@ -240,6 +265,8 @@ struct Shape {
     max_conns: Option<usize>,
     /// The worker's end of its control socket.
     control: UnixStream,
+    /// Whether the listeners are ours to shut down (not socket-activated).
+    owned: bool,
 }
 
 fn run_worker(
@@ -253,6 +280,7 @@ fn run_worker(
         core,
         max_conns,
         control,
+        owned,
     } = shape;
     let cpu = core
         .filter(|c| core_affinity::set_for_current(*c))
@@ -314,6 +342,7 @@ fn run_worker(
                 settings.clone(),
                 max_conns,
                 (trust_changed, stop),
+                owned,
             )));
         }
         for l in loops {
@@ -358,6 +387,7 @@ async fn accept_loop(
     settings: Arc<Settings>,
     max_conns: Option<usize>,
     (trust_changed, stop): (&'static Broadcast, &'static Broadcast),
+    owned: bool,
 ) {
     let worker = stats.id;
     let stopped = stop.changed();
@@ -366,6 +396,11 @@ async fn accept_loop(
         let accepted = monoio::select! {
             accepted = listener.accept() => accepted,
             _ = &mut stopped => {
+                // A passed socket is only closed (our copy): it keeps listening in the service
+                // manager, and connections queue there for the next instance.
+                if !owned {
+                    return;
+                }
                 if let Err(e) = sys::listener::stop_listening(&listener) {
                     Event::error("listener.close_failed")
                         .num("worker", worker as u64)

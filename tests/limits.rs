@@ -1,12 +1,13 @@
-//! Limits a connection lives under: the idle timeout, the per-worker share of `--max-conns`,
-//! and `--threads` starting that many pinned workers.
+//! Limits a connection lives under: the idle timeout, the per-worker share of `--max-conns`
+//! (also under a flood of connections), and `--threads` starting that many pinned workers.
 
 mod common;
 
-use std::io::Read;
+use std::io::{ErrorKind, Read};
+use std::net::TcpStream;
 use std::time::Duration;
 
-use common::client::{read_to_clean_eof, tcp_connect};
+use common::client::{IO_TIMEOUT, read_to_clean_eof, tcp_connect};
 use common::{Setup, Upstream, connect, probe};
 
 #[test]
@@ -88,6 +89,99 @@ fn refuses_connections_beyond_max_conns_and_recovers() {
         2,
         "the refused connection reached the upstream"
     );
+}
+
+#[test]
+fn max_conns_holds_under_a_flood_and_recovers() {
+    const LIMIT: usize = 8;
+    const FLOOD: usize = 200;
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let server = setup
+        .serve(upstream.addr)
+        .args([
+            "--threads",
+            "2",
+            "--max-conns",
+            "8",
+            "--metrics",
+            "127.0.0.1:0",
+        ])
+        .start();
+    let alice = setup.ca.client("Alice");
+    let opts = setup.client(&alice);
+
+    // Fill both workers to their share of 4. SO_REUSEPORT picks the worker by a hash of the
+    // client's address, so a fifth client can land on a full worker while the other has room:
+    // such a client is refused like any over-limit one and tried again from a new port.
+    let mut held = Vec::with_capacity(LIMIT);
+    let mut refused_good = 0;
+    while held.len() < LIMIT {
+        assert!(
+            refused_good < 100,
+            "could not hold {LIMIT} clients: {refused_good} refused, {} held",
+            held.len()
+        );
+        match connect(server.addr(), &opts) {
+            Ok(stream) => held.push(stream),
+            Err(_) => refused_good += 1,
+        }
+    }
+
+    // The flood: plain TCP connects that never send a byte. Every one must be accepted and
+    // closed at once, since both workers are full.
+    let flood: Vec<TcpStream> = (0..FLOOD).map(|_| tcp_connect(server.addr())).collect();
+    for (i, mut sock) in flood.into_iter().enumerate() {
+        sock.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        let mut buf = [0u8; 16];
+        match sock.read(&mut buf) {
+            Ok(0) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+            Ok(n) => panic!("flood connection {i} got {n} bytes instead of a close"),
+            Err(e) => panic!("flood connection {i} was not closed by the server: {e}"),
+        }
+    }
+
+    // The held clients were not disturbed.
+    for (i, stream) in held.iter_mut().enumerate() {
+        probe(stream).unwrap_or_else(|e| panic!("held client {i} after the flood: {e:?}"));
+    }
+
+    // Each refusal is counted before its line is written: once all lines are there, so is
+    // every count.
+    let refusals = refused_good + FLOOD;
+    server.wait_for_stderr(&format!("{refusals} max_conns refusals"), |s| {
+        s.lines()
+            .filter(|l| l.contains("conn.rejected") && l.contains("reason=max_conns"))
+            .count()
+            >= refusals
+    });
+    let (_, metrics) = common::http_get(server.metrics.expect("metrics address"), "/metrics");
+    let expected =
+        format!("ringtls_handshakes_total{{result=\"rejected\",reason=\"max_conns\"}} {refusals}");
+    assert!(
+        metrics.lines().any(|l| l == expected),
+        "expected {expected:?}:\n{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == format!("ringtls_connections_active {LIMIT}")),
+        "held clients not active:\n{metrics}"
+    );
+    assert_eq!(
+        upstream.accepted(),
+        LIMIT,
+        "a refused connection reached the upstream"
+    );
+
+    // Once the held clients leave, the limit frees up again.
+    drop(held);
+    server.wait_for_stderr(&format!("{LIMIT} conn.closed lines"), |s| {
+        s.lines().filter(|l| l.contains("conn.closed")).count() >= LIMIT
+    });
+    connect(server.addr(), &opts).expect("a client after the held ones left");
+    assert_eq!(upstream.accepted(), LIMIT + 1);
 }
 
 #[test]

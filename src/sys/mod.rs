@@ -2,6 +2,8 @@
 //! not offer. Each `unsafe` block states the invariant that makes it sound; everything above
 //! this module is safe code.
 
+pub mod activation;
 pub mod inotify;
 pub mod listener;
+pub mod rlimit;
 pub mod signals;

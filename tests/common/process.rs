@@ -223,11 +223,14 @@ pub fn run_command(mut cmd: Command, timeout: Duration) -> Output {
     out
 }
 
-/// Builder for `ringtls serve`; `--listen 127.0.0.1:0` is added unless `listen` is called.
+/// Builder for `ringtls serve`; `--listen 127.0.0.1:0` is added unless `listen` or
+/// `no_listen` is called.
 pub struct Serve {
     args: Vec<OsString>,
     listen: Vec<String>,
+    default_listen: bool,
     driver: Driver,
+    wrap: Option<Box<dyn FnOnce(Command) -> Command>>,
 }
 
 impl Serve {
@@ -247,8 +250,24 @@ impl Serve {
                 key.into(),
             ],
             listen: Vec::new(),
+            default_listen: true,
             driver: Driver::Default,
+            wrap: None,
         }
+    }
+
+    /// Passes no `--listen` at all (for socket activation, or to test its absence).
+    pub fn no_listen(mut self) -> Serve {
+        self.default_listen = false;
+        self
+    }
+
+    /// Runs the server through another command: `wrap` gets the finished `ringtls serve`
+    /// command (program, arguments, environment) and returns the one to spawn, e.g. a shell
+    /// that sets variables first, with a `pre_exec` hook. Stdio is set up afterwards.
+    pub fn wrap(mut self, wrap: impl FnOnce(Command) -> Command + 'static) -> Serve {
+        self.wrap = Some(Box::new(wrap));
+        self
     }
 
     /// Adds `--mutual-tls-cas PATH`.
@@ -283,20 +302,23 @@ impl Serve {
         self
     }
 
-    fn command(&self) -> Command {
+    fn command(&mut self) -> Command {
         let mut cmd = Command::new(bin());
         cmd.arg("serve");
-        if self.listen.is_empty() {
+        if self.listen.is_empty() && self.default_listen {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
         for addr in &self.listen {
             cmd.args(["--listen", addr]);
         }
-        cmd.args(&self.args)
-            .stdin(Stdio::null())
+        cmd.args(&self.args);
+        self.driver.apply(&mut cmd);
+        if let Some(wrap) = self.wrap.take() {
+            cmd = wrap(cmd);
+        }
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        self.driver.apply(&mut cmd);
         cmd
     }
 
@@ -319,7 +341,7 @@ impl Serve {
 
     /// Starts the server; `Err` if it exited before printing its listening line (for the
     /// refuse-to-start tests). Panics if it neither exits nor gets ready within READY_TIMEOUT.
-    pub fn try_start(self) -> Result<Server, Exited> {
+    pub fn try_start(mut self) -> Result<Server, Exited> {
         let mut cmd = self.command();
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
         let stderr = Captured::spawn_reader(child.stderr.take().expect("stderr piped"));
