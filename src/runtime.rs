@@ -390,6 +390,7 @@ async fn accept_loop(
     owned: bool,
 ) {
     let worker = stats.id;
+    let mut accept_errors = AcceptErrors::default();
     let stopped = stop.changed();
     let mut stopped = std::pin::pin!(stopped);
     loop {
@@ -414,12 +415,10 @@ async fn accept_loop(
             Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors (EMFILE/ENFILE) or memory: back off instead of spinning,
-                // and keep serving the connections we have.
-                Event::error("accept.error")
-                    .num("worker", worker as u64)
-                    .text("detail", &e.to_string())
-                    .emit();
-                monoio::time::sleep(Duration::from_millis(50)).await;
+                // and keep serving the connections we have. The waiting connection stays in the
+                // kernel's backlog and is taken on a later try.
+                accept_errors.record(worker, &e);
+                monoio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
@@ -457,6 +456,40 @@ async fn accept_loop(
                     .emit();
             }
         });
+    }
+}
+
+/// How long a worker waits after a failed accept (EMFILE and the like) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// At most one `accept.error` event per worker this often; the ones in between are counted.
+const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// Rate-limits the log of failed accepts: out of descriptors, every retry would fail the same
+/// way, and 20 lines a second per worker would bury everything else.
+#[derive(Default)]
+struct AcceptErrors {
+    last_logged: Option<Instant>,
+    suppressed: u64,
+}
+
+impl AcceptErrors {
+    fn record(&mut self, worker: usize, e: &io::Error) {
+        let now = Instant::now();
+        if self
+            .last_logged
+            .is_some_and(|t| now.duration_since(t) < ACCEPT_ERROR_LOG_EVERY)
+        {
+            self.suppressed += 1;
+            return;
+        }
+        Event::error("accept.error")
+            .num("worker", worker as u64)
+            .text("detail", &e.to_string())
+            .num("repeats", self.suppressed)
+            .num("backoff_ms", ACCEPT_BACKOFF.as_millis())
+            .emit();
+        self.last_logged = Some(now);
+        self.suppressed = 0;
     }
 }
 

@@ -8,6 +8,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::client::{IO_TIMEOUT, read_to_clean_eof, tcp_connect};
+use common::process::in_shell;
 use common::{Setup, Upstream, connect, probe};
 
 #[test]
@@ -196,4 +197,43 @@ fn starts_one_pinned_worker_per_thread() {
         connect(server.addr(), &setup.client(&alice)).expect("client");
     }
     assert_eq!(upstream.accepted(), 8);
+}
+
+#[test]
+fn keeps_serving_through_file_descriptor_exhaustion() {
+    const FLOOD: usize = 60;
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let server = setup
+        .serve(upstream.addr)
+        .args(["--threads", "1"])
+        // Both the soft and the hard limit, so the raise to the hard limit at start changes
+        // nothing.
+        .wrap(|cmd| in_shell(cmd, "ulimit -n 40 &&"))
+        .start();
+    let alice = setup.ca.client("Alice");
+    let opts = setup.client(&alice);
+    connect(server.addr(), &opts).expect("served before the flood");
+
+    // Silent connections, each holding a descriptor until its handshake times out or it
+    // closes: past the limit, accept(2) fails with EMFILE.
+    let flood: Vec<TcpStream> = (0..FLOOD).map(|_| tcp_connect(server.addr())).collect();
+    let line = server.wait_for_line(&["accept.error", "Too many open files"]);
+    assert!(line.contains("backoff_ms=50"), "{line}");
+    drop(flood);
+
+    // The freed descriptors are enough again: the worker neither exited nor stopped accepting.
+    connect(server.addr(), &opts).expect("served after the flood");
+    let errors = server
+        .stderr()
+        .lines()
+        .filter(|l| l.contains("accept.error"))
+        .count();
+    // One line per second at most, however many retries: a spinning or unlimited log would
+    // print hundreds here.
+    assert!(
+        errors <= 10,
+        "{errors} accept.error lines:\n{}",
+        server.stderr()
+    );
 }

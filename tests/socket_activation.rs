@@ -15,7 +15,7 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use common::client::tcp_connect;
-use common::process::Exited;
+use common::process::{Exited, in_shell};
 use common::{Driver, Setup, Upstream, connect, expect_alert};
 use rustls::AlertDescription;
 
@@ -23,18 +23,7 @@ use rustls::AlertDescription;
 /// `env` is shell text run before `exec`, e.g. `LISTEN_PID=$$ LISTEN_FDS=1`.
 fn activated(fd: RawFd, env: &'static str) -> impl FnOnce(Command) -> Command {
     move |inner| {
-        let mut outer = Command::new("sh");
-        outer
-            .arg("-c")
-            .arg(format!(r#"{env} exec "$0" "$@""#))
-            .arg(inner.get_program())
-            .args(inner.get_args());
-        for (key, value) in inner.get_envs() {
-            match value {
-                Some(value) => outer.env(key, value),
-                None => outer.env_remove(key),
-            };
-        }
+        let mut outer = in_shell(inner, env);
         // SAFETY: the hook runs in the forked child before exec and calls only dup2 and fcntl,
         // both async-signal-safe; it allocates nothing and takes no lock.
         unsafe {

@@ -597,3 +597,22 @@ pub fn have_program(program: &str) -> bool {
         .status()
         .is_ok()
 }
+
+/// `inner` run as `sh -c '<prefix> exec ringtls ...'`, with the same arguments and environment:
+/// for set-up only a shell does right before ringtls runs under the same pid (`ulimit`, a
+/// variable holding `$$`).
+pub fn in_shell(inner: Command, prefix: &str) -> Command {
+    let mut outer = Command::new("sh");
+    outer
+        .arg("-c")
+        .arg(format!(r#"{prefix} exec "$0" "$@""#))
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (key, value) in inner.get_envs() {
+        match value {
+            Some(value) => outer.env(key, value),
+            None => outer.env_remove(key),
+        };
+    }
+    outer
+}
