@@ -73,6 +73,9 @@ impl std::error::Error for StartError {
     }
 }
 
+/// Set, monoio uses its epoll driver without trying io_uring.
+const LEGACY_DRIVER_ENV: &str = "MONOIO_FORCE_LEGACY_DRIVER";
+
 /// A message to every worker, one byte on its control socket.
 #[derive(Clone, Copy)]
 enum Command {
@@ -227,9 +230,11 @@ pub fn start(plan: WorkerPlan, settings: Arc<Settings>) -> Result<Server, StartE
         workers.push(handle);
     }
     drop(tx);
+    let mut on_epoll = 0;
     for _ in 0..threads {
         match rx.recv() {
             Ok(Ok(ready)) => {
+                on_epoll += usize::from(ready.driver == "epoll");
                 let cpu = ready
                     .cpu
                     .map(|c| c.to_string())
@@ -248,6 +253,15 @@ pub fn start(plan: WorkerPlan, settings: Arc<Settings>) -> Result<Server, StartE
                 });
             }
         }
+    }
+    if on_epoll > 0 && std::env::var_os(LEGACY_DRIVER_ENV).is_none() {
+        Event::warn("io_uring.unavailable")
+            .num("workers", on_epoll as u64)
+            .text(
+                "message",
+                "io_uring could not be set up (a kernel without it, or a seccomp profile that blocks it, such as Docker's default); serving with epoll. See packaging/README.md to allow it",
+            )
+            .emit();
     }
     Ok(Server {
         addrs: bound.addrs,

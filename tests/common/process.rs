@@ -602,10 +602,16 @@ pub fn have_program(program: &str) -> bool {
 /// for set-up only a shell does right before ringtls runs under the same pid (`ulimit`, a
 /// variable holding `$$`).
 pub fn in_shell(inner: Command, prefix: &str) -> Command {
-    let mut outer = Command::new("sh");
+    let script = format!(r#"{prefix} exec "$0" "$@""#);
+    launched_by(inner, "sh", &["-c", &script])
+}
+
+/// `inner` run as `program args... <inner's program> <inner's args>...`, with inner's
+/// environment: for a launcher that sets something up and then execs what follows.
+pub fn launched_by(inner: Command, program: &str, args: &[&str]) -> Command {
+    let mut outer = Command::new(program);
     outer
-        .arg("-c")
-        .arg(format!(r#"{prefix} exec "$0" "$@""#))
+        .args(args)
         .arg(inner.get_program())
         .args(inner.get_args());
     for (key, value) in inner.get_envs() {
