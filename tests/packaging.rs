@@ -247,6 +247,14 @@ fn sequence_after<'a>(text: &'a str, key: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// The ringtls container's args: the `args:` sequence that starts with `serve`.
+fn sidecar_serve_args(text: &str) -> Vec<&str> {
+    text.match_indices("args:")
+        .map(|(at, _)| sequence_after(&text[at..], "args"))
+        .find(|args| args.first() == Some(&"serve"))
+        .unwrap_or_default()
+}
+
 /// What is wrong with the sidecar manifest, as sentences; empty when nothing is.
 fn sidecar_problems(text: &str) -> Vec<String> {
     let mut problems = Vec::new();
@@ -262,12 +270,7 @@ fn sidecar_problems(text: &str) -> Vec<String> {
             "livenessProbe paths are {liveness:?}, want one: /healthz (200 until exit)"
         ));
     }
-    // The ringtls container's args are the sequence that starts with `serve`.
-    let args = text
-        .match_indices("args:")
-        .map(|(at, _)| sequence_after(&text[at..], "args"))
-        .find(|args| args.first() == Some(&"serve"))
-        .unwrap_or_default();
+    let args = sidecar_serve_args(text);
     let drain = flag_value(&args, "--drain-timeout").and_then(duration);
     let grace = text
         .lines()
@@ -430,11 +433,7 @@ fn packaged_serve_args() -> Vec<(&'static str, Vec<String>)> {
         .map(str::to_owned)
         .collect();
     let sidecar_text = read("kubernetes/sidecar.yaml");
-    let sidecar: Vec<String> = sidecar_text
-        .match_indices("args:")
-        .map(|(at, _)| sequence_after(&sidecar_text[at..], "args"))
-        .find(|args| args.first() == Some(&"serve"))
-        .unwrap_or_default()
+    let sidecar: Vec<String> = sidecar_serve_args(&sidecar_text)
         .into_iter()
         .map(str::to_owned)
         .collect();
