@@ -121,6 +121,12 @@ impl Server {
         &self.addrs
     }
 
+    /// A worker whose thread has ended. Workers run until the process exits, so this is a bug
+    /// (a panic outside any connection) and the process must not go on half-alive.
+    pub fn stopped_worker(&self) -> Option<usize> {
+        self.workers.iter().position(|w| w.is_finished())
+    }
+
     /// Connections being served now, over all workers.
     pub fn active_connections(&self) -> u64 {
         self.stats.iter().map(|s| s.active.get()).sum()
@@ -168,13 +174,6 @@ impl Server {
                     .text("detail", &e.to_string())
                     .emit();
             }
-        }
-    }
-
-    /// Blocks until every worker has stopped (in practice: never, unless a worker fails).
-    pub fn wait(self) {
-        for worker in self.workers {
-            let _ = worker.join();
         }
     }
 }

@@ -27,6 +27,8 @@ use generation::Fingerprint;
 
 /// How long the workers get to confirm their listeners are closed.
 const STOP_ACCEPTING_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the control thread checks that every worker is still running.
+const WORKER_CHECK: Duration = Duration::from_secs(1);
 /// How often the drain looks at the connection count (and for a second signal).
 const DRAIN_POLL: Duration = Duration::from_millis(50);
 
@@ -154,7 +156,7 @@ impl Control {
             watch::spawn(Arc::clone(&self))?;
         }
         loop {
-            match signals.wait(None) {
+            match signals.wait(Some(WORKER_CHECK)) {
                 Some(Signal::Hangup) => {
                     self.reload(Cause::Signal);
                 }
@@ -162,7 +164,13 @@ impl Control {
                     self.drain(signal, signals);
                     return Ok(());
                 }
-                None => {}
+                None => {
+                    if let Some(worker) = self.server.stopped_worker() {
+                        return Err(Error::Runtime(format!(
+                            "worker {worker} stopped unexpectedly; exiting rather than serving on fewer workers"
+                        )));
+                    }
+                }
             }
         }
     }
