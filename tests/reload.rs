@@ -136,6 +136,16 @@ fn broken_bundle_is_refused_and_the_old_one_keeps_serving() {
         "1"
     );
     assert_eq!(metric(&server, "ringtls_config_generation"), "1");
+    // The expiries exported are still those of the configuration in force.
+    for role in ["server", "ca"] {
+        let series = format!("ringtls_certificate_expiry_seconds{{role=\"{role}\"");
+        let seconds: i64 = metric(&server, &series)
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .expect("a number of seconds");
+        assert!(seconds > 3600, "{role} expires in {seconds} s");
+    }
 
     connect(server.addr(), &setup.client(&alice)).expect("old trust store still in force");
     probe(&mut established).expect("established connection unaffected");
