@@ -43,7 +43,8 @@ fn counts_handshakes_rejections_and_bytes_in_prometheus_format() {
         s.contains("conn.closed") && s.contains("conn.rejected")
     });
 
-    let (status, body) = http_get(metrics_addr, "/metrics");
+    let body = common::wait_metric(metrics_addr, "ringtls_connections_active", 0);
+    let (status, _) = http_get(metrics_addr, "/metrics");
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert_eq!(
         value(&body, "ringtls_handshakes_total{result=\"ok\",reason=\"\"}"),

@@ -89,20 +89,25 @@ impl Control {
     pub fn reload(&self, cause: Cause) -> ReloadResult {
         // A poisoned lock only means another reload panicked; the fingerprint is still usable.
         let mut in_force = self.in_force.lock().unwrap_or_else(|p| p.into_inner());
-        let result = self.try_reload(cause, &mut in_force);
+        let (result, event) = self.try_reload(cause, &mut in_force);
+        // Counted before it is logged: whoever sees the line sees the count.
         self.stats.count_reload(result);
+        event.emit();
+        if result == ReloadResult::Ok {
+            self.server.announce_reload();
+        }
         result
     }
 
-    fn try_reload(&self, cause: Cause, in_force: &mut Fingerprint) -> ReloadResult {
+    /// Does the reload; returns its result and the event that tells it.
+    fn try_reload(&self, cause: Cause, in_force: &mut Fingerprint) -> (ReloadResult, Event) {
         let failed = |e: &Error| {
-            Event::error("reload.failed")
+            let event = Event::error("reload.failed")
                 .word("cause", cause.as_str())
                 .num("generation", self.settings.current.load().id)
                 .text("error", &e.to_string())
-                .text("message", "keeping the configuration in force")
-                .emit();
-            ReloadResult::Failed
+                .text("message", "keeping the configuration in force");
+            (ReloadResult::Failed, event)
         };
         // A name is resolved again: its addresses may have moved.
         let upstream = match config::resolve_upstream(&self.config.upstream) {
@@ -111,11 +116,10 @@ impl Control {
         };
         let fingerprint = generation::fingerprint(&self.config, &upstream);
         if fingerprint == *in_force {
-            Event::info("reload.unchanged")
+            let event = Event::info("reload.unchanged")
                 .word("cause", cause.as_str())
-                .num("generation", self.settings.current.load().id)
-                .emit();
-            return ReloadResult::Unchanged;
+                .num("generation", self.settings.current.load().id);
+            return (ReloadResult::Unchanged, event);
         }
         let id = self.settings.current.load().id + 1;
         let built = match generation::build(&self.config, id, upstream) {
@@ -137,16 +141,14 @@ impl Control {
         self.settings.current.store(Arc::new(built.generation));
         *in_force = fingerprint;
         self.stats.set_generation(id, built.expiries);
-        Event::info("reload.ok")
+        let event = Event::info("reload.ok")
             .word("cause", cause.as_str())
             .num("generation", id)
             .num("cas", cas as u64)
             .num("crls", built.material.crls.infos.len() as u64)
             .word("upstream", upstream.join(","))
-            .num("reauthorize", u64::from(self.settings.reauthorize))
-            .emit();
-        self.server.announce_reload();
-        ReloadResult::Ok
+            .num("reauthorize", u64::from(self.settings.reauthorize));
+        (ReloadResult::Ok, event)
     }
 
     /// Serves until SIGTERM or SIGINT, reloading on SIGHUP (and on file changes with

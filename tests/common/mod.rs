@@ -194,3 +194,22 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
         body.to_owned(),
     )
 }
+
+/// Scrapes `/metrics` until the line `series value` appears (bounded by 10 s); returns the last
+/// body. For gauges that settle just after the event a test waits on: a connection's task ends
+/// (and leaves `ringtls_connections_active`) right after it logs its last line.
+pub fn wait_metric(addr: SocketAddr, series: &str, value: u64) -> String {
+    let want = format!("{series} {value}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, body) = http_get(addr, "/metrics");
+        if body.lines().any(|l| l == want) {
+            return body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never saw {want:?}:\n{body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10)); // readiness-ok: bounded poll of a gauge with no event of its own
+    }
+}
