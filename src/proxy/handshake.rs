@@ -1,12 +1,14 @@
 //! Accepting a client: drive the rustls handshake over the socket until it completes or fails.
 //!
-//! Every failure flushes the alert rustls queued before returning (RFC 8446 §6): a rejected
-//! client learns why instead of seeing a bare close. Plaintext the client sent with (or right
+//! Every failure flushes the alert rustls queued before returning (RFC 8446 §6), then lingers
+//! briefly so the alert is not lost to a reset: a rejected client learns why instead of seeing
+//! a bare close. Plaintext the client sent with (or right
 //! after) its Finished is kept and handed to the relay, never lost.
 
 use std::io;
+use std::time::Duration;
 
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use rustls::ServerConnection;
 
@@ -15,11 +17,13 @@ use crate::engine;
 /// A failed handshake.
 #[derive(Debug)]
 pub enum HandshakeError {
-    /// rustls refused the client; its alert was sent. `leaf` is the certificate it presented,
-    /// when the refusal was about it.
+    /// rustls refused the client. `leaf` is the certificate it presented, when the refusal was
+    /// about it. `alerted`: rustls queued an alert (and it was sent, best effort); for a few
+    /// errors (a handshake message over 64 KiB) it queues none.
     Tls {
         error: rustls::Error,
         leaf: Option<Vec<u8>>,
+        alerted: bool,
     },
     /// The client closed before the handshake finished.
     Eof,
@@ -62,12 +66,46 @@ pub async fn accept_client(
             Err(error) => {
                 // Taken before the await below, while it is surely this connection's.
                 let leaf = crate::tls::verify_cache::take_rejected_leaf();
+                // Everything earlier was flushed before this read: what is queued is the alert.
+                let alerted = conn.wants_write();
                 // Best effort: the alert goes out unless the client is already gone.
-                let _ = flush(stream, conn, out).await;
-                return Err(HandshakeError::Tls { error, leaf });
+                if flush(stream, conn, out).await.is_ok() {
+                    linger(stream, buf).await;
+                }
+                return Err(HandshakeError::Tls {
+                    error,
+                    leaf,
+                    alerted,
+                });
             }
         }
     }
+}
+
+/// How long, and how many bytes, a refused client's remaining input is read and dropped.
+const LINGER_TIME: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// After an alert: half-close, then read and drop what the client is still sending (bounded),
+/// until it closes. Closing a socket with unread input sends a reset, and a reset can destroy
+/// the alert before the client reads it: a client in the middle of a large Certificate
+/// message would see "connection reset" instead of why it was refused. This is the lingering
+/// close nginx and HAProxy do.
+async fn linger(stream: &mut TcpStream, mut buf: Vec<u8>) {
+    let _ = stream.shutdown().await;
+    let drain = async {
+        let mut dropped = 0;
+        while dropped < LINGER_BYTES {
+            buf.clear();
+            let (res, b) = stream.read(buf).await;
+            buf = b;
+            match res {
+                Ok(0) | Err(_) => return,
+                Ok(n) => dropped += n,
+            }
+        }
+    };
+    let _ = monoio::time::timeout(LINGER_TIME, drain).await;
 }
 
 /// Writes every queued TLS record to the client.

@@ -258,14 +258,18 @@ fn log_rejected(
     conn: &ServerConnection,
 ) {
     let (event, leaf) = match err {
-        HandshakeError::Tls { error, leaf } => {
+        HandshakeError::Tls {
+            error,
+            leaf,
+            alerted,
+        } => {
             let (reason, alert) = reason::classify(error);
             let event = reject_event(
                 stats,
                 peer,
                 started,
                 reason,
-                alert.map(u8::from),
+                alert.filter(|_| *alerted).map(u8::from),
                 &error.to_string(),
             );
             (event, leaf.as_deref())

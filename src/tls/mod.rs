@@ -52,6 +52,7 @@ pub mod credentials;
 pub mod crl;
 pub mod error;
 pub mod keylog;
+pub mod limits;
 mod pem;
 mod sni;
 pub mod tickets;

@@ -229,11 +229,15 @@ impl ClientCertVerifier for CachingVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.cache
-            .verified(end_entity, intermediates, &[], now, || {
-                self.inner
-                    .verify_client_cert(end_entity, intermediates, now)
-                    .map(|_| ())
+        // The outermost verifier: the cap applies before the cache or any path building.
+        super::limits::check_client_chain(intermediates)
+            .and_then(|()| {
+                self.cache
+                    .verified(end_entity, intermediates, &[], now, || {
+                        self.inner
+                            .verify_client_cert(end_entity, intermediates, now)
+                            .map(|_| ())
+                    })
             })
             .map(|()| ClientCertVerified::assertion())
             .inspect_err(|_| {
