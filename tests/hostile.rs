@@ -306,20 +306,14 @@ fn offers_no_early_data_and_refuses_renegotiation() {
     if let Some(stdin) = client.stdin.as_mut() {
         stdin.write_all(b"R\n").expect("ask for renegotiation");
     }
-    // rustls answers a renegotiation request with a no_renegotiation warning (RFC 5746 §4.2
-    // leaves the choice to the server) and never performs one.
-    let refused = client.stderr.wait_for(Duration::from_secs(10), |s| {
-        s.contains("no renegotiation") || s.contains("RENEGOTIATION")
-    }) || client
-        .stdout
-        .wait_for(Duration::from_secs(1), |s| s.contains("no renegotiation"));
+    // rustls answers a renegotiation request with a no_renegotiation alert (RFC 5746 §4.2
+    // leaves the choice to the server) and never performs one; openssl reports it as an error.
+    let refused = client
+        .stderr
+        .wait_for(Duration::from_secs(10), |s| s.contains("no renegotiation"));
     let output = client.output();
     drop(client);
     assert!(refused, "renegotiation was not refused:\n{output}");
-    assert!(
-        !output.contains("RENEGOTIATING\nverify") || output.contains("no renegotiation"),
-        "{output}"
-    );
     probe(&mut connect(server.addr(), &setup.client(&alice)).expect("good client"))
         .expect("the worker still serves");
 }
