@@ -36,24 +36,7 @@ impl Upstream {
 
     /// `echo`, listening on `addr`.
     pub fn echo_on(addr: SocketAddr) -> Upstream {
-        Upstream::on(
-            addr,
-            Upstream::new_state(),
-            Arc::new(|mut sock: TcpStream| {
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    match sock.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if sock.write_all(&buf[..n]).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-                let _ = sock.shutdown(Shutdown::Write);
-            }),
-        )
+        Upstream::on(addr, Upstream::new_state(), Arc::new(echo_loop))
     }
 
     /// Stores everything received until EOF; never writes.
@@ -168,6 +151,22 @@ impl Drop for Upstream {
         // Wake the accept loop so its thread ends (and the port closes) with the test.
         let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
     }
+}
+
+/// The echo upstream's handler: every byte back until EOF, then a half-close of its own.
+pub fn echo_loop(mut sock: TcpStream) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match sock.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if sock.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = sock.shutdown(Shutdown::Write);
 }
 
 /// An address on 127.0.0.1 where nothing listens: bound then released. Another process could
