@@ -38,9 +38,16 @@ impl DevPki {
     pub fn generate() -> Result<DevPki, rcgen::Error> {
         let (not_before, not_after) = validity();
 
+        // A name of its own per PKI: two dev PKIs must not look like the same CA, or a client
+        // of one is refused by the other as badly signed (decrypt_error) instead of as from an
+        // unknown CA, and the CA hint list a server sends cannot tell them apart.
+        let mut tag = [0u8; 4];
+        aws_lc_rs::rand::fill(&mut tag).map_err(|_| rcgen::Error::RingUnspecified)?;
         let mut ca = CertificateParams::default();
-        ca.distinguished_name
-            .push(DnType::CommonName, "ringtls dev CA");
+        ca.distinguished_name.push(
+            DnType::CommonName,
+            format!("ringtls dev CA {}", crate::tls::x509::hex(&tag)),
+        );
         ca.distinguished_name
             .push(DnType::OrganizationName, "ringtls");
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);

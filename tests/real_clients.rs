@@ -121,6 +121,28 @@ fn curl_without_client_certificate_is_refused() {
     );
 }
 
+#[test]
+fn curl_with_a_certificate_from_another_dev_pki_is_an_unknown_ca() {
+    if skip_without("curl") {
+        return;
+    }
+    let lab = Lab::start(Upstream::http(BODY));
+    let other = Dir::new();
+    run(["pki".as_ref(), other.path().as_os_str()]).assert_code(0);
+    let cert = other.path().join("client-cert-and-key.pem");
+    let refused = curl(&lab, &[], &["--cert", cert.to_str().unwrap()]);
+    assert_ne!(refused.code, Some(0), "a foreign client got through");
+    // Each dev PKI's CA has a name of its own, so this is an unknown CA, not a bad signature.
+    assert!(
+        refused.stderr.contains("unknown ca"),
+        "curl: {}",
+        refused.stderr
+    );
+    lab.server
+        .wait_for_line(&["conn.rejected", "reason=unknown_ca", "alert=48"]);
+    assert_eq!(lab.upstream.accepted(), 0);
+}
+
 fn s_client(lab: &Lab, with_cert: bool) -> Spawned {
     let mut cmd = Command::new("openssl");
     cmd.args(["s_client", "-connect"])
