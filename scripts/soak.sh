@@ -13,8 +13,8 @@
 # Traffic, all at once for N minutes, each stream a loop of `ringtls load --json` runs of at most
 # 15 s until the end time: full handshakes (concurrency 16), resumed handshakes (8), bulk-up
 # (2 x 1 MiB per connection), bulk-down (2 x 4 MiB), echo (8 connections, 1 KiB, 1,000 round trips
-# per second), a client signed by a CA the server does not trust (2; a second `ringtls pki`, whose
-# CA has the same name as ours, so it is refused as badly signed, alert 51) and a client without a
+# per second), a client signed by a CA the server does not trust (2; a second `ringtls pki`,
+# refused as unknown_ca, alert 48; runs before 2026-11-29's CA naming saw alert 51) and a client without a
 # certificate (2); 200 idle connections held from start to end; every 30 s the CA bundle is
 # rewritten, alternately our CA alone and our CA plus an unrelated one, and SIGHUP sent.
 # The monitored server has an echo upstream. bulk-down needs an upstream that sends, so it goes
