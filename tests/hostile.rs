@@ -232,6 +232,31 @@ fn refuses_an_overlong_client_chain_with_an_alert() {
 }
 
 #[test]
+fn refuses_a_client_chain_over_32_kib_with_an_alert() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let server = setup.serve(upstream.addr).start();
+    // A leaf signed by our CA, valid in every way, but carrying 1,800 DNS names: about 40 KiB.
+    let names: Vec<String> = (0..1800)
+        .map(|i| format!("host-{i:04}.example.com"))
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let fat = setup.ca.client_identity("Fat Client", None, &names, &[]);
+    let size: usize = fat.chain().iter().map(|c| c.len()).sum();
+    assert!((32 * 1024..64 * 1024).contains(&size), "{size} bytes");
+    expect_alert(
+        connect(server.addr(), &setup.client(&fat)),
+        AlertDescription::CertificateUnknown,
+    );
+    let line = server.wait_for_line(&["conn.rejected", "Fat Client"]);
+    assert!(
+        line.contains(&format!("client chain is {size} bytes")),
+        "{line}"
+    );
+    assert_eq!(upstream.accepted(), 0);
+}
+
+#[test]
 fn refuses_a_client_certificate_message_over_64_kib() {
     let setup = Setup::new();
     let upstream = Upstream::echo();
@@ -243,9 +268,9 @@ fn refuses_a_client_certificate_message_over_64_kib() {
         chain.push(setup.ca.der().clone());
     }
     let opts = common::ClientOpts::new(&setup.ca).raw_identity(chain, alice.rustls_key());
-    // rustls refuses any handshake message over 64 KiB before parsing it, and (rustls 0.23)
-    // without queueing an alert: the client gets a plain close (a FIN, not a reset: the
-    // server drains its input first), and the log says no alert went out.
+    // Past rustls' own limit: it refuses any handshake message over 64 KiB before parsing it,
+    // and (rustls 0.23) without queueing an alert. The client gets a plain close (a FIN, not
+    // a reset: the server drains its input first), and the log says no alert went out.
     match connect(server.addr(), &opts) {
         Err(common::Failure::Closed { .. }) => {}
         Err(common::Failure::Tls(rustls::Error::AlertReceived(_))) => {}

@@ -230,7 +230,7 @@ impl ClientCertVerifier for CachingVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         // The outermost verifier: the cap applies before the cache or any path building.
-        super::limits::check_client_chain(intermediates)
+        super::limits::check_client_chain(end_entity, intermediates)
             .and_then(|()| {
                 self.cache
                     .verified(end_entity, intermediates, &[], now, || {
