@@ -13,6 +13,9 @@ pub struct Cli {
     pub command: Command,
 }
 
+// One value, parsed once at start: its size does not matter, and argh needs the variants
+// unboxed.
+#[allow(clippy::large_enum_variant)]
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
 pub enum Command {
@@ -112,6 +115,10 @@ pub struct ServeArgs {
     /// (default 30s)
     #[argh(option, default = "String::from(\"30s\")")]
     pub drain_timeout: String,
+    /// kernel TLS after the handshake: auto (when the kernel offers it for the negotiated
+    /// suite), on (refuse to start without it) or off (default auto)
+    #[argh(option, default = "String::from(\"auto\")")]
+    pub ktls: String,
 }
 
 /// load and validate what `serve` would, print it, and open no socket

@@ -39,6 +39,20 @@ pub struct ServeConfig {
     pub reauthorize: bool,
     /// How long established connections may take to finish after SIGTERM/SIGINT.
     pub drain_timeout: Duration,
+    /// `--ktls`: whether to hand established connections to kernel TLS.
+    pub ktls: KtlsMode,
+}
+
+/// `--ktls auto|on|off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KtlsMode {
+    /// When the kernel offers it and the negotiated suite is one it takes.
+    #[default]
+    Auto,
+    /// Refuse to start without it.
+    On,
+    /// Never: rustls does all the record work.
+    Off,
 }
 
 /// Where `serve` accepts connections.
@@ -116,6 +130,16 @@ impl ServeConfig {
             watch: args.watch,
             reauthorize: args.reauthorize_on_reload,
             drain_timeout: parse_duration("--drain-timeout", &args.drain_timeout)?,
+            ktls: match args.ktls.as_str() {
+                "auto" => KtlsMode::Auto,
+                "on" => KtlsMode::On,
+                "off" => KtlsMode::Off,
+                other => {
+                    return Err(Error::Usage(format!(
+                        "--ktls {other}: expected auto, on or off"
+                    )));
+                }
+            },
             metrics: args
                 .metrics
                 .as_deref()
@@ -178,6 +202,7 @@ fn tls_settings(flags: SharedTlsFlags) -> Result<TlsSettings, Error> {
         allow: allow_list(!flags.cas.is_empty(), flags.allow_all, flags.allow)?,
         tls13_only: false,
         keylog: None,
+        extract_secrets: false,
         alpn: Vec::new(),
         crt,
         key,

@@ -34,6 +34,7 @@ pub fn run_demo() -> Result<bool, Error> {
             allow: Default::default(),
             tls13_only: false,
             keylog: None,
+            extract_secrets: false,
             alpn: Vec::new(),
             more_certs: Vec::new(),
             crt: dir.join("server.pem"),
@@ -52,6 +53,7 @@ pub fn run_demo() -> Result<bool, Error> {
         watch: false,
         reauthorize: false,
         drain_timeout: Duration::from_secs(1),
+        ktls: Default::default(),
     };
     let server = crate::start(&config)?;
     let addr = server.local_addrs()[0];

@@ -76,6 +76,11 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
             )
         }
     };
+    let ktls = kernel_tls(config.ktls)?;
+    // Secrets can leave a connection only where they have somewhere to go.
+    let mut config = config.clone();
+    config.tls.extract_secrets = ktls.is_some();
+    let config = &config;
     let fingerprint = control::generation::fingerprint(config, &config.upstream_addrs);
     let built = control::generation::build(config, 1, config.upstream_addrs.clone())?;
     let material = &built.material;
@@ -115,11 +120,13 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
         connect_timeout: config.connect_timeout,
         idle_timeout: config.idle_timeout,
         proxy_protocol: config.proxy_protocol,
+        ktls: ktls.clone(),
     });
     let plan = runtime::WorkerPlan {
         sockets,
         threads: config.threads,
         max_conns: config.max_conns,
+        ktls: ktls.is_some(),
     };
     // After every check (a refused start is one error line, nothing else) and before binding.
     raise_open_files_limit();
@@ -173,6 +180,40 @@ fn raise_open_files_limit() {
             .text("detail", &e.to_string())
             .emit(),
     }
+}
+
+/// Decides on kernel TLS from `--ktls` and what the kernel takes (probed once, here).
+fn kernel_tls(mode: config::KtlsMode) -> Result<Option<proxy::ktls::Offer>, Error> {
+    use config::KtlsMode;
+    if mode == KtlsMode::Off {
+        return Ok(None);
+    }
+    let detail = match sys::ktls::probe() {
+        Ok(suites) if !suites.is_empty() => {
+            let names: Vec<String> = suites
+                .iter()
+                .map(|&(v, c)| proxy::ktls::suite_name(v, c))
+                .collect();
+            Event::info("ktls.available")
+                .word("suites", names.join(","))
+                .emit();
+            return Ok(Some(proxy::ktls::Offer(suites)));
+        }
+        Ok(_) => "the tls module takes none of the AES-GCM or ChaCha20-Poly1305 suites".to_owned(),
+        Err(e) => format!(
+            "setsockopt TCP_ULP \"tls\": {e} (a kernel without CONFIG_TLS, or the tls module cannot load)"
+        ),
+    };
+    if mode == KtlsMode::On {
+        return Err(Error::Config(format!(
+            "--ktls on: this kernel offers no kernel TLS: {detail}"
+        )));
+    }
+    Event::info("ktls.unavailable")
+        .text("detail", &detail)
+        .text("message", "rustls does all record work in user space")
+        .emit();
+    Ok(None)
 }
 
 /// Says on stderr what is accepted but deserves a look: expired, not-yet-valid or duplicate CAs,

@@ -34,6 +34,7 @@ impl Fixture {
             allow: Default::default(),
             tls13_only: false,
             keylog: None,
+            extract_secrets: false,
             alpn: Vec::new(),
             more_certs: Vec::new(),
             crt: write("server.pem", &pki.server_pem),

@@ -11,7 +11,8 @@ use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 use rustls::ServerConnection;
-use rustls::pki_types::UnixTime;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::ClientCertVerifier;
 
 use super::Settings;
 use super::notify::Broadcast;
@@ -27,19 +28,47 @@ pub struct Guard<'a> {
     pub reauthorize: Option<(&'a Broadcast, &'a Settings)>,
 }
 
+/// Where the client's chain is kept: in the rustls connection on the user-space path, copied
+/// out before the hand-off on the kernel-TLS path.
+pub trait PeerChain {
+    /// Verifies the chain (if the client presented one) with `verifier`.
+    fn verify_with(&self, verifier: &dyn ClientCertVerifier) -> Result<(), rustls::Error>;
+}
+
+impl PeerChain for RefCell<Box<ServerConnection>> {
+    fn verify_with(&self, verifier: &dyn ClientCertVerifier) -> Result<(), rustls::Error> {
+        verify_chain(self.borrow().peer_certificates(), verifier)
+    }
+}
+
+impl PeerChain for Vec<CertificateDer<'static>> {
+    fn verify_with(&self, verifier: &dyn ClientCertVerifier) -> Result<(), rustls::Error> {
+        verify_chain(Some(self), verifier)
+    }
+}
+
+fn verify_chain(
+    chain: Option<&[CertificateDer<'_>]>,
+    verifier: &dyn ClientCertVerifier,
+) -> Result<(), rustls::Error> {
+    match chain {
+        Some([leaf, intermediates @ ..]) => verifier
+            .verify_client_cert(leaf, intermediates, UnixTime::now())
+            .map(|_| ()),
+        _ => Ok(()),
+    }
+}
+
 impl Guard<'_> {
     /// Resolves with the reason the connection must end.
-    pub async fn watch(
-        &self,
-        conn: &RefCell<Box<ServerConnection>>,
-        counters: &Counters,
-    ) -> RelayError {
+    pub async fn watch(&self, chain: &dyn PeerChain, counters: &Counters) -> RelayError {
         match self.reauthorize {
             Some((changed, settings)) => {
                 let trust = async {
                     loop {
                         changed.changed().await;
-                        if let Err(e) = reverify(&conn.borrow(), settings) {
+                        let generation = settings.current.load();
+                        if let Err(e) = chain.verify_with(generation.verifier.as_ref()) {
                             return RelayError::Reauthorization(e.to_string());
                         }
                     }
@@ -82,18 +111,6 @@ impl Guard<'_> {
                 }
             }
         }
-    }
-}
-
-/// Verifies the connection's client chain against the configuration in force now.
-fn reverify(conn: &ServerConnection, settings: &Settings) -> Result<(), rustls::Error> {
-    let generation = settings.current.load();
-    match conn.peer_certificates() {
-        Some([leaf, intermediates @ ..]) => generation
-            .verifier
-            .verify_client_cert(leaf, intermediates, UnixTime::now())
-            .map(|_| ()),
-        _ => Ok(()),
     }
 }
 

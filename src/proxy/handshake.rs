@@ -8,6 +8,7 @@
 use std::io;
 use std::time::Duration;
 
+use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use rustls::ServerConnection;
@@ -40,6 +41,17 @@ pub struct Early {
     pub closed: bool,
 }
 
+/// How the handshake reads the socket.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Reads {
+    /// As much as is there: fewest system calls.
+    Greedy,
+    /// One whole TLS record at a time, never past the end of the handshake: for a connection
+    /// that may be handed to kernel TLS, which must find every later record in the socket,
+    /// not half of one inside rustls.
+    RecordByRecord,
+}
+
 /// Runs the server side of the handshake, reading into `buf`. On success returns what the
 /// client already sent after its Finished.
 pub async fn accept_client(
@@ -47,6 +59,7 @@ pub async fn accept_client(
     conn: &mut ServerConnection,
     mut buf: Vec<u8>,
     out: &mut Vec<u8>,
+    reads: Reads,
 ) -> Result<Early, HandshakeError> {
     let mut early = Early::default();
     loop {
@@ -55,7 +68,10 @@ pub async fn accept_client(
             return Ok(early);
         }
         buf.clear();
-        let (res, b) = stream.read(buf).await;
+        let (res, b) = match reads {
+            Reads::Greedy => stream.read(buf).await,
+            Reads::RecordByRecord => read_record(stream, buf).await,
+        };
         buf = b;
         let n = res.map_err(HandshakeError::Io)?;
         if n == 0 {
@@ -80,6 +96,52 @@ pub async fn accept_client(
             }
         }
     }
+}
+
+/// The largest record TLS allows on the wire (RFC 8446 §5.2: 2^14 + 256; TLS 1.2 allows
+/// 2^14 + 2048).
+const MAX_RECORD: usize = 5 + (1 << 14) + 2048;
+
+/// Reads exactly one record (header and body) into `buf`; `Ok(0)` at EOF before it. A header
+/// that cannot start a record is returned alone, for rustls to refuse.
+async fn read_record(stream: &mut TcpStream, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+    buf.clear();
+    buf.reserve(MAX_RECORD);
+    let (res, b) = read_up_to(stream, buf, 5).await;
+    buf = b;
+    match res {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && buf.is_empty() => {
+            return (Ok(0), buf);
+        }
+        Err(e) => return (Err(e), buf),
+    }
+    let len = usize::from(u16::from_be_bytes([buf[3], buf[4]]));
+    if !(20..=24).contains(&buf[0]) || 5 + len > MAX_RECORD {
+        return (Ok(5), buf);
+    }
+    let (res, buf) = read_up_to(stream, buf, 5 + len).await;
+    let n = buf.len();
+    (res.map(|()| n), buf)
+}
+
+/// Reads until `buf` holds `want` bytes; UnexpectedEof if the peer closes first.
+async fn read_up_to(
+    stream: &mut TcpStream,
+    mut buf: Vec<u8>,
+    want: usize,
+) -> (io::Result<()>, Vec<u8>) {
+    while buf.len() < want {
+        let have = buf.len();
+        let (res, slice) = stream.read(buf.slice_mut(have..want)).await;
+        buf = slice.into_inner();
+        match res {
+            Ok(0) => return (Err(io::ErrorKind::UnexpectedEof.into()), buf),
+            Ok(_) => {}
+            Err(e) => return (Err(e), buf),
+        }
+    }
+    (Ok(()), buf)
 }
 
 /// How long, and how many bytes, a refused client's remaining input is read and dropped.

@@ -10,6 +10,7 @@ mod buffers;
 pub mod connect;
 mod guard;
 pub mod handshake;
+pub mod ktls;
 pub mod notify;
 pub mod proxy_v2;
 pub mod reason;
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use monoio::net::TcpStream;
+use rustls::pki_types::CertificateDer;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::{ServerConfig, ServerConnection};
 
@@ -45,6 +47,8 @@ pub struct Settings {
     pub idle_timeout: Duration,
     /// Send a PROXY protocol v2 header to the upstream before any client byte.
     pub proxy_protocol: bool,
+    /// What kernel TLS takes, when it is to be used (`--ktls` and the start-time probe).
+    pub ktls: Option<ktls::Offer>,
 }
 
 /// One loaded configuration: built at start and by each successful reload, never changed.
@@ -93,6 +97,10 @@ pub async fn serve_connection(
             &mut conn,
             Vec::with_capacity(buffers::BIG),
             &mut out,
+            match settings.ktls {
+                Some(_) => handshake::Reads::RecordByRecord,
+                None => handshake::Reads::Greedy,
+            },
         ),
     )
     .await;
@@ -132,13 +140,14 @@ pub async fn serve_connection(
     stats.handshake_done(started.elapsed());
     let leaf = conn.peer_certificates().and_then(|chain| chain.first());
     let facts = session::SessionFacts::read(&conn, leaf.map(|der| der.as_ref()));
-    let closed = |level: Level, up: u64, down: u64, reason: &str, detail: &str| {
+    let closed = |level: Level, path: Path, up: u64, down: u64, reason: &str, detail: &str| {
         facts
             .add_to(
                 Event::new(level, "conn.closed")
                     .num("worker", worker as u64)
                     .word("peer", peer),
             )
+            .word("path", path.as_str())
             .num("up", up)
             .num("down", down)
             .num("ms", started.elapsed().as_millis())
@@ -159,6 +168,7 @@ pub async fn serve_connection(
             stats.reject(Reject::UpstreamUnreachable);
             closed(
                 Level::Warn,
+                Path::None,
                 0,
                 0,
                 Reject::UpstreamUnreachable.as_str(),
@@ -174,8 +184,6 @@ pub async fn serve_connection(
         early.plain = header;
     }
 
-    // Room for a whole bulk read of upstream bytes as records, so one client write carries it.
-    conn.set_buffer_limit(Some(2 * buffers::HUGE));
     let counters = relay::Counters::default();
     // The handshake's buffers are record-sized; the relay starts small (see `buffers`).
     drop(out);
@@ -185,15 +193,48 @@ pub async fn serve_connection(
         reauthorize: (settings.reauthorize && conn.peer_certificates().is_some())
             .then_some((trust_changed, &*settings)),
     };
-    let conn = RefCell::new(conn);
-    let result = match upstream {
-        UpstreamStream::Tcp(upstream) => {
-            relay::relay(stream, upstream, &conn, early, &guard, &counters).await
+    let kernel = settings.ktls.as_ref().and_then(|offer| offer.takes(&conn));
+    let (path, result) = match kernel {
+        Some(suite) => {
+            // The rustls connection is spent by the hand-off: keep the chain if a reload may
+            // have to check it again.
+            let chain: Vec<CertificateDer<'static>> = match guard.reauthorize {
+                Some(_) => conn
+                    .peer_certificates()
+                    .map(|c| c.iter().map(|d| d.clone().into_owned()).collect())
+                    .unwrap_or_default(),
+                None => Vec::new(),
+            };
+            let result = match ktls::hand_off(conn, &stream, suite) {
+                Ok(()) => match upstream {
+                    UpstreamStream::Tcp(u) => {
+                        ktls::relay(stream, u, &chain, early, &guard, &counters).await
+                    }
+                    UpstreamStream::Unix(u) => {
+                        ktls::relay(stream, u, &chain, early, &guard, &counters).await
+                    }
+                },
+                Err(detail) => Err(relay::RelayError::HandOff(detail)),
+            };
+            (Path::Kernel, result)
         }
-        UpstreamStream::Unix(upstream) => {
-            relay::relay(stream, upstream, &conn, early, &guard, &counters).await
+        None => {
+            // Room for a whole bulk read of upstream bytes as records, so one client write
+            // carries it.
+            conn.set_buffer_limit(Some(2 * buffers::HUGE));
+            let conn = RefCell::new(conn);
+            let result = match upstream {
+                UpstreamStream::Tcp(u) => {
+                    relay::relay(stream, u, &conn, early, &guard, &counters).await
+                }
+                UpstreamStream::Unix(u) => {
+                    relay::relay(stream, u, &conn, early, &guard, &counters).await
+                }
+            };
+            (Path::User, result)
         }
     };
+    stats.count_path(path.as_str());
     let (reason, detail) = match &result {
         Ok(()) => ("closed", String::new()),
         Err(e) => (e.reason(), e.detail()),
@@ -203,11 +244,33 @@ pub async fn serve_connection(
     stats.count_close(reason);
     closed(
         Level::Info,
+        path,
         counters.up.get(),
         counters.down.get(),
         reason,
         &detail,
     );
+}
+
+/// Which data path carried an established connection.
+#[derive(Clone, Copy)]
+enum Path {
+    /// None: it ended before the relay.
+    None,
+    /// rustls in user space.
+    User,
+    /// Kernel TLS (`ktls`).
+    Kernel,
+}
+
+impl Path {
+    fn as_str(self) -> &'static str {
+        match self {
+            Path::None => "none",
+            Path::User => "userspace",
+            Path::Kernel => "ktls",
+        }
+    }
 }
 
 /// The PROXY v2 header for this connection (see `proxy_v2`), from the facts already read.

@@ -42,11 +42,15 @@ pub enum RelayError {
     CertExpired,
     /// After a reload the client chain no longer verifies (`--reauthorize-on-reload`).
     Reauthorization(String),
+    /// The client sent a KeyUpdate the kernel-TLS path cannot follow.
+    KeyUpdate,
+    /// Handing the connection to kernel TLS failed after its secrets were taken.
+    HandOff(String),
 }
 
 /// Every reason word a close event can carry, in metric order: a clean end, then each
 /// `RelayError::reason`.
-pub const CLOSE_REASONS: [&str; 9] = [
+pub const CLOSE_REASONS: [&str; 11] = [
     "closed",
     "client_reset",
     "client_io_error",
@@ -56,6 +60,8 @@ pub const CLOSE_REASONS: [&str; 9] = [
     "idle_timeout",
     "client_cert_expired",
     "reauthorization_failed",
+    "key_update_unsupported",
+    "ktls_failed",
 ];
 
 impl RelayError {
@@ -80,6 +86,8 @@ impl RelayError {
             RelayError::Idle => "idle_timeout",
             RelayError::CertExpired => "client_cert_expired",
             RelayError::Reauthorization(_) => "reauthorization_failed",
+            RelayError::KeyUpdate => "key_update_unsupported",
+            RelayError::HandOff(_) => "ktls_failed",
         }
     }
 
@@ -94,6 +102,10 @@ impl RelayError {
             RelayError::Idle => "no bytes either way".into(),
             RelayError::CertExpired => "the client certificate's notAfter has passed".into(),
             RelayError::Reauthorization(e) => format!("after reload: {e}"),
+            RelayError::KeyUpdate => {
+                "the client updated its keys; this kernel cannot take new receive keys".into()
+            }
+            RelayError::HandOff(e) => format!("kernel TLS hand-off: {e}"),
         }
     }
 }
@@ -116,6 +128,8 @@ mod tests {
             RelayError::Idle,
             RelayError::CertExpired,
             RelayError::Reauthorization(String::new()),
+            RelayError::KeyUpdate,
+            RelayError::HandOff(String::new()),
         ];
         for err in all {
             assert!(CLOSE_REASONS.contains(&err.reason()), "{}", err.reason());
@@ -134,7 +148,7 @@ pub struct Counters {
 }
 
 impl Counters {
-    fn touch(&self) {
+    pub(super) fn touch(&self) {
         self.activity.set(self.activity.get().wrapping_add(1));
     }
 

@@ -4,6 +4,7 @@
 
 pub mod activation;
 pub mod inotify;
+pub mod ktls;
 pub mod listener;
 pub mod rlimit;
 pub mod signals;

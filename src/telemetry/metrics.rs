@@ -63,7 +63,11 @@ pub struct WorkerStats {
     pub bytes_down: Counter,
     pub upstream_failures: Counter,
     closed: [Counter; CLOSE_REASONS.len()],
+    paths: [Counter; PATHS.len()],
 }
+
+/// The data paths an established connection can take.
+const PATHS: [&str; 2] = ["userspace", "ktls"];
 
 impl WorkerStats {
     /// Counters for worker `id`, living as long as the process (workers never end).
@@ -82,11 +86,19 @@ impl WorkerStats {
             bytes_down: Counter::default(),
             upstream_failures: Counter::default(),
             closed: Default::default(),
+            paths: Default::default(),
         }))
     }
 
     pub fn set_driver(&self, driver: &'static str) {
         let _ = self.driver.set(driver);
+    }
+
+    /// Counts an established connection by the data path that carries it.
+    pub fn count_path(&self, path: &str) {
+        if let Some(i) = PATHS.iter().position(|p| *p == path) {
+            self.paths[i].add(1);
+        }
     }
 
     /// Counts an established connection's end, by its close-event reason.
@@ -320,6 +332,17 @@ pub fn render(workers: &[&'static WorkerStats], control: &ControlStats) -> Strin
             out,
             "ringtls_connections_closed_total{{reason=\"{reason}\"}} {}",
             sum(&|w| w.closed[i].get())
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ringtls_connections_by_path_total Established connections by data path: rustls in user space, or kernel TLS (--ktls).\n# TYPE ringtls_connections_by_path_total counter"
+    );
+    for (i, path) in PATHS.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "ringtls_connections_by_path_total{{path=\"{path}\"}} {}",
+            sum(&|w| w.paths[i].get())
         );
     }
     let _ = writeln!(

@@ -86,6 +86,8 @@ pub struct TlsSettings {
     /// `--tls-min 1.3` turns TLS 1.2 off.
     pub tls13_only: bool,
     pub keylog: Option<PathBuf>,
+    /// Let connections give up their traffic secrets, for the kernel-TLS hand-off.
+    pub extract_secrets: bool,
     /// ALPN protocols to advertise, in preference order (`--alpn`); none by default.
     pub alpn: Vec<String>,
     pub crt: PathBuf,
@@ -190,6 +192,7 @@ pub fn load_tls(files: &TlsSettings) -> Result<TlsMaterial, LoadError> {
             Arc::new(sni::SniResolver::new(certs))
         });
     config.ignore_client_order = true;
+    config.enable_secret_extraction = files.extract_secrets;
     if let Some(path) = &files.keylog {
         config.key_log = Arc::new(keylog::KeyLogFile::open(path)?);
     }

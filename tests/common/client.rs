@@ -39,6 +39,8 @@ pub struct ClientOpts {
     identity: Option<(Vec<CertificateDer<'static>>, Arc<PrivateKeyDer<'static>>)>,
     version: Version,
     server_name: String,
+    /// Offer only this cipher suite (default: all of the provider's).
+    suite: Option<rustls::CipherSuite>,
 }
 
 impl ClientOpts {
@@ -49,6 +51,7 @@ impl ClientOpts {
             identity: None,
             version: Version::Any,
             server_name: "localhost".to_owned(),
+            suite: None,
         }
     }
 
@@ -59,6 +62,7 @@ impl ClientOpts {
             identity: None,
             version: Version::Any,
             server_name: "localhost".to_owned(),
+            suite: None,
         }
     }
 
@@ -82,6 +86,12 @@ impl ClientOpts {
         self
     }
 
+    /// Offers only `suite`.
+    pub fn suite(mut self, suite: rustls::CipherSuite) -> ClientOpts {
+        self.suite = Some(suite);
+        self
+    }
+
     pub fn server_name(mut self, name: &str) -> ClientOpts {
         self.server_name = name.to_owned();
         self
@@ -97,8 +107,14 @@ impl ClientOpts {
             Version::Tls12 => &[&rustls::version::TLS12],
             Version::Tls13 => &[&rustls::version::TLS13],
         };
-        let builder =
-            ClientConfig::builder_with_protocol_versions(versions).with_root_certificates(roots);
+        let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+        if let Some(only) = self.suite {
+            provider.cipher_suites.retain(|s| s.suite() == only);
+        }
+        let builder = ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(versions)
+            .expect("protocol versions")
+            .with_root_certificates(roots);
         let config = match &self.identity {
             None => builder.with_no_client_auth(),
             Some((chain, key)) => builder

@@ -1,0 +1,220 @@
+//! Kernel TLS (`--ktls`): on a kernel that offers it, established connections are handed to
+//! the kernel after the rustls handshake; elsewhere, and for a suite the kernel does not take,
+//! they stay in user space. These tests run on any kernel and assert the path each connection
+//! took from the server's own close event, so the same file proves the fallback on this host
+//! (no CONFIG_TLS) and the kernel path inside the kTLS VM (`scripts/ktls-vm.sh`), where
+//! `RINGTLS_EXPECT_KTLS=1` makes a missing kernel path a failure.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::thread;
+
+use common::client::{self, split};
+use common::{Digest, Pattern, Serve, Setup, Upstream, Version, hex, run};
+use rustls::CipherSuite;
+
+/// What the server said about kernel TLS at start: the suites it takes, or `None`.
+fn offered(server: &common::Server) -> Option<String> {
+    let text = server.wait_for_stderr("the kTLS decision", |s| {
+        s.contains("ktls.available") || s.contains("ktls.unavailable")
+    });
+    let line = text.lines().find(|l| l.contains("ktls.available"))?;
+    let suites = line.split("suites=").nth(1)?.split_whitespace().next()?;
+    Some(suites.to_owned())
+}
+
+fn expect_ktls() -> bool {
+    std::env::var_os("RINGTLS_EXPECT_KTLS").is_some_and(|v| v == "1")
+}
+
+fn start(setup: &Setup, upstream: &Upstream, mode: &str) -> (common::Server, Option<String>) {
+    let server = setup
+        .serve(upstream.addr)
+        .args(["--ktls", mode, "--metrics", "127.0.0.1:0"])
+        .start();
+    let suites = offered(&server);
+    if expect_ktls() {
+        assert!(
+            suites.is_some(),
+            "kernel TLS expected here:\n{}",
+            server.stderr()
+        );
+    }
+    (server, suites)
+}
+
+/// The path the server's close event names for the connection whose client CN is `cn`.
+fn path_of(server: &common::Server, cn: &str) -> String {
+    let line = server.wait_for_line(&["conn.closed", &format!("client=\"{cn}\"")]);
+    line.split("path=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[test]
+fn ktls_on_refuses_to_start_without_kernel_tls() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    match setup
+        .serve(upstream.addr)
+        .args(["--ktls", "on"])
+        .try_start()
+    {
+        Ok(server) => {
+            assert!(!expect_ktls() || server.stderr().contains("ktls.available"));
+            server.wait_for_line(&["worker.started", "ktls=on"]);
+        }
+        Err(exited) => {
+            assert!(!expect_ktls(), "refused in the kTLS VM: {}", exited.stderr);
+            assert_eq!(exited.code, Some(78), "{}", exited.stderr);
+            assert!(
+                exited
+                    .stderr
+                    .contains("--ktls on: this kernel offers no kernel TLS"),
+                "{}",
+                exited.stderr
+            );
+        }
+    }
+    run(["serve", "--ktls", "maybe", "--listen", "127.0.0.1:0"]).assert_code(64);
+}
+
+/// 64 MiB each way, checksummed, through the path the kernel allows; the close event says
+/// which path it was.
+fn transfer(version: Version, suite: Option<CipherSuite>) {
+    const LEN: usize = 64 << 20;
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let (server, suites) = start(&setup, &upstream, "auto");
+    let cn = format!("Bulk {version:?}");
+    let mut opts = setup.client(&setup.ca.client(&cn)).version(version);
+    if let Some(suite) = suite {
+        opts = opts.suite(suite);
+    }
+    let stream = client::handshake(server.addr(), &opts).expect("handshake");
+    let (mut reader, mut writer) = split(stream);
+    let sending = thread::spawn(move || {
+        Pattern::write_to(7, LEN, &mut writer)?;
+        writer.close_notify()
+    });
+    let got = Digest::read_all(&mut reader).expect("64 MiB back, then close_notify");
+    sending.join().expect("sender").expect("64 MiB up");
+    assert_eq!(got.0, LEN);
+    assert_eq!(hex(&got.1), hex(&Pattern::digest(7, LEN)));
+    let path = path_of(&server, &cn);
+    let chacha = suite == Some(CipherSuite::TLS13_CHACHA20_POLY1305_SHA256);
+    let kernel_takes_it = suites.as_deref().is_some_and(|s| {
+        if chacha {
+            s.contains("TLS1.3/CHACHA20-POLY1305")
+        } else {
+            true
+        }
+    });
+    assert_eq!(
+        path,
+        if kernel_takes_it { "ktls" } else { "userspace" },
+        "offered: {suites:?}\n{}",
+        server.stderr()
+    );
+    let (_, metrics) = common::http_get(server.metrics.expect("metrics"), "/metrics");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == format!("ringtls_connections_by_path_total{{path=\"{path}\"}} 1")),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn moves_64_mib_each_way_intact_over_tls13() {
+    transfer(Version::Tls13, None);
+}
+
+#[test]
+fn moves_64_mib_each_way_intact_over_tls12() {
+    transfer(Version::Tls12, None);
+}
+
+#[test]
+fn a_suite_the_kernel_does_not_take_stays_in_user_space() {
+    // The VM loads the AES-GCM modules only: ChaCha20-Poly1305 is not offloadable there.
+    transfer(
+        Version::Tls13,
+        Some(CipherSuite::TLS13_CHACHA20_POLY1305_SHA256),
+    );
+}
+
+#[test]
+fn half_closes_and_close_notify_cross_the_kernel_path() {
+    let setup = Setup::new();
+    // Answers only after the client's half-close reached it: a response proves both the
+    // client's close_notify → upstream FIN and that the other direction stayed open.
+    let upstream = Upstream::custom(|mut sock| {
+        let mut request = Vec::new();
+        let _ = sock.read_to_end(&mut request);
+        let _ = sock.write_all(&request);
+        let _ = sock.write_all(b" -- answered after EOF");
+    });
+    let (server, _) = start(&setup, &upstream, "auto");
+    let stream =
+        client::handshake(server.addr(), &setup.client(&setup.ca.client("Half"))).expect("tls");
+    let (mut reader, mut writer) = split(stream);
+    writer.write_all(b"request").expect("request");
+    writer.close_notify().expect("close_notify");
+    let mut answer = Vec::new();
+    reader
+        .read_to_end(&mut answer)
+        .expect("the answer, then the server's close_notify (a clean end)");
+    assert_eq!(answer, b"request -- answered after EOF");
+    let path = path_of(&server, "Half");
+    assert!(path == "ktls" || !expect_ktls(), "{path}");
+}
+
+#[test]
+fn a_client_key_update_is_followed_or_ends_cleanly() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let (server, _) = start(&setup, &upstream, "auto");
+    let mut stream = client::connect(
+        server.addr(),
+        &setup
+            .client(&setup.ca.client("Rekey"))
+            .version(Version::Tls13),
+    )
+    .expect("established");
+    stream
+        .conn
+        .refresh_traffic_keys()
+        .expect("queue a KeyUpdate");
+    let probe = client::probe(&mut stream);
+    drop(stream);
+    let line = server.wait_for_line(&["conn.closed", "client=\"Rekey\""]);
+    if line.contains("path=ktls") {
+        // Linux before 6.13 cannot take new receive keys: the connection ends, deliberately
+        // and with close_notify, never with garbage.
+        assert!(line.contains("reason=key_update_unsupported"), "{line}");
+        assert!(
+            matches!(probe, Err(common::Failure::Closed { clean: true })),
+            "{probe:?}"
+        );
+    } else {
+        assert!(!expect_ktls(), "{line}");
+        probe.expect("rustls follows the KeyUpdate in user space");
+    }
+}
+
+#[test]
+fn ktls_off_never_hands_off() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let server = Serve::new(upstream.addr, &setup.crt, &setup.key)
+        .ca(&setup.ca_file)
+        .args(["--ktls", "off"])
+        .start();
+    client::connect(server.addr(), &setup.client(&setup.ca.client("Off"))).expect("echo");
+    assert_eq!(path_of(&server, "Off"), "userspace");
+    assert!(!server.stderr().contains("ktls.available"));
+}
