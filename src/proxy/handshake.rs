@@ -185,3 +185,50 @@ pub async fn flush(
     *out = b;
     res.map(|_| ()).map_err(HandshakeError::Io)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    /// Two records and the start of a third arrive in awkward pieces; each read takes exactly
+    /// one record and leaves the rest in the socket. A header that cannot start a record comes
+    /// back alone.
+    #[test]
+    fn record_by_record_reads_take_exactly_one_record() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let first = [22, 3, 3, 0, 3, 1, 2, 3];
+        let second = [23, 3, 3, 0, 2, 9, 9];
+        let writer = std::thread::spawn(move || {
+            let mut sock = std::net::TcpStream::connect(addr).expect("connect");
+            sock.set_nodelay(true).expect("nodelay");
+            let mut all = first.to_vec();
+            all.extend(second);
+            all.extend([21, 3]);
+            for piece in all.chunks(3) {
+                sock.write_all(piece).expect("piece");
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            sock.write_all(&[3, 0, 2, 1, 0]).expect("rest of the third");
+            sock.write_all(b"GET / HTTP/1.1\r\n").expect("not a record");
+        });
+        let (std_stream, _) = listener.accept().expect("accept");
+        std_stream.set_nonblocking(true).expect("nonblocking");
+        let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let mut stream = TcpStream::from_std(std_stream).expect("monoio stream");
+            let mut buf = Vec::new();
+            for want in [&first[..], &second[..], &[21, 3, 3, 0, 2, 1, 0][..], b"GET /"] {
+                let (res, b) = read_record(&mut stream, buf).await;
+                buf = b;
+                assert_eq!(res.expect("read"), want.len());
+                assert_eq!(&buf[..], want);
+            }
+        });
+        writer.join().expect("writer");
+    }
+}
