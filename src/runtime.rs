@@ -316,6 +316,7 @@ fn run_worker(
         FusionRuntime::Legacy(_) => "epoll",
     };
     stats.set_driver(driver);
+    proxy::budget::set_cooperative(driver == "epoll");
     // Worker-local signals, living as long as the worker (which is as long as the process).
     let trust_changed: &'static Broadcast = Box::leak(Box::default());
     let stop: &'static Broadcast = Box::leak(Box::default());
@@ -350,6 +351,7 @@ fn run_worker(
         }));
         drop(tx);
         monoio::spawn(obey(control, trust_changed, stop));
+        monoio::spawn(proxy::budget::pump());
         let mut loops = Vec::new();
         for listener in monoio_listeners {
             loops.push(monoio::spawn(accept_loop(
@@ -409,7 +411,9 @@ async fn accept_loop(
     let mut accept_errors = AcceptErrors::default();
     let stopped = stop.changed();
     let mut stopped = std::pin::pin!(stopped);
+    // A flood keeps the listener always ready: let the accepted connections run too.
     loop {
+        proxy::budget::next_turn().await;
         let accepted = monoio::select! {
             accepted = listener.accept() => accepted,
             _ = &mut stopped => {

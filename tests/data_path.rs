@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
@@ -237,3 +237,78 @@ fn closes_cleanly_when_upstream_refuses(driver: Driver) {
         ),
     }
 }
+
+/// One worker saturated by eight connections streaming as fast as their clients can, and one
+/// more client doing a round trip meanwhile: the round trip must come back while every stream
+/// still runs. Under the epoll driver a socket that is always ready never sends a task back
+/// to the scheduler by itself; without the relay's yield budget a busy worker served the
+/// newcomer only when the streams ended.
+fn bulk_streams_do_not_starve_their_worker(driver: Driver) {
+    const STREAMS: usize = 8;
+    const LEN: usize = 128 << 20;
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let server = setup
+        .serve(upstream.addr)
+        .args(["--threads", "1"])
+        .driver(driver)
+        .start();
+    let opts = setup.client(&setup.ca.client("Bulk"));
+    let ended = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (flowing_tx, flowing) = mpsc::channel();
+    let streams: Vec<_> = (0..STREAMS)
+        .map(|i| {
+            let stream = client::handshake(server.addr(), &opts).expect("handshake");
+            let (mut reader, mut writer) = split(stream);
+            let sender = thread::spawn(move || {
+                let _ = Pattern::write_to(i as u64, LEN, &mut writer);
+                let _ = writer.close_notify();
+            });
+            let (ended, flowing_tx) = (ended.clone(), flowing_tx.clone());
+            thread::spawn(move || {
+                let mut digest = Digest::default();
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut told = false;
+                let got = loop {
+                    match reader.read(&mut buf) {
+                        Ok(0) => break Ok(digest.finish()),
+                        Ok(n) => {
+                            digest.write_all(&buf[..n]).expect("hash");
+                            if !told && digest.len() >= 1 << 20 {
+                                told = flowing_tx.send(()).is_ok();
+                            }
+                        }
+                        Err(e) => break Err(e),
+                    }
+                };
+                ended.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                sender.join().expect("sender");
+                got
+            })
+        })
+        .collect();
+    // Cut in once every stream is flowing (its first MiB came back).
+    for _ in 0..STREAMS {
+        flowing
+            .recv_timeout(UPSTREAM_REPORT)
+            .expect("the streams started");
+    }
+    let mut quick =
+        client::connect(server.addr(), &setup.client(&setup.ca.client("Quick"))).expect("quick");
+    common::probe(&mut quick).expect("a round trip during the streams");
+    let ended_before = ended.load(std::sync::atomic::Ordering::SeqCst);
+    drop(quick);
+    for stream in streams {
+        let got = stream
+            .join()
+            .expect("stream")
+            .expect("a stream came back whole");
+        assert_eq!(got.0, LEN);
+    }
+    assert_eq!(
+        ended_before, 0,
+        "the newcomer was served only after {ended_before} of {STREAMS} streams had ended"
+    );
+}
+
+under_both_drivers!(bulk_streams_do_not_starve_their_worker);

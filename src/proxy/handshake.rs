@@ -222,7 +222,12 @@ mod tests {
         rt.block_on(async move {
             let mut stream = TcpStream::from_std(std_stream).expect("monoio stream");
             let mut buf = Vec::new();
-            for want in [&first[..], &second[..], &[21, 3, 3, 0, 2, 1, 0][..], b"GET /"] {
+            for want in [
+                &first[..],
+                &second[..],
+                &[21, 3, 3, 0, 2, 1, 0][..],
+                b"GET /",
+            ] {
                 let (res, b) = read_record(&mut stream, buf).await;
                 buf = b;
                 assert_eq!(res.expect("read"), want.len());

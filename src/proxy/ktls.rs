@@ -32,6 +32,7 @@ use monoio::io::{
 use monoio::net::TcpStream;
 use rustls::{CipherSuite, ConnectionTrafficSecrets, ServerConnection};
 
+use super::budget;
 use super::buffers::{self, ReadBuf};
 use super::guard::{Guard, PeerChain};
 use super::handshake::Early;
@@ -171,6 +172,7 @@ async fn client_to_upstream<U: Split + AsyncReadRent + AsyncWriteRent>(
     let mut read_buf = ReadBuf::small();
     let mut plain = Vec::new();
     loop {
+        budget::next_turn().await;
         if closed {
             let _ = uw.shutdown().await;
             return Ok(());
@@ -238,6 +240,7 @@ async fn upstream_to_client<U: Split + AsyncReadRent + AsyncWriteRent>(
 ) -> Result<(), RelayError> {
     let mut read_buf = ReadBuf::small();
     loop {
+        budget::next_turn().await;
         let (res, buf) = ur.read(read_buf.take()).await;
         let n = res.map_err(RelayError::UpstreamRead)?;
         counters.touch();

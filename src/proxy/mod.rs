@@ -6,6 +6,7 @@
 //! the upstream. Every outcome is logged here and nowhere else; nothing here can take down the
 //! worker.
 
+pub mod budget;
 mod buffers;
 pub mod connect;
 mod guard;

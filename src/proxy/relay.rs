@@ -23,6 +23,7 @@ use monoio::io::{
 use monoio::net::TcpStream;
 use rustls::ServerConnection;
 
+use super::budget;
 use super::buffers::{self, ReadBuf};
 use super::guard::Guard;
 use super::handshake::Early;
@@ -227,6 +228,7 @@ async fn client_to_upstream<U: Split + AsyncReadRent + AsyncWriteRent>(
     let mut read_buf = ReadBuf::small();
     let mut idle = false;
     loop {
+        budget::next_turn().await;
         if !plain.is_empty() {
             let n = plain.len() as u64;
             let (res, p) = uw.write_all(plain).await;
@@ -272,6 +274,7 @@ async fn upstream_to_client<U: Split + AsyncReadRent + AsyncWriteRent>(
 ) -> Result<(), RelayError> {
     let mut read_buf = ReadBuf::small();
     loop {
+        budget::next_turn().await;
         let (res, buf) = ur.read(read_buf.take()).await;
         let n = res.map_err(RelayError::UpstreamRead)?;
         counters.touch();
@@ -319,6 +322,7 @@ async fn write_client(
             out = b;
             res.map_err(RelayError::ClientWrite)?;
             space.notify();
+            budget::next_turn().await;
             continue;
         }
         if upstream_done.get() {

@@ -135,6 +135,11 @@ pub struct Digest {
 }
 
 impl Digest {
+    /// Bytes hashed so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
     pub fn finish(self) -> (usize, [u8; 32]) {
         use sha2::Digest as _;
         (self.len, self.hasher.finalize().into())
