@@ -6,7 +6,8 @@
 //!
 //! Invariant: the header is well-formed (signature, version/command 0x21, family 0x11 or 0x21,
 //! a length field equal to the bytes that follow it, TLVs that tile the rest exactly) and every
-//! decoded field equals the input it came from; bytes already in the output buffer are kept.
+//! decoded field equals the input it came from, except that a value longer than
+//! `proxy_v2::MAX_VALUE_LEN` is absent (never cut); bytes already in the output buffer are kept.
 
 #![no_main]
 
@@ -136,7 +137,10 @@ fn parse_tlvs(mut b: &[u8]) -> Result<Vec<(u8, Vec<u8>)>, String> {
 /// §2.2: the whole of `bytes` must be one header.
 fn parse(bytes: &[u8]) -> Result<Header, String> {
     if bytes.len() < 16 {
-        return Err(format!("{} bytes: shorter than the fixed part", bytes.len()));
+        return Err(format!(
+            "{} bytes: shorter than the fixed part",
+            bytes.len()
+        ));
     }
     if bytes[..12] != *b"\x0D\x0A\x0D\x0A\x00\x0D\x0A\x51\x55\x49\x54\x0A" {
         return Err("bad signature".into());
@@ -199,6 +203,15 @@ fn only(tlvs: &[(u8, Vec<u8>)], kind: u8) -> Option<&[u8]> {
     first
 }
 
+/// What the header must carry for a value: all of it, or nothing when it is too long.
+fn sent(value: &[u8]) -> Option<&[u8]> {
+    (value.len() <= proxy_v2::MAX_VALUE_LEN).then_some(value)
+}
+
+fn want(s: &str) -> Option<&[u8]> {
+    sent(s.as_bytes())
+}
+
 /// How the encoder sends an address: IPv6 (v4-mapped) unless both ends are IPv4.
 fn as_sent(a: SocketAddr, both_v4: bool) -> SocketAddr {
     match a {
@@ -228,7 +241,11 @@ fuzz_target!(|input: Input| {
     };
     let mut out = input.prefix.clone();
     proxy_v2::encode(src, dst, &info, &mut out);
-    assert_eq!(out[..input.prefix.len()], input.prefix[..], "prefix changed");
+    assert_eq!(
+        out[..input.prefix.len()],
+        input.prefix[..],
+        "prefix changed"
+    );
     let header = match parse(&out[input.prefix.len()..]) {
         Ok(h) => h,
         Err(e) => panic!("malformed header: {e}"),
@@ -238,10 +255,14 @@ fuzz_target!(|input: Input| {
     assert_eq!(header.src, as_sent(src, both_v4), "source address");
     assert_eq!(header.dst, as_sent(dst, both_v4), "destination address");
     let t = &header.tlvs;
-    assert_eq!(only(t, proxy_v2::TYPE_ALPN), input.alpn.as_deref(), "ALPN");
+    assert_eq!(
+        only(t, proxy_v2::TYPE_ALPN),
+        input.alpn.as_deref().and_then(sent),
+        "ALPN"
+    );
     assert_eq!(
         only(t, proxy_v2::TYPE_AUTHORITY),
-        input.sni.as_deref().map(str::as_bytes),
+        input.sni.as_deref().map(str::as_bytes).and_then(sent),
         "AUTHORITY"
     );
     let cert = input.cert.as_ref();
@@ -256,7 +277,10 @@ fuzz_target!(|input: Input| {
         proxy_v2::TYPE_UNIQUE_ID,
         proxy_v2::TYPE_SSL,
     ];
-    assert!(t.iter().all(|(k, _)| known.contains(k)), "unknown TLV: {t:?}");
+    assert!(
+        t.iter().all(|(k, _)| known.contains(k)),
+        "unknown TLV: {t:?}"
+    );
 
     // §2.2.6 PP2_TYPE_SSL: client (1 byte), verify (4 bytes), then sub-TLVs.
     let ssl = only(t, proxy_v2::TYPE_SSL).expect("no SSL TLV");
@@ -269,25 +293,32 @@ fuzz_target!(|input: Input| {
         };
     assert_eq!(ssl[0], client, "client flags");
     let verify = u32::from_be_bytes([ssl[1], ssl[2], ssl[3], ssl[4]]);
-    assert_eq!(verify == 0, cert.is_some(), "verify is 0 exactly when a certificate was verified");
+    assert_eq!(
+        verify == 0,
+        cert.is_some(),
+        "verify is 0 exactly when a certificate was verified"
+    );
     let sub = match parse_tlvs(&ssl[5..]) {
         Ok(sub) => sub,
         Err(e) => panic!("SSL sub-TLVs: {e}"),
     };
-    let text = |kind: u8| only(&sub, kind).map(|v| v.to_vec());
-    let want = |s: &str| Some(s.as_bytes().to_vec());
-    assert_eq!(text(proxy_v2::SUBTYPE_SSL_VERSION), want(&input.version), "VERSION");
-    assert_eq!(text(proxy_v2::SUBTYPE_SSL_CIPHER), want(&input.cipher), "CIPHER");
-    assert_eq!(text(proxy_v2::SUBTYPE_SSL_CN), cert.and_then(|c| want(&c.cn)), "CN");
-    assert_eq!(
-        text(proxy_v2::SUBTYPE_SSL_SIG_ALG),
-        cert.and_then(|c| want(&c.sig_alg)),
-        "SIG_ALG"
-    );
-    assert_eq!(
-        text(proxy_v2::SUBTYPE_SSL_KEY_ALG),
-        cert.and_then(|c| want(&c.key_alg)),
-        "KEY_ALG"
-    );
-    assert_eq!(sub.len(), 2 + 3 * usize::from(cert.is_some()), "unexpected sub-TLV: {sub:?}");
+    let text = |kind: u8| only(&sub, kind);
+    let expected = [
+        (proxy_v2::SUBTYPE_SSL_VERSION, want(&input.version)),
+        (proxy_v2::SUBTYPE_SSL_CIPHER, want(&input.cipher)),
+        (proxy_v2::SUBTYPE_SSL_CN, cert.and_then(|c| want(&c.cn))),
+        (
+            proxy_v2::SUBTYPE_SSL_SIG_ALG,
+            cert.and_then(|c| want(&c.sig_alg)),
+        ),
+        (
+            proxy_v2::SUBTYPE_SSL_KEY_ALG,
+            cert.and_then(|c| want(&c.key_alg)),
+        ),
+    ];
+    for (kind, value) in expected {
+        assert_eq!(text(kind), value, "SSL sub-TLV 0x{kind:02x}");
+    }
+    let present = expected.iter().filter(|(_, v)| v.is_some()).count();
+    assert_eq!(sub.len(), present, "unexpected sub-TLV: {sub:?}");
 });

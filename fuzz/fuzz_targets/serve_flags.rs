@@ -65,8 +65,7 @@ enum Arg {
 /// `connect::resolve` makes first).
 fn needs_lookup(s: &str) -> bool {
     s.parse::<SocketAddr>().is_err()
-        && s
-            .rsplit_once(':')
+        && s.rsplit_once(':')
             .is_some_and(|(_, port)| port.parse::<u16>().is_ok())
 }
 
@@ -74,7 +73,12 @@ fn needs_lookup(s: &str) -> bool {
 fn offline(s: &str) -> String {
     let h = s.bytes().fold(0u32, |h, b| h.rotate_left(5) ^ u32::from(b));
     let port = s.rsplit_once(':').map_or("0", |(_, p)| p);
-    format!("127.{}.{}.{}:{port}", h >> 16 & 0xff, h >> 8 & 0xff, h & 0xff)
+    format!(
+        "127.{}.{}.{}:{port}",
+        h >> 16 & 0xff,
+        h >> 8 & 0xff,
+        h & 0xff
+    )
 }
 
 fuzz_target!(|args: Vec<Arg>| {
@@ -87,10 +91,16 @@ fuzz_target!(|args: Vec<Arg>| {
 
     for s in &argv[1..] {
         if let Err(e) = parse_duration("--idle-timeout", s) {
-            assert!(matches!(e, Error::Usage(ref m) if m.contains("--idle-timeout")), "{e:?}");
+            assert!(
+                matches!(e, Error::Usage(ref m) if m.contains("--idle-timeout")),
+                "{e:?}"
+            );
         }
         if let Err(e) = parse_size("--bytes", s) {
-            assert!(matches!(e, Error::Usage(ref m) if m.contains("--bytes")), "{e:?}");
+            assert!(
+                matches!(e, Error::Usage(ref m) if m.contains("--bytes")),
+                "{e:?}"
+            );
         }
     }
 
@@ -101,7 +111,10 @@ fuzz_target!(|args: Vec<Arg>| {
         }) => args,
         Ok(other) => panic!("`serve ...` parsed as another command: {other:?}"),
         Err(early) => {
-            assert!(!early.output.trim().is_empty(), "argh exited with no output");
+            assert!(
+                !early.output.trim().is_empty(),
+                "argh exited with no output"
+            );
             return;
         }
     };

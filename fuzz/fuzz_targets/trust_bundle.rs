@@ -35,8 +35,15 @@ fuzz_target!(|bytes: &[u8]| {
             let roots = store.roots.len();
             let anchors = store.anchors.len();
             let again = add_bundle(&mut store, path, bytes, now);
-            assert!(again.is_ok(), "the same bundle failed the second time: {again:?}");
-            assert_eq!(store.roots.len(), roots, "a duplicate was added to the roots");
+            assert!(
+                again.is_ok(),
+                "the same bundle failed the second time: {again:?}"
+            );
+            assert_eq!(
+                store.roots.len(),
+                roots,
+                "a duplicate was added to the roots"
+            );
             assert!(
                 store.anchors[anchors..]
                     .iter()
