@@ -99,10 +99,10 @@ pub fn encode(src: SocketAddr, dst: SocketAddr, info: &ClientInfo<'_>, out: &mut
     out.extend_from_slice(&addrs);
 
     if let Some(alpn) = info.alpn {
-        tlv(out, TYPE_ALPN, alpn);
+        value_tlv(out, TYPE_ALPN, alpn);
     }
     if let Some(sni) = info.sni {
-        tlv(out, TYPE_AUTHORITY, sni.as_bytes());
+        value_tlv(out, TYPE_AUTHORITY, sni.as_bytes());
     }
     let mut ssl = Vec::with_capacity(96);
     let mut client = CLIENT_SSL;
@@ -117,14 +117,14 @@ pub fn encode(src: SocketAddr, dst: SocketAddr, info: &ClientInfo<'_>, out: &mut
     // verify: 0 means the client presented a certificate and it was verified.
     let verify: u32 = if info.cert.is_some() { 0 } else { 1 };
     ssl.extend_from_slice(&verify.to_be_bytes());
-    tlv(&mut ssl, SUBTYPE_SSL_VERSION, info.version.as_bytes());
+    value_tlv(&mut ssl, SUBTYPE_SSL_VERSION, info.version.as_bytes());
     if let Some(cert) = &info.cert {
-        tlv(&mut ssl, SUBTYPE_SSL_CN, cert.cn.as_bytes());
+        value_tlv(&mut ssl, SUBTYPE_SSL_CN, cert.cn.as_bytes());
     }
-    tlv(&mut ssl, SUBTYPE_SSL_CIPHER, info.cipher.as_bytes());
+    value_tlv(&mut ssl, SUBTYPE_SSL_CIPHER, info.cipher.as_bytes());
     if let Some(cert) = &info.cert {
-        tlv(&mut ssl, SUBTYPE_SSL_SIG_ALG, cert.sig_alg.as_bytes());
-        tlv(&mut ssl, SUBTYPE_SSL_KEY_ALG, cert.key_alg.as_bytes());
+        value_tlv(&mut ssl, SUBTYPE_SSL_SIG_ALG, cert.sig_alg.as_bytes());
+        value_tlv(&mut ssl, SUBTYPE_SSL_KEY_ALG, cert.key_alg.as_bytes());
     }
     tlv(out, TYPE_SSL, &ssl);
     if let Some(cert) = &info.cert {
@@ -136,13 +136,17 @@ pub fn encode(src: SocketAddr, dst: SocketAddr, info: &ClientInfo<'_>, out: &mut
     out[len_at..len_at + 2].copy_from_slice(&body_len.to_be_bytes());
 }
 
-/// One TLV, or nothing when `value` is longer than `MAX_VALUE_LEN`.
-fn tlv(out: &mut Vec<u8>, kind: u8, value: &[u8]) {
-    if value.len() > MAX_VALUE_LEN {
-        return;
+/// One TLV carrying a value we were handed, or nothing when it is longer than `MAX_VALUE_LEN`.
+fn value_tlv(out: &mut Vec<u8>, kind: u8, value: &[u8]) {
+    if value.len() <= MAX_VALUE_LEN {
+        tlv(out, kind, value);
     }
+}
+
+/// One TLV. Every value is a bounded one or the SSL TLV built of them, so its length fits a u16
+/// (asserted above with the whole body).
+fn tlv(out: &mut Vec<u8>, kind: u8, value: &[u8]) {
     out.push(kind);
-    // Exact: `MAX_VALUE_LEN` is below u16::MAX.
     out.extend_from_slice(&(value.len() as u16).to_be_bytes());
     out.extend_from_slice(value);
 }
@@ -219,21 +223,39 @@ mod tests {
         );
     }
 
+    // Also found by the fuzz target, in the first version of the fix above: the SSL TLV, whose
+    // sub-TLVs are each within the bound but together are not, was left out whole.
     #[test]
     fn sends_values_of_the_longest_allowed_length_whole() {
         let alpn = vec![b'p'; MAX_VALUE_LEN];
-        let sni = "s".repeat(MAX_VALUE_LEN);
+        let long = "s".repeat(MAX_VALUE_LEN);
         let info = ClientInfo {
             alpn: Some(&alpn),
-            sni: Some(&sni),
-            version: "TLSv1.3",
-            cipher: "TLS_AES_128_GCM_SHA256",
-            ..ClientInfo::default()
+            sni: Some(&long),
+            version: &long,
+            cipher: &long,
+            cert: Some(CertFacts {
+                cn: &long,
+                sig_alg: &long,
+                key_alg: &long,
+                fingerprint: [7; 32],
+            }),
+            resumed: false,
         };
         let header = encode_v4(&info);
         let (len, tlvs) = split(&header);
         assert_eq!(len, header.len() - 16, "length field");
         assert!(tlvs.contains(&(TYPE_ALPN, alpn)));
-        assert!(tlvs.contains(&(TYPE_AUTHORITY, sni.into_bytes())));
+        assert!(tlvs.contains(&(TYPE_AUTHORITY, long.clone().into_bytes())));
+        let ssl = &tlvs
+            .iter()
+            .find(|(k, _)| *k == TYPE_SSL)
+            .expect("SSL TLV")
+            .1;
+        assert_eq!(
+            ssl.len(),
+            5 + 5 * (3 + MAX_VALUE_LEN),
+            "all five sub-TLVs, whole"
+        );
     }
 }
