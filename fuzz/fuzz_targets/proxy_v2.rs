@@ -76,14 +76,14 @@ struct Input {
 }
 
 fn grow(s: &mut String, len: usize) {
-    while s.len() < len {
-        s.push(char::from(b'a' + (s.len() % 26) as u8));
-    }
+    let more = len.saturating_sub(s.len());
+    s.extend(std::iter::repeat_n('a', more));
 }
 
 impl Input {
     fn apply_stretches(&mut self) {
-        for Stretch { field, len } in &self.stretch {
+        // A few suffice to push any mix of fields past the bounds; more only slow each run.
+        for Stretch { field, len } in self.stretch.iter().take(4) {
             let len = (*len % (1 << 17)) as usize;
             match field {
                 Field::Alpn => {
