@@ -38,14 +38,23 @@ pub fn load_crls(paths: &[PathBuf]) -> Result<Crls, LoadError> {
     let mut crls = Crls::default();
     for path in paths {
         let bytes = pem::read_file(FLAG, path)?;
-        let ders: Vec<(usize, Vec<u8>)> = if looks_like_pem(&bytes) {
-            pem::blocks(FLAG, path, &bytes)?
+        crls.add_file(path, &bytes)?;
+    }
+    Ok(crls)
+}
+
+impl Crls {
+    /// Adds every CRL of one file, `bytes` as read from `path` (which every error names). Split
+    /// from the file read so the fuzz target drives exactly what `serve` runs.
+    pub fn add_file(&mut self, path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
+        let ders: Vec<(usize, Vec<u8>)> = if looks_like_pem(bytes) {
+            pem::blocks(FLAG, path, bytes)?
                 .into_iter()
                 .filter(|b| b.kind == SectionKind::Crl)
                 .map(|b| (b.index, b.der))
                 .collect()
         } else {
-            vec![(1, bytes)]
+            vec![(1, bytes.to_vec())]
         };
         if ders.is_empty() {
             return Err(LoadError::Missing {
@@ -55,11 +64,11 @@ pub fn load_crls(paths: &[PathBuf]) -> Result<Crls, LoadError> {
             });
         }
         for (index, der) in ders {
-            crls.infos.push(inspect(path, index, &der)?);
-            crls.ders.push(CertificateRevocationListDer::from(der));
+            self.infos.push(inspect(path, index, &der)?);
+            self.ders.push(CertificateRevocationListDer::from(der));
         }
+        Ok(())
     }
-    Ok(crls)
 }
 
 fn looks_like_pem(bytes: &[u8]) -> bool {

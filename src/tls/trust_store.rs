@@ -33,22 +33,37 @@ pub struct TrustStore {
     pub anchors: Vec<Anchor>,
 }
 
+impl TrustStore {
+    /// A store with no CA yet; `add_bundle` fills it.
+    pub fn empty() -> TrustStore {
+        TrustStore {
+            roots: RootCertStore::empty(),
+            anchors: Vec::new(),
+        }
+    }
+}
+
 /// Loads and checks every bundle, in order; fails on the first unusable block.
 pub fn load_trust_store(paths: &[PathBuf]) -> Result<TrustStore, LoadError> {
-    let mut store = TrustStore {
-        roots: RootCertStore::empty(),
-        anchors: Vec::new(),
-    };
+    let mut store = TrustStore::empty();
     let now = x509::now_unix();
     for path in paths {
-        load_bundle(path, now, &mut store)?;
+        let bytes = pem::read_file(FLAG, path)?;
+        add_bundle(&mut store, path, &bytes, now)?;
     }
     Ok(store)
 }
 
-fn load_bundle(path: &Path, now: i64, store: &mut TrustStore) -> Result<(), LoadError> {
-    let bytes = pem::read_file(FLAG, path)?;
-    let blocks = pem::blocks(FLAG, path, &bytes)?;
+/// Checks one bundle, `bytes` as read from `path` (which every error names), and adds its CAs
+/// to `store`; `now` (Unix seconds) decides the validity warnings. Apart from the file read this
+/// is all `load_trust_store` does, so the fuzz target drives exactly what `serve` runs.
+pub fn add_bundle(
+    store: &mut TrustStore,
+    path: &Path,
+    bytes: &[u8],
+    now: i64,
+) -> Result<(), LoadError> {
+    let blocks = pem::blocks(FLAG, path, bytes)?;
     // A key in a trust file is the worst mistake the file can hold: report it before anything
     // else, wherever it sits.
     if let Some(key) = blocks.iter().find(|b| pem::is_private_key(b.kind)) {
