@@ -76,13 +76,14 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
             )
         }
     };
-    let ktls = kernel_tls(config.ktls)?;
-    // Secrets can leave a connection only where they have somewhere to go.
+    // Secrets may leave a connection only when kernel TLS may take them.
     let mut config = config.clone();
-    config.tls.extract_secrets = ktls.is_some();
+    config.tls.extract_secrets = config.ktls != config::KtlsMode::Off;
     let config = &config;
     let fingerprint = control::generation::fingerprint(config, &config.upstream_addrs);
     let built = control::generation::build(config, 1, config.upstream_addrs.clone())?;
+    // After the files: a refused start is one error line, nothing before it.
+    let ktls = kernel_tls(config.ktls)?;
     let material = &built.material;
     log_trust_warnings(material);
     if let Some(path) = &config.tls.keylog {
