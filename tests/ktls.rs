@@ -105,6 +105,7 @@ fn transfer(version: Version, suite: Option<CipherSuite>) {
     assert_eq!(got.0, LEN);
     assert_eq!(hex(&got.1), hex(&Pattern::digest(7, LEN)));
     let path = path_of(&server, &cn);
+    eprintln!("{cn} {suite:?}: path={path}; the kernel offers {suites:?}");
     let chacha = suite == Some(CipherSuite::TLS13_CHACHA20_POLY1305_SHA256);
     let kernel_takes_it = suites.as_deref().is_some_and(|s| {
         if chacha {
@@ -170,6 +171,7 @@ fn half_closes_and_close_notify_cross_the_kernel_path() {
         .expect("the answer, then the server's close_notify (a clean end)");
     assert_eq!(answer, b"request -- answered after EOF");
     let path = path_of(&server, "Half");
+    eprintln!("half-close: path={path}");
     assert!(path == "ktls" || !expect_ktls(), "{path}");
 }
 
@@ -192,6 +194,10 @@ fn a_client_key_update_is_followed_or_ends_cleanly() {
     let probe = client::probe(&mut stream);
     drop(stream);
     let line = server.wait_for_line(&["conn.closed", "client=\"Rekey\""]);
+    eprintln!(
+        "after a client KeyUpdate: {}",
+        &line[line.find("path=").unwrap_or(0)..]
+    );
     if line.contains("path=ktls") {
         // Linux before 6.13 cannot take new receive keys: the connection ends, deliberately
         // and with close_notify, never with garbage.
