@@ -1,0 +1,81 @@
+//! The kTLS tests (tests/ktls.rs) run inside a QEMU VM whose kernel has kernel TLS, because this
+//! host's kernel may lack CONFIG_TLS: `scripts/ktls-vm.sh --build-test ktls` builds ringtls and
+//! that test statically into target/ktls-vm and runs it in the VM, with `RINGTLS_EXPECT_KTLS=1` so
+//! that a kernel without kTLS fails there instead of skipping.
+//!
+//! Runs whenever QEMU is installed (.ci/run installs it), and says SKIPPED loudly otherwise;
+//! `RINGTLS_KTLS_VM=0` skips it on purpose. The first run builds everything a second time with
+//! static flags (minutes on 2 cores) and fetches a kernel and busybox with `apt-get download`;
+//! later runs take seconds. Exit 77 from the script means this host cannot run the VM: SKIPPED.
+//! Any other failure fails.
+//!
+//! The nested cargo uses its own target dir, so it never waits on the outer build's lock.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::process::{Spawned, wait_exit};
+
+/// Above the script's own bounds (build 1500 s, VM 300 s), so that they fire first and say
+/// which step hung.
+const BOUND: Duration = Duration::from_secs(31 * 60);
+
+#[test]
+fn ktls_tests_pass_inside_a_vm_with_kernel_tls() {
+    if std::env::var("RINGTLS_KTLS_VM").as_deref() == Ok("0") {
+        eprintln!("SKIPPED: kTLS VM run: RINGTLS_KTLS_VM=0");
+        return;
+    }
+    if !common::process::have_program("qemu-system-x86_64") {
+        eprintln!(
+            "SKIPPED: kTLS VM run: qemu-system-x86_64 not found (apt-get install qemu-system-x86; \
+             .ci/run does) - tests/ktls.rs ran on this host's kernel only"
+        );
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut cmd = Command::new("bash");
+    cmd.arg(root.join("scripts/ktls-vm.sh"))
+        .args(["--env", "RINGTLS_EXPECT_KTLS=1", "--build-test", "ktls"])
+        .current_dir(root);
+    let mut run = Spawned::spawn(cmd);
+    run.stdin.take();
+    let status = if run.stdout.wait_closed(BOUND) {
+        wait_exit(&mut run.child, Duration::from_secs(30))
+    } else {
+        // SIGTERM, not kill(): the script's trap then stops the cargo or QEMU it started.
+        let pid = i32::try_from(run.child.id()).expect("pid fits in pid_t");
+        // SAFETY: kill(2) takes plain integers; the child is ours and not yet reaped.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        wait_exit(&mut run.child, Duration::from_secs(30));
+        panic!(
+            "scripts/ktls-vm.sh did not finish within {BOUND:?}\n{}",
+            run.output()
+        );
+    };
+    run.stderr.wait_closed(Duration::from_secs(5));
+    let code = status.and_then(|s| s.code());
+    if code == Some(77) {
+        eprintln!(
+            "SKIPPED: kTLS VM run: this host cannot run the VM\n{}",
+            run.stderr.text()
+        );
+        return;
+    }
+    // The VM's console (the test binary's output) and the script's log of boot times.
+    println!("{}", run.output());
+    assert_eq!(
+        code,
+        Some(0),
+        "scripts/ktls-vm.sh --build-test ktls failed\n{}",
+        run.output()
+    );
+    assert!(
+        run.stdout.text().contains("test result: ok."),
+        "no passing test summary from inside the VM\n{}",
+        run.output()
+    );
+}
