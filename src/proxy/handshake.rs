@@ -84,10 +84,9 @@ pub async fn accept_client(
                 let leaf = crate::tls::verify_cache::take_rejected_leaf();
                 // Everything earlier was flushed before this read: what is queued is the alert.
                 let alerted = conn.wants_write();
-                // Best effort: the alert goes out unless the client is already gone.
-                if flush(stream, conn, out).await.is_ok() {
-                    linger(stream, buf).await;
-                }
+                // Best effort: the alert goes out unless the client is already gone. The
+                // caller then lingers (`linger`), outside the handshake's time limit.
+                let _ = flush(stream, conn, out).await;
                 return Err(HandshakeError::Tls {
                     error,
                     leaf,
@@ -153,7 +152,8 @@ const LINGER_BYTES: usize = 256 * 1024;
 /// the alert before the client reads it: a client in the middle of a large Certificate
 /// message would see "connection reset" instead of why it was refused. This is the lingering
 /// close nginx and HAProxy do.
-async fn linger(stream: &mut TcpStream, mut buf: Vec<u8>) {
+pub async fn linger(stream: &mut TcpStream) {
+    let mut buf = Vec::with_capacity(16 * 1024);
     let _ = stream.shutdown().await;
     let drain = async {
         let mut dropped = 0;

@@ -107,7 +107,15 @@ pub async fn serve_connection(
     .await;
     let mut early = match handshake {
         Ok(Ok(early)) => early,
-        Ok(Err(err)) => return log_rejected(stats, peer, started, &err, &conn),
+        Ok(Err(err)) => {
+            log_rejected(stats, peer, started, &err, &conn);
+            if let HandshakeError::Tls { .. } = err {
+                // Not counted against --handshake-timeout: the verdict is already out (or, for
+                // the few errors rustls sends no alert for, at least a FIN and not a reset).
+                handshake::linger(&mut stream).await;
+            }
+            return;
+        }
         Err(_) => {
             return log_reject(
                 stats,
