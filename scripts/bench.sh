@@ -148,38 +148,10 @@ fi
 MAXCONN=$((IDLE_N + 100))
 [[ $MAXCONN -le $(((NOFILE - 64) / 2)) ]] || MAXCONN=$(((NOFILE - 64) / 2))
 
-# --- temp dir and cleanup ------------------------------------------------------------------------
-WORK=$(mktemp -d /tmp/ringtls-bench.XXXXXX)
-CHILDREN=()
-cleanup() {
-    local rc=$? pid
-    trap - EXIT INT TERM
-    for pid in "${CHILDREN[@]}"; do
-        kill -TERM "$pid" 2> /dev/null || true
-    done
-    for pid in "${CHILDREN[@]}"; do
-        for _ in {1..30}; do
-            kill -0 "$pid" 2> /dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2> /dev/null || true
-        wait "$pid" 2> /dev/null || true
-    done
-    if [[ $rc -ne 0 || $KEEP == 1 ]]; then
-        log "configs and logs kept in $WORK"
-    else
-        rm -rf "$WORK"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-forget_child() {
-    local keep=() pid
-    for pid in "${CHILDREN[@]}"; do [[ $pid == "$1" ]] || keep+=("$pid"); done
-    CHILDREN=("${keep[@]+"${keep[@]}"}")
-}
+# --- work dir and cleanup (scripts/lib/work.sh) -----------------------------------------------
+# shellcheck source=scripts/lib/work.sh
+. "$(dirname "$0")/lib/work.sh"
+work_dir bench
 mkdir -p "$WORK/records" "$WORK/logs" "$WORK/conf"
 
 # --- /proc readings ------------------------------------------------------------------------------

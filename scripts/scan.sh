@@ -70,34 +70,10 @@ fi
 [[ -x $BIN ]] || die "$BIN is not an executable ringtls"
 RINGTLS=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
 
-# --- temp dir and cleanup ------------------------------------------------------------------------
-WORK=$(mktemp -d /tmp/ringtls-scan.XXXXXX)
-CHILDREN=()
-# shellcheck disable=SC2329 # invoked by the EXIT trap
-cleanup() {
-    local rc=$? pid
-    trap - EXIT INT TERM
-    for pid in "${CHILDREN[@]}"; do
-        kill -TERM "$pid" 2> /dev/null || true
-    done
-    for pid in "${CHILDREN[@]}"; do
-        for _ in {1..30}; do
-            kill -0 "$pid" 2> /dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2> /dev/null || true
-        wait "$pid" 2> /dev/null || true
-    done
-    if [[ $rc -ne 0 || $KEEP == 1 ]]; then
-        log "PKI and server logs kept in $WORK"
-    else
-        rm -rf "$WORK"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# --- work dir and cleanup (scripts/lib/work.sh) -----------------------------------------------
+# shellcheck source=scripts/lib/work.sh
+. "$(dirname "$0")/lib/work.sh"
+work_dir scan
 
 # start_ringtls NAME ARGS...: runs `ringtls ARGS...` in the background (stderr to WORK/NAME.err)
 # and sets PORT and PID once it printed its listening line `{"listening":["127.0.0.1:PORT"]}`.

@@ -102,41 +102,10 @@ done
 [[ $(ulimit -n) == unlimited || $(ulimit -n) -ge 4096 ]] || ulimit -n 4096 2> /dev/null ||
     die "open-file limit $(ulimit -n) is below 4096 and cannot be raised"
 
-# --- work dir and cleanup ------------------------------------------------------------------------
-WORK=$(mktemp -d /tmp/ringtls-soak.XXXXXX)
-CHILDREN=()
-cleanup() {
-    local rc=$? pid
-    trap - EXIT INT TERM
-    # Loops first (they start new load runs), then everything else.
-    for pid in "${CHILDREN[@]+"${CHILDREN[@]}"}"; do
-        pkill -TERM -P "$pid" 2> /dev/null || true
-        kill -TERM "$pid" 2> /dev/null || true
-    done
-    for pid in "${CHILDREN[@]+"${CHILDREN[@]}"}"; do
-        for _ in {1..30}; do
-            kill -0 "$pid" 2> /dev/null || break
-            sleep 0.1
-        done
-        pkill -KILL -P "$pid" 2> /dev/null || true
-        kill -KILL "$pid" 2> /dev/null || true
-        wait "$pid" 2> /dev/null || true
-    done
-    if [[ $rc -ne 0 || $KEEP == 1 ]]; then
-        log "work dir kept: $WORK"
-    else
-        rm -rf "$WORK"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-forget_child() {
-    local keep=() pid
-    for pid in "${CHILDREN[@]}"; do [[ $pid == "$1" ]] || keep+=("$pid"); done
-    CHILDREN=("${keep[@]+"${keep[@]}"}")
-}
+# --- work dir and cleanup (scripts/lib/work.sh) -----------------------------------------------
+# shellcheck source=scripts/lib/work.sh
+. "$(dirname "$0")/lib/work.sh"
+work_dir soak
 mkdir -p "$WORK/loads" "$OUT"
 
 # --- PKI -----------------------------------------------------------------------------------------
