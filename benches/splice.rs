@@ -135,7 +135,11 @@ fn main() {
             .map(|_| run(method))
             .min_by_key(|(cpu, _)| *cpu)
             .expect("runs");
-        rows.push((method, best.0.as_secs_f64() / gib, best.1.as_secs_f64() / gib));
+        rows.push((
+            method,
+            best.0.as_secs_f64() / gib,
+            best.1.as_secs_f64() / gib,
+        ));
     }
     let ratio = rows[1].1 / rows[0].1;
     if json {
