@@ -221,19 +221,10 @@ wait_listening() {
 # --- PKI -----------------------------------------------------------------------------------------
 PKI=$WORK/pki
 "$RINGTLS" pki "$PKI" > /dev/null
-# RSA-2048 server certificate signed by the same root (ca.key is PKCS#8 EC), for the handshake rows.
-cat > "$PKI/server-rsa.ext" << 'EOF'
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost, IP:127.0.0.1
-EOF
-openssl req -new -newkey rsa:2048 -nodes -keyout "$PKI/server-rsa.key" -subj "/CN=localhost" \
-    -out "$PKI/server-rsa.csr" 2> /dev/null
-openssl x509 -req -in "$PKI/server-rsa.csr" -CA "$PKI/ca.pem" -CAkey "$PKI/ca.key" \
-    -CAcreateserial -days 30 -sha256 -extfile "$PKI/server-rsa.ext" -out "$PKI/server-rsa.pem" 2> /dev/null
-openssl verify -CAfile "$PKI/ca.pem" "$PKI/server-rsa.pem" > /dev/null ||
-    die "the RSA server certificate does not verify against ca.pem"
+# RSA-2048 server certificate signed by the same root, for the handshake rows.
+# shellcheck source=scripts/lib/pki.sh
+. "$(dirname "$0")/lib/pki.sh"
+rsa_server_cert "$PKI" 30
 # HAProxy wants certificate and key in one file.
 cat "$PKI/server.pem" "$PKI/server.key" > "$PKI/haproxy-ecdsa.pem"
 cat "$PKI/server-rsa.pem" "$PKI/server-rsa.key" > "$PKI/haproxy-rsa.pem"

@@ -154,18 +154,11 @@ run_testssl() {
 # --- PKI -----------------------------------------------------------------------------------------
 PKI=$WORK/pki
 "$RINGTLS" pki "$PKI" > /dev/null
-# RSA-2048 server certificate signed by the same root, as scripts/bench.sh makes it: with it the
-# server offers ECDHE-RSA suites, and ROBOT and DROWN have an RSA key to look at.
-cat > "$PKI/server-rsa.ext" << 'EOF'
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost, IP:127.0.0.1
-EOF
-openssl req -new -newkey rsa:2048 -nodes -keyout "$PKI/server-rsa.key" -subj "/CN=localhost" \
-    -out "$PKI/server-rsa.csr" 2> /dev/null
-openssl x509 -req -in "$PKI/server-rsa.csr" -CA "$PKI/ca.pem" -CAkey "$PKI/ca.key" \
-    -CAcreateserial -days 730 -sha256 -extfile "$PKI/server-rsa.ext" -out "$PKI/server-rsa.pem" 2> /dev/null
+# RSA-2048 server certificate signed by the same root: with it the server offers ECDHE-RSA
+# suites, and ROBOT and DROWN have an RSA key to look at.
+# shellcheck source=scripts/lib/pki.sh
+. "$(dirname "$0")/lib/pki.sh"
+rsa_server_cert "$PKI" 730
 # testssl 3.0.8 cannot present a client certificate: for the auth pass, its openssl is this
 # wrapper, which adds ours to every s_client (socket-level checks send no certificate anyway).
 OPENSSL_REAL=$(command -v openssl)

@@ -198,17 +198,12 @@ struct SharedTlsFlags {
 /// Checks the shared flags; the `serve`-only TLS settings start at their defaults.
 fn tls_settings(flags: SharedTlsFlags) -> Result<TlsSettings, Error> {
     let (crt, key, more_certs) = cert_pairs(flags.crt, flags.key)?;
+    let allow = allow_list(!flags.cas.is_empty(), flags.allow_all, flags.allow)?;
     Ok(TlsSettings {
-        allow: allow_list(!flags.cas.is_empty(), flags.allow_all, flags.allow)?,
-        tls13_only: false,
-        keylog: None,
-        extract_secrets: false,
-        alpn: Vec::new(),
-        crt,
-        key,
+        allow,
         more_certs,
-        cas: flags.cas,
         crls: flags.crls,
+        ..TlsSettings::new(crt, key, flags.cas)
     })
 }
 

@@ -127,7 +127,6 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
         sockets,
         threads: config.threads,
         max_conns: config.max_conns,
-        ktls: ktls.is_some(),
     };
     // After every check (a refused start is one error line, nothing else) and before binding.
     raise_open_files_limit();

@@ -33,8 +33,6 @@ pub struct WorkerPlan {
     pub threads: usize,
     /// Total connection limit, split evenly across workers.
     pub max_conns: Option<usize>,
-    /// Established connections go to kernel TLS where their suite allows (for the log).
-    pub ktls: bool,
 }
 
 /// Where the workers accept.
@@ -244,7 +242,7 @@ pub fn start(plan: WorkerPlan, settings: Arc<Settings>) -> Result<Server, StartE
                     .num("worker", ready.worker as u64)
                     .word("cpu", cpu)
                     .word("driver", ready.driver)
-                    .word("ktls", if plan.ktls { "on" } else { "off" })
+                    .word("ktls", if settings.ktls.is_some() { "on" } else { "off" })
                     .emit();
             }
             Ok(Err(e)) => return Err(e),

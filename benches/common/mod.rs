@@ -30,18 +30,11 @@ impl Fixture {
             std::fs::write(&p, body).expect("write");
             p
         };
-        let files = TlsSettings {
-            allow: Default::default(),
-            tls13_only: false,
-            keylog: None,
-            extract_secrets: false,
-            alpn: Vec::new(),
-            more_certs: Vec::new(),
-            crt: write("server.pem", &pki.server_pem),
-            key: write("server.key", &pki.server_key),
-            cas: vec![write("ca.pem", &pki.ca_pem)],
-            crls: Vec::new(),
-        };
+        let files = TlsSettings::new(
+            write("server.pem", &pki.server_pem),
+            write("server.key", &pki.server_key),
+            vec![write("ca.pem", &pki.ca_pem)],
+        );
         let material = load_tls(&files).expect("load tls");
         let _ = std::fs::remove_dir_all(&dir);
         Fixture {

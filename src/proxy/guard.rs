@@ -47,7 +47,8 @@ impl PeerChain for Vec<CertificateDer<'static>> {
     }
 }
 
-fn verify_chain(
+/// Verifies a client chain (leaf first) as a handshake would, now; no chain passes.
+pub(super) fn verify_chain(
     chain: Option<&[CertificateDer<'_>]>,
     verifier: &dyn ClientCertVerifier,
 ) -> Result<(), rustls::Error> {

@@ -243,7 +243,7 @@ pub async fn serve_connection(
             (Path::User, result)
         }
     };
-    stats.count_path(path.as_str());
+    stats.count_path(path);
     let (reason, detail) = match &result {
         Ok(()) => ("closed", String::new()),
         Err(e) => (e.reason(), e.detail()),
@@ -263,17 +263,20 @@ pub async fn serve_connection(
 
 /// Which data path carried an established connection.
 #[derive(Clone, Copy)]
-enum Path {
-    /// None: it ended before the relay.
-    None,
+pub enum Path {
     /// rustls in user space.
     User,
     /// Kernel TLS (`ktls`).
     Kernel,
+    /// None: it ended before the relay.
+    None,
 }
 
 impl Path {
-    fn as_str(self) -> &'static str {
+    /// The paths a relay takes, in metric order (the metrics index by `path as usize`).
+    pub const RELAYED: [Path; 2] = [Path::User, Path::Kernel];
+
+    pub fn as_str(self) -> &'static str {
         match self {
             Path::None => "none",
             Path::User => "userspace",
@@ -313,13 +316,11 @@ fn recheck_resumed(
     if conn.handshake_kind() != Some(rustls::HandshakeKind::Resumed) {
         return Ok(());
     }
-    match conn.peer_certificates() {
-        Some([leaf, intermediates @ ..]) => verifier
-            .verify_client_cert(leaf, intermediates, rustls::pki_types::UnixTime::now())
-            .map(|_| ()),
-        _ if verifier.client_auth_mandatory() => Err(rustls::Error::NoCertificatesPresented),
-        _ => Ok(()),
+    let chain = conn.peer_certificates();
+    if chain.is_none_or(|c| c.is_empty()) && verifier.client_auth_mandatory() {
+        return Err(rustls::Error::NoCertificatesPresented);
     }
+    guard::verify_chain(chain, verifier)
 }
 
 fn log_rejected(
@@ -346,28 +347,14 @@ fn log_rejected(
             );
             (event, leaf.as_deref())
         }
-        HandshakeError::Eof => (
-            reject_event(
-                stats,
-                peer,
-                started,
-                Reject::ClientClosed,
-                None,
-                "closed mid-handshake",
-            ),
-            None,
-        ),
-        HandshakeError::Io(e) => (
-            reject_event(
-                stats,
-                peer,
-                started,
-                Reject::ClientClosed,
-                None,
-                &e.to_string(),
-            ),
-            None,
-        ),
+        HandshakeError::Eof | HandshakeError::Io(_) => {
+            let detail = match err {
+                HandshakeError::Io(e) => e.to_string(),
+                _ => "closed mid-handshake".to_owned(),
+            };
+            let event = reject_event(stats, peer, started, Reject::ClientClosed, None, &detail);
+            (event, None)
+        }
     };
     // What was negotiated before the refusal, as far as it got, and the refused certificate
     // when that is what failed: the same fields as a close event.

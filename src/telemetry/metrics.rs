@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+use crate::proxy::Path;
 use crate::proxy::reason::Reject;
 use crate::proxy::relay::CLOSE_REASONS;
 
@@ -63,11 +64,8 @@ pub struct WorkerStats {
     pub bytes_down: Counter,
     pub upstream_failures: Counter,
     closed: [Counter; CLOSE_REASONS.len()],
-    paths: [Counter; PATHS.len()],
+    paths: [Counter; Path::RELAYED.len()],
 }
-
-/// The data paths an established connection can take.
-const PATHS: [&str; 2] = ["userspace", "ktls"];
 
 impl WorkerStats {
     /// Counters for worker `id`, living as long as the process (workers never end).
@@ -95,9 +93,9 @@ impl WorkerStats {
     }
 
     /// Counts an established connection by the data path that carries it.
-    pub fn count_path(&self, path: &str) {
-        if let Some(i) = PATHS.iter().position(|p| *p == path) {
-            self.paths[i].add(1);
+    pub fn count_path(&self, path: Path) {
+        if let Some(counter) = self.paths.get(path as usize) {
+            counter.add(1);
         }
     }
 
@@ -338,11 +336,12 @@ pub fn render(workers: &[&'static WorkerStats], control: &ControlStats) -> Strin
         out,
         "# HELP ringtls_connections_by_path_total Established connections by data path: rustls in user space, or kernel TLS (--ktls).\n# TYPE ringtls_connections_by_path_total counter"
     );
-    for (i, path) in PATHS.iter().enumerate() {
+    for path in Path::RELAYED {
         let _ = writeln!(
             out,
-            "ringtls_connections_by_path_total{{path=\"{path}\"}} {}",
-            sum(&|w| w.paths[i].get())
+            "ringtls_connections_by_path_total{{path=\"{}\"}} {}",
+            path.as_str(),
+            sum(&|w| w.paths[path as usize].get())
         );
     }
     let _ = writeln!(

@@ -98,6 +98,24 @@ pub struct TlsSettings {
     pub crls: Vec<PathBuf>,
 }
 
+impl TlsSettings {
+    /// One certificate and key, these CA bundles, and every other setting at its default.
+    pub fn new(crt: PathBuf, key: PathBuf, cas: Vec<PathBuf>) -> TlsSettings {
+        TlsSettings {
+            allow: Default::default(),
+            tls13_only: false,
+            keylog: None,
+            extract_secrets: false,
+            alpn: Vec::new(),
+            crt,
+            key,
+            more_certs: Vec::new(),
+            cas,
+            crls: Vec::new(),
+        }
+    }
+}
+
 /// Everything loaded from [`TlsSettings`], validated, plus the shared server configuration.
 pub struct TlsMaterial {
     pub server_config: Arc<ServerConfig>,
