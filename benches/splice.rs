@@ -1,156 +1,252 @@
-//! Plaintext forwarding on loopback, the part of the data path that kernel TLS leaves to us:
-//! one thread moves `SIZE` bytes from one TCP connection to another, either with read/write
-//! through a reused 128 KiB buffer or with splice(2) through a pipe (socket → pipe → socket, the
-//! bytes never entering user space). Reports the forwarding thread's CPU per GiB and the wall
-//! time of each, best of `RUNS`, so the choice between them rests on a number from this machine.
+//! The plaintext side of the kernel-TLS data path, measured on the runtime it runs on: one
+//! monoio worker forwards `SIZE` bytes from one loopback TCP connection to another (a feeder
+//! thread writes, a sink thread reads), under each driver, by each candidate method:
 //!
-//! `cargo bench --bench splice` (add `-- --json` for one JSON object).
+//! - `splice N` — ringtls' forwarder (`proxy::splice::forward`): non-blocking splice(2) on
+//!   readiness through a pooled pipe of N bytes. `splice 16K` stands for a kernel-TLS source,
+//!   which gives at most one record (16 KiB) per splice call;
+//! - `read/write` — monoio reads into a reused 128 KiB buffer and writes it out (the copy a
+//!   kernel-TLS relay without splice would make);
+//! - `monoio splice` — monoio's own splice op (io_uring's IORING_OP_SPLICE under io_uring,
+//!   splice on readiness under epoll) through a default 64 KiB pipe;
+//! - `copy (ringtls)` — `proxy::splice::copy`: non-blocking read/write on readiness through a
+//!   buffer that sizes itself to the traffic;
+//! - `splice, no pipe left` — the forwarder when no pipe can be had (the same copy, round by
+//!   round).
+//!
+//! Reported: the process's CPU per GiB minus the feeder's and the sink's own (so io_uring's
+//! io-wq kernel threads, which run inside the process, are counted), and wall time; best of
+//! `RUNS`, the methods interleaved run by run. `cargo bench --bench splice [-- --json]`.
 
+use std::cell::Cell;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::net::TcpListener;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const SIZE: usize = 1 << 30;
-const RUNS: usize = 3;
-const CHUNK: usize = 128 * 1024;
-const PIPE: libc::c_int = 1 << 20;
+use monoio::io::splice::{SpliceDestination, SpliceSource};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use ringtls::proxy::splice::{self, Pipes};
 
-/// This thread's user+system CPU time.
-fn thread_cpu() -> Duration {
+const SIZE: usize = 512 << 20;
+const RUNS: usize = 5;
+const CHUNK: usize = 128 * 1024;
+
+fn cpu(who: libc::c_int) -> Duration {
+    // SAFETY: rusage is plain data; getrusage fills the one we own.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage writes the struct we own.
-    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+    // SAFETY: as above.
+    unsafe { libc::getrusage(who, &mut usage) };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
-/// A connected pair on loopback.
-fn pair() -> (TcpStream, TcpStream) {
+/// Pins this thread to core `i` (of those present): the forwarder on one core, the feeder and
+/// the sink on another, as `scripts/bench.sh` places the server and its load.
+fn pin(i: usize) {
+    if let Some(ids) = core_affinity::get_core_ids()
+        && let Some(id) = ids.get(i % ids.len())
+    {
+        core_affinity::set_for_current(*id);
+    }
+}
+
+fn pair() -> (std::net::TcpStream, std::net::TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let a = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+    let a = std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
     let (b, _) = listener.accept().expect("accept");
     (a, b)
 }
 
-fn read_write(from: &mut TcpStream, to: &mut TcpStream) {
-    let mut buf = vec![0u8; CHUNK];
-    let mut left = SIZE;
-    while left > 0 {
-        let n = from.read(&mut buf).expect("read");
-        assert!(n > 0, "source ended early");
-        to.write_all(&buf[..n]).expect("write");
-        left -= n;
-    }
+#[derive(Clone, Copy)]
+enum Method {
+    Splice(usize),
+    ReadWrite,
+    MonoioSplice,
+    Copy,
+    NoPipe,
 }
 
-fn splice(from: &TcpStream, to: &TcpStream) {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills the two-element array; the fds are closed below.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: plain fcntl on the pipe we just made.
-    unsafe { libc::fcntl(fds[1], libc::F_SETPIPE_SZ, PIPE) };
-    let mut left = SIZE;
-    while left > 0 {
-        // SAFETY: splice(2) between descriptors this function owns or borrows for the call;
-        // null offsets, as sockets and pipes require.
-        let n = unsafe {
-            libc::splice(
-                from.as_raw_fd(),
-                std::ptr::null_mut(),
-                fds[1],
-                std::ptr::null_mut(),
-                PIPE as usize,
-                libc::SPLICE_F_MOVE,
-            )
-        };
-        assert!(n > 0, "splice in: {}", std::io::Error::last_os_error());
-        let mut inside = n as usize;
-        while inside > 0 {
-            // SAFETY: as above.
-            let m = unsafe {
-                libc::splice(
-                    fds[0],
-                    std::ptr::null_mut(),
-                    to.as_raw_fd(),
-                    std::ptr::null_mut(),
-                    inside,
-                    libc::SPLICE_F_MOVE,
-                )
-            };
-            assert!(m > 0, "splice out: {}", std::io::Error::last_os_error());
-            inside -= m as usize;
+impl Method {
+    fn name(self) -> String {
+        match self {
+            Method::Splice(n) => format!("splice {}K", n >> 10),
+            Method::ReadWrite => "read/write 128K".into(),
+            Method::MonoioSplice => "monoio splice op".into(),
+            Method::Copy => "copy (ringtls)".into(),
+            Method::NoPipe => "splice, no pipe left".into(),
         }
-        left -= n as usize;
-    }
-    // SAFETY: closing the pipe's two descriptors, once.
-    unsafe {
-        libc::close(fds[0]);
-        libc::close(fds[1]);
     }
 }
 
-/// One run: a source thread writes SIZE bytes, a sink thread reads them, and this thread
-/// forwards with `method`. Returns (forwarder CPU, wall time).
-fn run(method: &str) -> (Duration, Duration) {
-    let (mut src_w, mut src_r) = pair();
-    let (mut dst_w, mut dst_r) = pair();
-    let source = thread::spawn(move || {
+async fn forward(method: Method, src: TcpStream, mut dst: TcpStream) {
+    match method {
+        Method::Splice(_) | Method::Copy | Method::NoPipe => {
+            splice::take_over(&src).expect("nonblocking");
+            splice::take_over(&dst).expect("nonblocking");
+            let moved = Cell::new(0);
+            let count = |n, _| moved.set(moved.get() + n);
+            match method {
+                Method::Splice(size) => {
+                    splice::forward(&src, &dst, &Pipes::new(size), count, || {}).await
+                }
+                Method::NoPipe => splice::forward(&src, &dst, &Pipes::new(0), count, || {}).await,
+                _ => splice::copy(&src, &dst, count, || {}).await,
+            }
+            .expect("forward");
+            assert_eq!(moved.get(), SIZE);
+        }
+        Method::ReadWrite => {
+            let mut src = src;
+            let mut buf = Vec::with_capacity(CHUNK);
+            loop {
+                let (res, b) = src.read(buf).await;
+                let n = res.expect("read");
+                if n == 0 {
+                    break;
+                }
+                let (res, b) = dst.write_all(b).await;
+                res.expect("write");
+                buf = b;
+                buf.clear();
+            }
+        }
+        Method::MonoioSplice => {
+            let mut src = src;
+            let (mut r, mut w) = monoio::net::unix::new_pipe().expect("pipe");
+            // monoio does not expose the pipe's descriptor for F_SETPIPE_SZ: the default
+            // 64 KiB pipe (16 pages).
+            loop {
+                let n = src.splice_to_pipe(&mut w, 1 << 20).await.expect("in");
+                if n == 0 {
+                    break;
+                }
+                let mut inside = n;
+                while inside > 0 {
+                    inside -= dst.splice_from_pipe(&mut r, inside).await.expect("out");
+                }
+            }
+        }
+    }
+}
+
+/// One run under `uring` or epoll: (forwarder CPU, wall, feeder + sink CPU).
+fn run(method: Method, uring: bool) -> (Duration, Duration, Duration) {
+    let (mut feeder, src) = pair();
+    let (dst, mut sink) = pair();
+    let feeding = thread::spawn(move || {
+        pin(1);
         let chunk = vec![0x5au8; CHUNK];
         let mut left = SIZE;
         while left > 0 {
             let n = left.min(CHUNK);
-            src_w.write_all(&chunk[..n]).expect("source write");
+            feeder.write_all(&chunk[..n]).expect("feed");
             left -= n;
         }
+        drop(feeder);
+        cpu(libc::RUSAGE_THREAD)
     });
-    let sink = thread::spawn(move || {
+    let draining = thread::spawn(move || {
+        pin(1);
         let mut buf = vec![0u8; CHUNK];
         let mut got = 0;
-        while got < SIZE {
-            let n = dst_r.read(&mut buf).expect("sink read");
-            assert!(n > 0);
+        loop {
+            let n = sink.read(&mut buf).expect("sink");
+            if n == 0 {
+                break;
+            }
             got += n;
         }
+        assert_eq!(got, SIZE);
+        cpu(libc::RUSAGE_THREAD)
     });
-    let cpu0 = thread_cpu();
+    let before = cpu(libc::RUSAGE_SELF);
     let t0 = Instant::now();
-    match method {
-        "read/write" => read_write(&mut src_r, &mut dst_w),
-        _ => splice(&src_r, &dst_w),
+    let job = async move {
+        let src = TcpStream::from_std(src).expect("src");
+        let dst = TcpStream::from_std(dst).expect("dst");
+        forward(method, src, dst).await;
+    };
+    if uring {
+        monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .build()
+            .expect("io_uring")
+            .block_on(job);
+    } else {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .build()
+            .expect("epoll")
+            .block_on(job);
     }
-    let (cpu, wall) = (thread_cpu() - cpu0, t0.elapsed());
-    source.join().expect("source");
-    sink.join().expect("sink");
-    (cpu, wall)
+    let fed = feeding.join().expect("feeder");
+    let drained = draining.join().expect("sink");
+    let wall = t0.elapsed();
+    let total = cpu(libc::RUSAGE_SELF) - before;
+    (total.saturating_sub(fed + drained), wall, fed + drained)
 }
 
 fn main() {
+    pin(0);
     let json = std::env::args().any(|a| a == "--json");
+    let methods = [
+        Method::ReadWrite,
+        Method::Splice(64 << 10),
+        Method::Splice(256 << 10),
+        Method::Splice(1 << 20),
+        Method::Splice(16 << 10),
+        Method::Copy,
+        Method::NoPipe,
+        Method::MonoioSplice,
+    ];
     let gib = SIZE as f64 / (1u64 << 30) as f64;
     let mut rows = Vec::new();
-    for method in ["read/write", "splice"] {
-        let best = (0..RUNS)
-            .map(|_| run(method))
-            .min_by_key(|(cpu, _)| *cpu)
-            .expect("runs");
-        rows.push((
-            method,
-            best.0.as_secs_f64() / gib,
-            best.1.as_secs_f64() / gib,
-        ));
-    }
-    let ratio = rows[1].1 / rows[0].1;
-    if json {
-        println!(
-            "{{\"read_write_cpu_s_per_gib\":{:.3},\"splice_cpu_s_per_gib\":{:.3},\"read_write_wall_s_per_gib\":{:.3},\"splice_wall_s_per_gib\":{:.3},\"splice_vs_read_write_cpu\":{ratio:.2}}}",
-            rows[0].1, rows[1].1, rows[0].2, rows[1].2
-        );
-    } else {
-        for (method, cpu, wall) in &rows {
-            println!("{method:>10}: forwarder CPU {cpu:.3} s/GiB, wall {wall:.3} s/GiB");
+    for uring in [true, false] {
+        let mut best = vec![(Duration::MAX, Duration::MAX, Duration::MAX); methods.len()];
+        for _ in 0..RUNS {
+            for (i, m) in methods.iter().enumerate() {
+                let r = run(*m, uring);
+                if r.0 < best[i].0 {
+                    best[i] = r;
+                }
+            }
         }
-        println!("splice / read-write CPU: {ratio:.2}x (best of {RUNS} runs of {gib} GiB)");
+        let base = best[0].0.as_secs_f64();
+        for (m, (c, w, peers)) in methods.iter().zip(best) {
+            rows.push((
+                if uring { "io_uring" } else { "epoll" },
+                m.name(),
+                c.as_secs_f64() / gib,
+                SIZE as f64 / (1 << 20) as f64 / w.as_secs_f64(),
+                c.as_secs_f64() / base,
+                peers.as_secs_f64() / gib,
+            ));
+        }
+    }
+    if json {
+        let items: Vec<String> = rows
+            .iter()
+            .map(|(d, m, c, mbs, ratio, peers)| {
+                format!(
+                    "{{\"driver\":\"{d}\",\"method\":\"{m}\",\"cpu_s_per_gib\":{c:.3},\"mib_s\":{mbs:.0},\"vs_read_write\":{ratio:.2},\"feeder_sink_cpu_s_per_gib\":{peers:.3}}}"
+                )
+            })
+            .collect();
+        println!(
+            "{{\"bytes\":{SIZE},\"runs\":{RUNS},\"rows\":[{}]}}",
+            items.join(",")
+        );
+        return;
+    }
+    println!(
+        "forwarding {} MiB over loopback, one monoio worker, best of {RUNS}",
+        SIZE >> 20
+    );
+    println!(
+        "{:<9} {:<20} {:>10} {:>14} {:>9} {:>16}",
+        "driver", "method", "CPU s/GiB", "vs read/write", "MiB/s", "feeder+sink s/GiB"
+    );
+    for (d, m, c, mbs, ratio, peers) in rows {
+        println!("{d:<9} {m:<20} {c:>10.3} {ratio:>13.2}x {mbs:>9.0} {peers:>16.3}");
     }
 }

@@ -8,6 +8,7 @@
 mod common;
 
 use std::io::{Read, Write};
+use std::os::unix::net::UnixListener;
 use std::thread;
 
 use common::client::{self, split};
@@ -28,10 +29,11 @@ fn expect_ktls() -> bool {
     std::env::var_os("RINGTLS_EXPECT_KTLS").is_some_and(|v| v == "1")
 }
 
-fn start(setup: &Setup, upstream: &Upstream, mode: &str) -> (common::Server, Option<String>) {
-    let server = setup
-        .serve(upstream.addr)
-        .args(["--ktls", mode, "--metrics", "127.0.0.1:0"])
+/// Starts `serve` with `--ktls auto` and metrics; returns the server and the suites the
+/// kernel offers.
+fn start(serve: Serve) -> (common::Server, Option<String>) {
+    let server = serve
+        .args(["--ktls", "auto", "--metrics", "127.0.0.1:0"])
         .start();
     let suites = offered(&server);
     if expect_ktls() {
@@ -44,14 +46,29 @@ fn start(setup: &Setup, upstream: &Upstream, mode: &str) -> (common::Server, Opt
     (server, suites)
 }
 
-/// The path the server's close event names for the connection whose client CN is `cn`.
-fn path_of(server: &common::Server, cn: &str) -> String {
-    let line = server.wait_for_line(&["conn.closed", &format!("client=\"{cn}\"")]);
-    line.split("path=")
+/// The close event of the connection whose client CN is `cn`.
+fn closed(server: &common::Server, cn: &str) -> String {
+    server.wait_for_line(&["conn.closed", &format!("client=\"{cn}\"")])
+}
+
+/// A word field of an event line.
+fn field(line: &str, name: &str) -> String {
+    line.split(&format!(" {name}="))
         .nth(1)
         .and_then(|r| r.split_whitespace().next())
         .unwrap_or("")
         .to_owned()
+}
+
+/// The path the server's close event names for the connection whose client CN is `cn`.
+fn path_of(server: &common::Server, cn: &str) -> String {
+    field(&closed(server, cn), "path")
+}
+
+/// Where the upstream listens.
+enum Via {
+    Tcp,
+    Unix,
 }
 
 #[test]
@@ -83,13 +100,26 @@ fn ktls_on_refuses_to_start_without_kernel_tls() {
 }
 
 /// 64 MiB each way, checksummed, through the path the kernel allows; the close event says
-/// which path it was.
-fn transfer(version: Version, suite: Option<CipherSuite>) {
+/// which path it was, and on the kernel path that every byte down went through a pipe.
+fn transfer(version: Version, suite: Option<CipherSuite>, via: Via) {
     const LEN: usize = 64 << 20;
     let setup = Setup::new();
     let upstream = Upstream::echo();
-    let (server, suites) = start(&setup, &upstream, "auto");
-    let cn = format!("Bulk {version:?}");
+    let socket = setup.dir.join("echo.sock");
+    let server = match via {
+        Via::Tcp => setup.serve(upstream.addr),
+        Via::Unix => {
+            common::upstream::echo_unix(UnixListener::bind(&socket).expect("bind unix upstream"));
+            Serve::to(
+                &format!("unix:{}", socket.display()),
+                &setup.crt,
+                &setup.key,
+            )
+            .ca(&setup.ca_file)
+        }
+    };
+    let (server, suites) = start(server);
+    let cn = format!("Bulk {version:?} {suite:?}");
     let mut opts = setup.client(&setup.ca.client(&cn)).version(version);
     if let Some(suite) = suite {
         opts = opts.suite(suite);
@@ -104,8 +134,10 @@ fn transfer(version: Version, suite: Option<CipherSuite>) {
     sending.join().expect("sender").expect("64 MiB up");
     assert_eq!(got.0, LEN);
     assert_eq!(hex(&got.1), hex(&Pattern::digest(7, LEN)));
-    let path = path_of(&server, &cn);
-    eprintln!("{cn} {suite:?}: path={path}; the kernel offers {suites:?}");
+    let line = closed(&server, &cn);
+    let path = field(&line, "path");
+    let spliced = field(&line, "spliced");
+    eprintln!("{cn}: path={path} spliced={spliced}; the kernel offers {suites:?}");
     let chacha = suite == Some(CipherSuite::TLS13_CHACHA20_POLY1305_SHA256);
     let kernel_takes_it = suites.as_deref().is_some_and(|s| {
         if chacha {
@@ -120,6 +152,10 @@ fn transfer(version: Version, suite: Option<CipherSuite>) {
         "offered: {suites:?}\n{}",
         server.stderr()
     );
+    // Upstream → client goes through pipes on the kernel path (a round copies only when no
+    // pipe can be had, which nothing here provokes); user space splices nothing.
+    let expected = if path == "ktls" { LEN } else { 0 };
+    assert_eq!(spliced, expected.to_string(), "{line}");
     let (_, metrics) = common::http_get(server.metrics.expect("metrics"), "/metrics");
     assert!(
         metrics
@@ -131,12 +167,21 @@ fn transfer(version: Version, suite: Option<CipherSuite>) {
 
 #[test]
 fn moves_64_mib_each_way_intact_over_tls13() {
-    transfer(Version::Tls13, None);
+    transfer(Version::Tls13, None, Via::Tcp);
 }
 
 #[test]
 fn moves_64_mib_each_way_intact_over_tls12() {
-    transfer(Version::Tls12, None);
+    transfer(Version::Tls12, None, Via::Tcp);
+}
+
+#[test]
+fn moves_64_mib_each_way_intact_to_a_unix_socket_upstream() {
+    transfer(
+        Version::Tls13,
+        Some(CipherSuite::TLS13_AES_256_GCM_SHA384),
+        Via::Unix,
+    );
 }
 
 #[test]
@@ -145,6 +190,7 @@ fn a_suite_the_kernel_does_not_take_stays_in_user_space() {
     transfer(
         Version::Tls13,
         Some(CipherSuite::TLS13_CHACHA20_POLY1305_SHA256),
+        Via::Tcp,
     );
 }
 
@@ -159,7 +205,7 @@ fn half_closes_and_close_notify_cross_the_kernel_path() {
         let _ = sock.write_all(&request);
         let _ = sock.write_all(b" -- answered after EOF");
     });
-    let (server, _) = start(&setup, &upstream, "auto");
+    let (server, _) = start(setup.serve(upstream.addr));
     let stream =
         client::handshake(server.addr(), &setup.client(&setup.ca.client("Half"))).expect("tls");
     let (mut reader, mut writer) = split(stream);
@@ -179,7 +225,7 @@ fn half_closes_and_close_notify_cross_the_kernel_path() {
 fn a_client_key_update_is_followed_or_ends_cleanly() {
     let setup = Setup::new();
     let upstream = Upstream::echo();
-    let (server, _) = start(&setup, &upstream, "auto");
+    let (server, _) = start(setup.serve(upstream.addr));
     let mut stream = client::connect(
         server.addr(),
         &setup

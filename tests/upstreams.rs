@@ -3,28 +3,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::os::unix::net::UnixListener;
 
+use common::upstream::echo_unix;
 use common::{Serve, Setup, Upstream, connect, probe};
-
-/// Echoes each connection on `listener` from a thread of its own.
-fn echo_unix(listener: UnixListener) {
-    std::thread::spawn(move || {
-        for sock in listener.incoming() {
-            let Ok(mut sock) = sock else { continue };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 16 * 1024];
-                while let Ok(n) = sock.read(&mut buf) {
-                    if n == 0 || sock.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-}
 
 #[test]
 fn forwards_to_a_unix_socket_upstream() {

@@ -22,6 +22,8 @@ pub const KEEP: usize = 4 * 1024;
 /// The read buffer of one direction.
 pub struct ReadBuf {
     buf: Vec<u8>,
+    /// The capacity to allocate when the buffer was parked.
+    parked: usize,
 }
 
 impl ReadBuf {
@@ -29,14 +31,26 @@ impl ReadBuf {
     pub fn small() -> ReadBuf {
         ReadBuf {
             buf: Vec::with_capacity(SMALL),
+            parked: SMALL,
         }
     }
 
     /// The buffer to hand to the next read, emptied.
     pub fn take(&mut self) -> Vec<u8> {
         let mut buf = std::mem::take(&mut self.buf);
+        if buf.capacity() == 0 {
+            return Vec::with_capacity(self.parked);
+        }
         buf.clear();
         buf
+    }
+
+    /// Gives up the buffer while the direction waits for readiness (readiness-driven reads,
+    /// where the wait needs no buffer), remembering its size for the next `take`: a bulk
+    /// stream that briefly ran dry resumes at full size, and no waiting direction holds one.
+    pub fn park(&mut self, buf: Vec<u8>) {
+        self.parked = buf.capacity().max(SMALL);
+        self.buf = Vec::new();
     }
 
     /// Takes the buffer back after a read of `n` bytes (already consumed) and picks the size of
@@ -86,9 +100,22 @@ mod tests {
         let b = rb.take();
         assert!(b.capacity() >= BIG);
         assert!(rb.put_back(b, 100), "a 100-byte read looks idle");
-        assert!(
-            rb.take().capacity() < BIG,
-            "did not shrink after a small read"
-        );
+        let b = rb.take();
+        assert!(b.capacity() < BIG, "did not shrink after a small read");
+        rb.put_back(b, 0);
+    }
+
+    #[test]
+    fn a_parked_buffer_comes_back_at_its_size() {
+        let mut rb = ReadBuf::small();
+        let b = rb.take();
+        let full = b.capacity();
+        rb.put_back(b, full);
+        let b = rb.take();
+        let size = b.capacity();
+        assert!(size >= BIG);
+        rb.park(b);
+        assert_eq!(rb.buf.capacity(), 0, "a parked buffer is released");
+        assert_eq!(rb.take().capacity(), size);
     }
 }

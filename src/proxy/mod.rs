@@ -17,6 +17,7 @@ pub mod proxy_v2;
 pub mod reason;
 pub mod relay;
 mod session;
+pub mod splice;
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -149,21 +150,23 @@ pub async fn serve_connection(
     stats.handshake_done(started.elapsed());
     let leaf = conn.peer_certificates().and_then(|chain| chain.first());
     let facts = session::SessionFacts::read(&conn, leaf.map(|der| der.as_ref()));
-    let closed = |level: Level, path: Path, up: u64, down: u64, reason: &str, detail: &str| {
-        facts
-            .add_to(
-                Event::new(level, "conn.closed")
-                    .num("worker", worker as u64)
-                    .word("peer", peer),
-            )
-            .word("path", path.as_str())
-            .num("up", up)
-            .num("down", down)
-            .num("ms", started.elapsed().as_millis())
-            .word("reason", reason)
-            .text("detail", detail)
-            .emit();
-    };
+    let closed =
+        |level: Level, path: Path, counters: &relay::Counters, reason: &str, detail: &str| {
+            facts
+                .add_to(
+                    Event::new(level, "conn.closed")
+                        .num("worker", worker as u64)
+                        .word("peer", peer),
+                )
+                .word("path", path.as_str())
+                .num("up", counters.up.get())
+                .num("down", counters.down.get())
+                .num("spliced", counters.spliced.get())
+                .num("ms", started.elapsed().as_millis())
+                .word("reason", reason)
+                .text("detail", detail)
+                .emit();
+        };
 
     let upstream = connect::connect(&generation.upstream, settings.connect_timeout).await;
     drop(generation);
@@ -178,8 +181,7 @@ pub async fn serve_connection(
             closed(
                 Level::Warn,
                 Path::None,
-                0,
-                0,
+                &relay::Counters::default(),
                 Reject::UpstreamUnreachable.as_str(),
                 &detail,
             );
@@ -251,14 +253,7 @@ pub async fn serve_connection(
     stats.bytes_up.add(counters.up.get());
     stats.bytes_down.add(counters.down.get());
     stats.count_close(reason);
-    closed(
-        Level::Info,
-        path,
-        counters.up.get(),
-        counters.down.get(),
-        reason,
-        &detail,
-    );
+    closed(Level::Info, path, &counters, reason, &detail);
 }
 
 /// Which data path carried an established connection.

@@ -144,6 +144,8 @@ pub struct Counters {
     pub up: Cell<u64>,
     /// Plaintext bytes upstream → client.
     pub down: Cell<u64>,
+    /// Of those, the bytes that went through a pipe (kernel TLS), never entering user space.
+    pub spliced: Cell<u64>,
     /// Bumped on every read either way; the idle watch looks for it to stand still.
     activity: Cell<u64>,
 }

@@ -8,3 +8,4 @@ pub mod ktls;
 pub mod listener;
 pub mod rlimit;
 pub mod signals;
+pub mod splice;

@@ -5,6 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -155,18 +156,39 @@ impl Drop for Upstream {
 
 /// The echo upstream's handler: every byte back until EOF, then a half-close of its own.
 pub fn echo_loop(mut sock: TcpStream) {
+    if echo(&mut sock) {
+        let _ = sock.shutdown(Shutdown::Write);
+    }
+}
+
+/// Every byte back until EOF; false if the peer went away first.
+fn echo(sock: &mut (impl Read + Write)) -> bool {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match sock.read(&mut buf) {
-            Ok(0) | Err(_) => break,
+            Ok(0) | Err(_) => return true,
             Ok(n) => {
                 if sock.write_all(&buf[..n]).is_err() {
-                    return;
+                    return false;
                 }
             }
         }
     }
-    let _ = sock.shutdown(Shutdown::Write);
+}
+
+/// An echo upstream on a Unix socket (`--upstream unix:PATH`), as `echo_loop` does, each
+/// connection on a thread of its own.
+pub fn echo_unix(listener: UnixListener) {
+    thread::spawn(move || {
+        for sock in listener.incoming() {
+            let Ok(mut sock) = sock else { continue };
+            thread::spawn(move || {
+                if echo(&mut sock) {
+                    let _ = sock.shutdown(Shutdown::Write);
+                }
+            });
+        }
+    });
 }
 
 /// An address on 127.0.0.1 where nothing listens: bound then released. Another process could
