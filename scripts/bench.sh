@@ -8,8 +8,14 @@
 #
 # Options: --quick, --no-build (use target/release/ringtls as it is), --out DIR (default
 # benches/results), --servers ringtls,haproxy,nginx,stunnel (a subset, for debugging; ratios need
-# haproxy), --only 1,5 (run only these measurement blocks, for debugging), --keep (keep the temp
-# dir with configs and logs).
+# haproxy), --only 1,5 (run only these measurement blocks, for debugging: 1 handshakes and echo,
+# 2 RSA handshakes, 3 bulk up, 4 bulk down, 5 idle memory, 6 ringtls threads, 7 ringtls kernel TLS
+# vs user space), --keep (keep the temp dir with configs and logs).
+#
+# Environment: BENCH_KTLS_FORCE=1 runs block 7 (ringtls kernel TLS vs user space) also on a kernel
+# that offers no kernel TLS, for debugging the block: its "ktls" runs then use --ktls auto instead
+# of --ktls on and so show 0 kernel TLS connections. Without it, block 7 is skipped on such a
+# kernel, and stderr and results.md say so.
 #
 # Method. Every server gets ONE worker pinned to core 0 (taskset -c 0; haproxy nbthread 1; nginx
 # master_process off so the one process is the worker; stunnel as packaged, thread per connection,
@@ -28,13 +34,13 @@
 # results.md and chart.svg.
 set -euo pipefail
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^# Method\./p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 
 QUICK=0
 BUILD=1
 KEEP=0
 SERVERS="ringtls,haproxy,nginx,stunnel"
-ONLY="1,2,3,4,5,6"
+ONLY="1,2,3,4,5,6,7"
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT="$ROOT/benches/results"
 while [[ $# -gt 0 ]]; do
@@ -247,6 +253,8 @@ SRV_PORT=
 SRV_NAME=
 SRV_LOG=
 INSTANCE=0
+# Extra flags for `ringtls serve` (block 7 sets --ktls and resets it); the other servers ignore it.
+RINGTLS_EXTRA=()
 
 render() { # render TEMPLATE OUT KEY=VALUE...
     local template=$1 out=$2 expr=() kv
@@ -274,7 +282,7 @@ start_server() {
         ringtls)
             "${pincmd[@]}" "$RINGTLS" serve --listen 127.0.0.1:0 --upstream "127.0.0.1:$up" \
                 --crt "$crt" --key "$key" --mutual-tls-cas "$PKI/ca.pem" --threads "$threads" \
-                > "$dir/stdout" 2> "$SRV_LOG" &
+                ${RINGTLS_EXTRA[@]+"${RINGTLS_EXTRA[@]}"} > "$dir/stdout" 2> "$SRV_LOG" &
             pid=$!
             CHILDREN+=("$pid")
             port=$(listening_port ringtls "$pid" "$dir/stdout") ||
@@ -320,9 +328,11 @@ start_server() {
     SRV_PORT=$port
     SRV_NAME=$name
     SRV_UPMODE=$upmode
-    SRV_INSTANCE="$cert certificate, upstream $upmode, threads $threads"
+    local extra=
+    [[ $name == ringtls && ${#RINGTLS_EXTRA[@]} -gt 0 ]] && extra=", ${RINGTLS_EXTRA[*]}"
+    SRV_INSTANCE="$cert certificate, upstream $upmode, threads $threads$extra"
     LAST_MEASURE=start
-    log "$name up: pid $pid port $port (cert $cert, upstream $upmode, threads $threads, pinned $pin)"
+    log "$name up: pid $pid port $port (cert $cert, upstream $upmode, threads $threads, pinned $pin$extra)"
 }
 
 stop_server() {
@@ -369,6 +379,16 @@ write_meta() {
         done
         printf '}\n'
     } > "$file"
+}
+
+# append_meta FILE KEY=VALUE...: adds keys to a meta JSON file that write_meta wrote.
+append_meta() {
+    local file=$1 old add
+    shift
+    write_meta "$file.add" "$@"
+    old=$(< "$file") add=$(< "$file.add")
+    rm -f "$file.add"
+    printf '%s,%s\n' "${old%\}}" "${add#\{}" > "$file"
 }
 
 load_cmd() { # load_cmd [nocert] ARGS... -> LOAD array
@@ -543,7 +563,7 @@ hs_args=(--mode handshake --concurrency "$HS_CONC" --duration "$DUR")
 warmup() { run_load warmup "$1" --mode handshake --concurrency "$HS_CONC" --duration "$WARMUP" || true; }
 
 if block 1; then
-    log "block 1/6: full and resumed handshakes, echo latency (ECDSA, echo upstream)"
+    log "block 1/7: full and resumed handshakes, echo latency (ECDSA, echo upstream)"
     for s in "${SERVER_LIST[@]}"; do
         start_server "$s" ecdsa echo 1 1
         check_mtls
@@ -559,7 +579,7 @@ if block 1; then
 fi
 
 if block 2; then
-    log "block 2/6: full handshakes with the RSA-2048 server certificate"
+    log "block 2/7: full handshakes with the RSA-2048 server certificate"
     for s in "${SERVER_LIST[@]}"; do
         start_server "$s" rsa echo 1 1
         warmup rsa
@@ -569,7 +589,7 @@ if block 2; then
 fi
 
 if block 3; then
-    log "block 3/6: bulk up (to a sink upstream)"
+    log "block 3/7: bulk up (to a sink upstream)"
     for s in "${SERVER_LIST[@]}"; do
         start_server "$s" ecdsa sink 1 1
         run_load bulk-up ecdsa --mode bulk-up --concurrency "$BULK_CONC" --bytes "$BULK_BYTES" --duration "$DUR" || true
@@ -578,7 +598,7 @@ if block 3; then
 fi
 
 if block 4; then
-    log "block 4/6: bulk down (from a source upstream)"
+    log "block 4/7: bulk down (from a source upstream)"
     for s in "${SERVER_LIST[@]}"; do
         start_server "$s" ecdsa source 1 1
         run_load bulk-down ecdsa --mode bulk-down --concurrency "$BULK_CONC" --bytes "$BULK_BYTES" --duration "$DUR" || true
@@ -587,7 +607,7 @@ if block 4; then
 fi
 
 if block 5; then
-    log "block 5/6: RSS per idle connection ($IDLE_N connections)"
+    log "block 5/7: RSS per idle connection ($IDLE_N connections)"
     for s in "${SERVER_LIST[@]}"; do
         start_server "$s" ecdsa echo 1 1
         # A short handshake run first, so that one-time allocations (TLS contexts, buffer pools)
@@ -600,7 +620,7 @@ if block 5; then
 fi
 
 if block 6 && [[ " ${SERVER_LIST[*]} " == *" ringtls "* ]]; then
-    log "block 6/6: ringtls --threads 1 vs --threads 2 (not pinned by taskset; load on core 1)"
+    log "block 6/7: ringtls --threads 1 vs --threads 2 (not pinned by taskset; load on core 1)"
     for t in 1 2; do
         SRV_THREADS=$t
         start_server ringtls ecdsa echo "$t" 0
@@ -609,6 +629,78 @@ if block 6 && [[ " ${SERVER_LIST[*]} " == *" ringtls "* ]]; then
         stop_server
     done
     SRV_THREADS=1
+fi
+
+# The data path each connection took, from ringtls' close events in LOG: "KTLS OTHER SPLICED DOWN",
+# the connections with path=ktls, those with any other path, and the sums of their spliced= and
+# down= bytes (down= is what the server sent the client, more than the load counts as read).
+ktls_paths() {
+    awk '$3 == "conn.closed" {
+        path = "?"
+        if (match($0, / path=[a-z]+ up=/)) path = substr($0, RSTART + 6, RLENGTH - 10)
+        if (path == "ktls") k++; else o++
+        if (match($0, / spliced=[0-9]+/)) s += substr($0, RSTART + 9, RLENGTH - 9)
+        if (match($0, / down=[0-9]+/)) d += substr($0, RSTART + 6, RLENGTH - 6)
+    }
+    END { printf "%d %d %.0f %.0f\n", k, o, s, d }' "$1"
+}
+
+KTLS_STATE="not probed (block 7 did not run)"
+if block 7; then
+    if [[ " ${SERVER_LIST[*]} " != *" ringtls "* ]]; then
+        log "block 7/7 skipped: ringtls is not in --servers"
+    else
+        log "block 7/7: ringtls kernel TLS vs user space, bulk up and bulk down"
+        # Whether this kernel offers kernel TLS: ringtls probes at start with --ktls auto and says
+        # ktls.available (suites=...) or ktls.unavailable (detail="...") in its log.
+        RINGTLS_EXTRA=(--ktls auto)
+        start_server ringtls ecdsa sink 1 1
+        probe_log=$SRV_LOG
+        stop_server
+        ktls_flag=on
+        if grep -q ' ktls\.available' "$probe_log"; then
+            KTLS_STATE="available ($(grep -m1 -o 'suites=[^ ]*' "$probe_log" || echo 'suites not logged'))"
+            log "  kernel TLS is available: ${KTLS_STATE#available }"
+        else
+            why=$(sed -nE 's/.* ktls\.unavailable .*detail="(([^"\\]|\\.)*)".*/\1/p' "$probe_log" | head -n1)
+            why=${why//\\\"/\"}
+            [[ -n $why ]] || why="ringtls --ktls auto logged no ktls.available line at start; log $(basename "$probe_log")"
+            KTLS_STATE="unavailable ($why)"
+            if [[ ${BENCH_KTLS_FORCE:-0} == 1 ]]; then
+                ktls_flag=auto
+                printf '\nbench: block 7 forced (BENCH_KTLS_FORCE=1) on a kernel without kernel TLS (%s): its "ktls" runs use --ktls auto and take the user-space path\n\n' "$why" >&2
+                echo "kernel TLS rows (block 7) forced with BENCH_KTLS_FORCE=1 on a kernel that offers no kernel TLS (\`$why\`): the kTLS rows ran with \`--ktls auto\` and measure user space again" >> "$WORK/notes.txt"
+            else
+                ktls_flag=
+                printf '\nbench: block 7 skipped: this kernel offers no kernel TLS (%s)\n\n' "$why" >&2
+                echo "kernel TLS rows (block 7) not measured: this kernel offers no kernel TLS (\`$why\`); BENCH_KTLS_FORCE=1 runs the block anyway with \`--ktls auto\`" >> "$WORK/notes.txt"
+            fi
+        fi
+        if [[ -n $ktls_flag ]]; then
+            # The loads of blocks 3 and 4; per direction --ktls off, then on, each on a fresh server.
+            for dir in up down; do
+                upmode=sink
+                [[ $dir == down ]] && upmode=source
+                for mode in off "$ktls_flag"; do
+                    kind=ktls
+                    [[ $mode == off ]] && kind=user
+                    RINGTLS_EXTRA=(--ktls "$mode")
+                    start_server ringtls ecdsa "$upmode" 1 1
+                    run_load "bulk-$dir-$kind" ecdsa --mode "bulk-$dir" --concurrency "$BULK_CONC" \
+                        --bytes "$BULK_BYTES" --duration "$DUR" || true
+                    run_meta=$WORK/records/$(printf '%03d' "$SEQ").meta.json
+                    stop_server
+                    # Counted from the log once the server is gone, so that every close is in it:
+                    # the kernel path is shown taken, not assumed.
+                    read -r k_conns o_conns spliced down <<< "$(ktls_paths "$SRV_LOG")"
+                    append_meta "$run_meta" ktls_mode="$mode" ktls_conns="$k_conns" \
+                        other_conns="$o_conns" spliced_bytes="$spliced" logged_down_bytes="$down"
+                    log "  ringtls bulk-$dir-$kind (--ktls $mode): $k_conns of $((k_conns + o_conns)) connections took path=ktls; $spliced bytes spliced"
+                done
+            done
+        fi
+        RINGTLS_EXTRA=()
+    fi
 fi
 
 # --- crypto floor (placeholder hook, see the build step) ----------------------------------------
@@ -646,6 +738,7 @@ fi
     echo "nofile=$NOFILE"
     echo "clk_tck=$CLK_TCK"
     echo "servers=$SERVERS"
+    echo "ktls=$KTLS_STATE"
     echo "elapsed_s=$((SECONDS - T_START))"
     echo "load_failures=$FAILURES"
     echo "command=scripts/bench.sh$([[ $QUICK == 1 ]] && echo ' --quick')"

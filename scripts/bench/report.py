@@ -21,6 +21,7 @@ SERVERS = ["ringtls", "haproxy", "nginx", "stunnel"]
 BASE = "haproxy"
 COLORS = {"ringtls": "#d9480f", "haproxy": "#1c7ed6", "nginx": "#2b8a3e", "stunnel": "#7048e8"}
 GIB = 1 << 30
+MIB = 1 << 20
 
 
 def read_meta(path):
@@ -97,6 +98,15 @@ def derive(run):
             d["server_cpu_us_per_op"] = cpu_s * 1e6 / ok
         if load.get("bytes"):
             d["server_cpu_s_per_gib"] = cpu_s / (load["bytes"] / GIB)
+    if isinstance(run.get("ktls_conns"), int) and isinstance(run.get("other_conns"), int):
+        # Block 7: the data path of each connection, from the server's close events.
+        conns = run["ktls_conns"] + run["other_conns"]
+        if conns:
+            d["ktls_conn_fraction"] = run["ktls_conns"] / conns
+        # Of the bytes the server logged as sent down (down=, more than the load read: the source
+        # upstream never stops and the client closes after --bytes), those spliced.
+        if run.get("logged_down_bytes") and isinstance(run.get("spliced_bytes"), int):
+            d["spliced_fraction"] = run["spliced_bytes"] / run["logged_down_bytes"]
     if run.get("measure") == "idle":
         ok = run.get("idle_ok") or 0
         if ok and isinstance(run.get("rss_kb_after"), int):
@@ -344,6 +354,65 @@ def threads_section(runs):
     return section("6. ringtls `--threads 2` vs `--threads 1` (handshakes/s)", note, header, rows, notes)
 
 
+KTLS_NOTE = "kernel TLS rows (block 7) "  # how bench.sh's notes about block 7 begin
+
+
+def ktls_section(runs, meta):
+    """Block 7: ringtls --ktls off vs --ktls on, bulk up and down; or why it was not measured."""
+    title = "7. Kernel TLS (ringtls)"
+    note = (f"ringtls alone, `--ktls off` (rustls does the record work in user space) against `--ktls on` "
+            "(after the handshake the keys go to the kernel, which does the record work in the server's own "
+            f"system calls), with the loads of 3a and 3b (`--concurrency {meta.get('bulk_concurrency')} --bytes "
+            f"{meta.get('bulk_bytes')}`, to the sink and from the source upstream); per direction off then on, "
+            "each on a fresh server on core 0. Server CPU is utime+stime as above: the kernel's record work in "
+            "the server's system calls counts, what it does in softirq context does not (see softirq in cores "
+            "busy). The connections that took the kernel path are counted from the kTLS run's `conn.closed` "
+            "events (`path=ktls`), not assumed; bytes spliced is the sum of their `spliced=`, and its share of "
+            "their `down=`, the bytes the server sent the client (the kernel path forwards upstream to client "
+            "with splice(2), client to upstream with read/write). Ratios are "
+            "kTLS / user space: below 1 is less CPU or a lower rate.")
+    rows, notes, forced = [], [], False
+    for d, label in (("up", "bulk up"), ("down", "bulk down")):
+        u = Table(runs, f"bulk-{d}-user").get("ringtls")
+        k = Table(runs, f"bulk-{d}-ktls").get("ringtls")
+        if not u and not k:
+            continue
+        u_cpu, k_cpu = (value(r, "derived.server_cpu_s_per_gib") if r else None for r in (u, k))
+        u_rate, k_rate = (value(r, "load.mib_per_s") if r else None for r in (u, k))
+        conns = spliced = "n/a"
+        if k and isinstance(k.get("ktls_conns"), int) and isinstance(k.get("other_conns"), int):
+            conns = f"{k['ktls_conns']:,} of {k['ktls_conns'] + k['other_conns']:,}"
+        if d == "up":
+            spliced = "—"
+        elif k and isinstance(k.get("spliced_bytes"), int):
+            frac = value(k, "derived.spliced_fraction")
+            spliced = f"{num(k['spliced_bytes'] / MIB, 1)} MiB" + ("" if frac is None else f" ({frac:.0%} of the bytes sent down)")
+        rows.append([label, num(u_cpu, 3), num(k_cpu, 3), ratio(k_cpu, u_cpu),
+                     num(u_rate), num(k_rate), ratio(k_rate, u_rate), conns, spliced,
+                     busy(u) if u else "n/a", busy(k) if k else "n/a",
+                     " / ".join(num(value(r, "load.failed"), 0) if r else "n/a" for r in (u, k))])
+        for name, r in ((f"{label}, user space", u), (f"{label}, kTLS", k)):
+            n = failure_note(name, r) if r else f"{name}: no run"
+            if n:
+                notes.append(n)
+        if u and u.get("ktls_conns"):
+            notes.append(f"{label}, user space: {u['ktls_conns']} connections took path=ktls under `--ktls off`")
+        if k and k.get("ktls_mode") == "auto":
+            forced = True
+    if not rows:
+        reason = next((n.split("not measured: ", 1)[1] for n in meta.get("_notes", [])
+                       if n.startswith(KTLS_NOTE) and "not measured: " in n), None)
+        reason = reason or "block 7 did not run (`--only` without 7, or `--servers` without ringtls)"
+        return f"### {title}\n\n{note}\n\nnot measured: {reason}.\n"
+    if forced:
+        note += (f" **Forced** (`BENCH_KTLS_FORCE=1`): the kTLS runs used `--ktls auto`, not `--ktls on`; kernel TLS "
+                 f"on this machine: {meta.get('ktls', 'not recorded')}.")
+    header = ["direction", "user CPU s / GiB", "kTLS CPU s / GiB", "kTLS / user", "user MiB/s", "kTLS MiB/s",
+              "kTLS / user", "kTLS run, connections on path=ktls", "kTLS run, bytes spliced",
+              f"user run, {BUSY_HEADER}", "kTLS run, cores busy", "failed user / kTLS"]
+    return section(title, note, header, rows, notes)
+
+
 # --- chart ---------------------------------------------------------------------------------------
 
 def chart(runs, servers, meta):
@@ -538,6 +607,7 @@ def results_md(meta, runs, floor, servers):
                       f"so {idle_n} connections were held instead of {idle_wanted}.")
     lines.append(idle_section(runs, servers, f"5. Memory per idle connection ({int(idle_n):,} connections)", idle_note))
     lines.append(threads_section(runs))
+    lines.append(ktls_section(runs, meta))
     notes_path = meta.get("_notes")
     if notes_path:
         lines += ["### Observations from the run", ""] + [f"- {n}" for n in notes_path] + [""]
