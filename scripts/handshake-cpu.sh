@@ -4,7 +4,8 @@
 #
 # One worker pinned to core 0, `ringtls load --mode handshake --concurrency 16` and an echo
 # upstream on core 1, 127.0.0.1 only; server CPU is utime+stime from /proc before and after a
-# 6 s run, divided by the handshakes done. Prints one line per run.
+# 6 s run, divided by the handshakes done, and split into user and kernel time. Prints one line
+# per run.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=${1:-$ROOT/target/release/ringtls}
@@ -41,15 +42,17 @@ for run in $(seq 1 "$RUNS"); do
           --crt "$WORK/pki/client.pem" --key "$WORK/pki/client.key"
           --mode handshake --group X25519 --concurrency 16)
     "${load[@]}" --duration 1s > /dev/null 2>&1   # warm-up
-    c0=$(awk '{print $14+$15}' "/proc/$spid/stat")
+    read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$spid/stat")
     out=$("${load[@]}" --duration 6s --json 2> /dev/null)
-    c1=$(awk '{print $14+$15}' "/proc/$spid/stat")
+    read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$spid/stat")
     hz=$(getconf CLK_TCK)
     python3 -c '
 import json, sys
-d = json.loads(sys.argv[1]); ticks = int(sys.argv[2]); hz = int(sys.argv[3])
-print("run %s: %d handshakes/s, %.0f us server CPU per handshake" % (sys.argv[4], d["per_second"], ticks / hz * 1e6 / max(d["ok"], 1)))
-' "$out" "$((c1 - c0))" "$hz" "$run"
+d = json.loads(sys.argv[1]); user, system, hz = (int(a) for a in sys.argv[2:5])
+per = lambda ticks: ticks / hz * 1e6 / max(d["ok"], 1)
+print("run %s: %d handshakes/s, %.0f us server CPU per handshake (user %.0f, kernel %.0f)"
+      % (sys.argv[5], d["per_second"], per(user + system), per(user), per(system)))
+' "$out" "$((u1 - u0))" "$((s1 - s0))" "$hz" "$run"
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     pids=()
