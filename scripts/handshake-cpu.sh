@@ -36,7 +36,7 @@ for run in $(seq 1 "$RUNS"); do
     up=$(listening "$WORK/up.out")
     taskset -c 0 "$BIN" serve --threads 1 --listen 127.0.0.1:0 --upstream "$up" \
         --crt "$WORK/pki/server.pem" --key "$WORK/pki/server.key" \
-        --mutual-tls-cas "$WORK/pki/ca.pem" > "$WORK/serve.out" 2> /dev/null & spid=$!; pids+=($spid)
+        --mutual-tls-cas "$WORK/pki/ca.pem" > "$WORK/serve.out" 2> /dev/null & spid=$!; pids+=("$spid")
     addr=$(listening "$WORK/serve.out")
     load=(taskset -c 1 "$BIN" load --connect "$addr" --ca "$WORK/pki/ca.pem"
           --crt "$WORK/pki/client.pem" --key "$WORK/pki/client.key"

@@ -7,7 +7,7 @@
 //! Why readiness and our own `splice(2)` rather than io_uring's splice op: that op is punted to
 //! io-wq kernel threads. `cargo bench --bench splice` (one monoio worker forwarding loopback
 //! TCP) measured the forwarder's CPU per GiB against monoio read/write: io_uring's splice op
-//! 1.5-1.6x, this `forward` 0.5x through 1 MiB pipes, `copy` 1.0x. The figures are in the
+//! 1.4-1.6x, this `forward` 0.5x through 1 MiB pipes, `copy` 1.0x. The figures are in the
 //! README.
 //!
 //! Pipes are lent, as buffers are: a direction holds a pipe only while bytes are in it, and
