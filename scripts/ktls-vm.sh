@@ -11,7 +11,10 @@
 # --timeout SECS (boot + run, default 300), --mem MB (default 1024), --file HOST[:VM] (repeatable;
 # VM defaults to the same absolute path), --env K=V (repeatable), --cwd DIR (default /tmp),
 # --build-timeout SECS (--build-test's cargo, default 1500: a cold static build takes minutes on
-# 2 busy cores), --keep (keep the temp dir with the console log and the initramfs).
+# 2 busy cores), --kernel-suite SUITE (the kernel of that Debian suite's linux-image-cloud-amd64,
+# e.g. trixie-backports for a newer one, fetched through an apt state of its own in the cache;
+# default: the host's apt sources), --keep (keep the temp dir with the console log and the
+# initramfs).
 # Exit: the binary's exit code; 77 this host cannot run the VM (no qemu and apt cannot get it);
 # 70 the VM never reported a result; 124 timed out; 64 usage.
 #
@@ -25,7 +28,7 @@
 # on which an unmodified Debian guest dies (lock cmpxchg16b) or crawls.
 set -euo pipefail
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^# The VM is QEMU TCG/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/ringtls-ktls-vm
@@ -34,6 +37,7 @@ BUILD_TIMEOUT=1500
 MEM=1024
 VM_CWD=/tmp
 BUILD_TEST=
+KSUITE=
 KEEP=0
 FILES=()
 ENVS=()
@@ -47,6 +51,7 @@ while [[ $# -gt 0 ]]; do
         --env) ENVS+=("${2:?--env needs K=V}"); shift ;;
         --cwd) VM_CWD=${2:?--cwd needs a directory}; shift ;;
         --build-test) BUILD_TEST=${2:?--build-test needs a test name}; shift ;;
+        --kernel-suite) KSUITE=${2:?--kernel-suite needs a Debian suite}; shift ;;
         --keep) KEEP=1 ;;
         -h | --help) usage; exit 0 ;;
         --) shift; break ;;
@@ -69,11 +74,12 @@ log() { printf 'ktls-vm: [%3ds] %s\n' "$SECONDS" "$*" >&2; }
 die() { printf 'ktls-vm: FAILED: %s\n' "$1" >&2; exit "${2:-1}"; }
 cannot_run() { printf 'ktls-vm: CANNOT RUN HERE: %s\n' "$*" >&2; exit 77; }
 
-# The kTLS modules in load order (there is no modules.dep in the unpacked package, so no modprobe):
-# AES-GCM and its helpers first, then tls itself. Paths under lib/modules/$KV/kernel/.
-MODULES=(crypto/gf128mul crypto/ghash-generic crypto/cryptd crypto/crypto_simd
-    arch/x86/crypto/aesni-intel arch/x86/crypto/ghash-clmulni-intel crypto/ctr crypto/gcm
-    crypto/seqiv net/tls/tls)
+# The modules kTLS needs, by file name: tls itself, and AES-GCM with its helpers. Which exist, and
+# what they need, varies by kernel (6.1 has ghash-generic and crypto_simd; 7.x has neither, and
+# its seqiv needs geniv): each one present goes in with its dependencies (from modules.dep, made
+# with the host's depmod), dependencies first. Missing ones are built in or gone.
+WANT_MODULES=(gf128mul ghash-generic cryptd crypto_simd aesni-intel ghash-clmulni-intel ctr gcm
+    seqiv tls)
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ringtls-ktls-vm.XXXXXX")
 CHILD=
@@ -160,36 +166,96 @@ fi
 # once if the version they name is gone from the mirror.
 fetch_deb() {
     local pkg=$1 dir=$2
-    (cd "$dir" && timeout 300 apt-get download -q "$pkg" > /dev/null 2>&1) ||
-        { timeout 300 apt-get update -q > /dev/null 2>&1 &&
-            (cd "$dir" && timeout 300 apt-get download -q "$pkg" > /dev/null 2>&1); }
+    (cd "$dir" && timeout 300 apt-get "${APT[@]}" download -q "$pkg" > /dev/null 2>&1) ||
+        { timeout 300 apt-get "${APT[@]}" update -q > /dev/null 2>&1 &&
+            (cd "$dir" && timeout 300 apt-get "${APT[@]}" download -q "$pkg" > /dev/null 2>&1); }
 }
 
+# --kernel-suite: apt pointed at that suite alone, with lists of its own under the cache (the
+# host's apt state is left as it is), refreshed at most once a day.
+APT=()
+if [[ -n $KSUITE ]]; then
+    [[ $KSUITE =~ ^[a-z0-9-]+$ ]] || die "--kernel-suite $KSUITE: not a Debian suite name" 64
+    aptdir=$CACHE/apt-$KSUITE
+    mkdir -p "$aptdir/lists/partial"
+    printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian %s main\n' \
+        "$KSUITE" > "$aptdir/sources.list"
+    APT=(-o "Dir::Etc::SourceList=$aptdir/sources.list" -o Dir::Etc::SourceParts=/dev/null
+        -o "Dir::State::Lists=$aptdir/lists" -o APT::Get::List-Cleanup=0)
+    if [[ -z $(find "$aptdir/updated" -mmin -1440 2> /dev/null) ]]; then
+        log "apt-get update for $KSUITE"
+        if timeout 300 apt-get "${APT[@]}" update -q > "$WORK/apt-suite.log" 2>&1; then
+            touch "$aptdir/updated"
+        else
+            log "apt-get update for $KSUITE failed ($(tail -n1 "$WORK/apt-suite.log")); trying what is cached"
+        fi
+    fi
+fi
+
 # Kernel: whatever linux-image-cloud-amd64 points at now, asked at most once a day (apt-cache takes
-# seconds on a busy machine); the newest cached one when apt cannot say.
+# seconds on a busy machine); the last answer when apt cannot say.
+kfile=$CACHE/kernel-package${KSUITE:+-$KSUITE}
 kpkg=
-if [[ -n $(find "$CACHE/kernel-package" -mmin -1440 2> /dev/null) ]]; then
-    kpkg=$(< "$CACHE/kernel-package")
+if [[ -n $(find "$kfile" -mmin -1440 2> /dev/null) ]]; then
+    kpkg=$(< "$kfile")
 else
-    kpkg=$(apt-cache depends linux-image-cloud-amd64 2> /dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -n1 || true)
-    [[ -z $kpkg ]] || printf '%s\n' "$kpkg" > "$CACHE/kernel-package"
+    kpkg=$(apt-cache "${APT[@]}" depends linux-image-cloud-amd64 2> /dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -n1 || true)
+    [[ -z $kpkg ]] || printf '%s\n' "$kpkg" > "$kfile"
 fi
-if [[ -z $kpkg ]]; then
-    kpkg=$(find "$CACHE" -maxdepth 1 -name 'linux-image-*' -type d -printf '%f\n' 2> /dev/null | sort -V | tail -n1)
-    [[ -n $kpkg ]] || cannot_run "apt-cache cannot resolve linux-image-cloud-amd64 and nothing is cached in $CACHE"
+if [[ -z $kpkg && -f $kfile ]]; then
+    kpkg=$(< "$kfile")
 fi
+[[ -n $kpkg ]] || cannot_run "apt-cache cannot resolve linux-image-cloud-amd64${KSUITE:+ in $KSUITE}, and none was resolved before"
 KV=${kpkg#linux-image-}
 KDIR=$CACHE/$kpkg
 if [[ ! -f $KDIR/done ]]; then
     log "fetching $kpkg"
     rm -rf "$KDIR" && mkdir -p "$KDIR/deb"
-    fetch_deb "$kpkg" "$KDIR/deb" || cannot_run "apt-get download $kpkg failed"
-    dpkg-deb -x "$KDIR"/deb/*.deb "$KDIR/root"
+    # Newer kernels split the image package: the kernel in linux-binary-$KV, the modules in
+    # linux-modules-$KV.
+    parts=("$kpkg")
+    while read -r part; do parts+=("$part"); done < <(apt-cache "${APT[@]}" depends "$kpkg" 2> /dev/null |
+        sed -n 's/^ *Depends: \(linux-\(binary\|modules\)-.*\)$/\1/p' | grep -Fx -e "linux-binary-$KV" -e "linux-modules-$KV" || true)
+    for part in "${parts[@]}"; do
+        fetch_deb "$part" "$KDIR/deb" || cannot_run "apt-get download $part failed"
+    done
+    for deb in "$KDIR"/deb/*.deb; do dpkg-deb -x "$deb" "$KDIR/root"; done
     rm -rf "$KDIR/deb"
     touch "$KDIR/done"
 fi
+MODDIR=$KDIR/root/lib/modules/$KV
+[[ -d $MODDIR ]] || MODDIR=$KDIR/root/usr/lib/modules/$KV
+[[ -d $MODDIR ]] || die "no lib/modules/$KV in $kpkg"
 VMLINUZ=$KDIR/root/boot/vmlinuz-$KV
-[[ -f $VMLINUZ ]] || die "$VMLINUZ missing from $kpkg"
+[[ -f $VMLINUZ ]] || VMLINUZ=$MODDIR/vmlinuz
+[[ -f $VMLINUZ ]] || die "no vmlinuz in $kpkg"
+
+# The module load order (see WANT_MODULES), as paths under $MODDIR.
+if [[ ! -s $MODDIR/modules.dep ]]; then
+    depmod -b "${MODDIR%/lib/modules/"$KV"}" "$KV" 2> /dev/null || die "depmod for $kpkg failed"
+fi
+MODULES=()
+declare -A ADDED=()
+add_module() { # add_module PATH: its dependencies first, then itself, once
+    local rel=$1 dep
+    [[ -z ${ADDED[$rel]:-} ]] || return 0
+    ADDED[$rel]=1
+    local deps
+    read -ra deps < <(awk -F': *' -v m="$rel" '$1 == m { print $2 }' "$MODDIR/modules.dep")
+    for dep in "${deps[@]+"${deps[@]}"}"; do
+        add_module "$dep"
+    done
+    MODULES+=("$rel")
+}
+for name in "${WANT_MODULES[@]}"; do
+    rel=$(cut -d: -f1 "$MODDIR/modules.dep" | grep -E "(^|/)$name\.ko(\.xz|\.zst|\.gz)?$" | head -n1 || true)
+    [[ -z $rel ]] || add_module "$rel"
+done
+if ! printf '%s\n' "${MODULES[@]+"${MODULES[@]}"}" | grep -q '/tls\.ko'; then
+    die "no net/tls module in $kpkg: its kernel has no loadable kernel TLS"
+fi
+# In the VM, uncompressed (busybox insmod may not read xz or zstd).
+vm_module() { local m=${1%.xz}; m=${m%.zst}; printf '%s' "${m%.gz}"; }
 
 # busybox: the installed one if it is static (the busybox-static package), else fetched.
 BUSYBOX=$(command -v busybox || true)
@@ -225,8 +291,8 @@ chmod 1777 /tmp
 # Only emergencies on the console from here on: it carries the binary's output.
 echo 1 > /proc/sys/kernel/printk
 fail() { echo "ktls-vm: ERROR: \$*"; echo VM_RESULT=70; poweroff -f; }
-for m in ${MODULES[*]}; do
-    insmod /lib/modules/$KV/kernel/\$m.ko || fail "insmod \$m"
+for m in $(for m in "${MODULES[@]}"; do vm_module "$m"; printf ' '; done); do
+    insmod /lib/modules/$KV/\$m || fail "insmod \$m"
 done
 ip link set lo up || fail "ip link set lo up"
 ulp=\$(cat /proc/sys/net/ipv4/tcp_available_ulp)
@@ -244,13 +310,17 @@ BASE=$CACHE/base-$KV-$base_hash.cpio.gz
 if [[ ! -f $BASE ]]; then
     log "building base initramfs for $KV"
     stage=$WORK/base
-    mkdir -p "$stage/bin" "$stage/lib/modules/$KV/kernel"
+    mkdir -p "$stage/bin" "$stage/lib/modules/$KV"
     cp "$BUSYBOX" "$stage/bin/busybox"
     for m in "${MODULES[@]}"; do
-        src=$KDIR/root/lib/modules/$KV/kernel/$m.ko
-        [[ -f $src ]] || die "module $m.ko not in $kpkg"
-        mkdir -p "$stage/lib/modules/$KV/kernel/$(dirname "$m")"
-        cp "$src" "$stage/lib/modules/$KV/kernel/$m.ko"
+        dst=$stage/lib/modules/$KV/$(vm_module "$m")
+        mkdir -p "$(dirname "$dst")"
+        case $m in
+            *.xz) xz -dc "$MODDIR/$m" > "$dst" ;;
+            *.zst) zstd -qdc "$MODDIR/$m" > "$dst" ;;
+            *.gz) gzip -dc "$MODDIR/$m" > "$dst" ;;
+            *) cp "$MODDIR/$m" "$dst" ;;
+        esac || die "cannot unpack module $m of $kpkg"
     done
     printf '%s\n' "$INIT" > "$stage/init"
     chmod 755 "$stage/init"

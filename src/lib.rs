@@ -76,14 +76,16 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
             )
         }
     };
-    // Secrets may leave a connection only when kernel TLS may take them.
+    // Secrets may leave a connection only when kernel TLS may take them: when it is wanted and
+    // this kernel offers it (the probe is logged and judged after the files are read).
+    let probe = (config.ktls != config::KtlsMode::Off).then(sys::ktls::probe);
     let mut config = config.clone();
-    config.tls.extract_secrets = config.ktls != config::KtlsMode::Off;
+    config.tls.extract_secrets = matches!(&probe, Some(Ok(suites)) if !suites.is_empty());
     let config = &config;
     let fingerprint = control::generation::fingerprint(config, &config.upstream_addrs);
     let built = control::generation::build(config, 1, config.upstream_addrs.clone())?;
     // After the files: a refused start is one error line, nothing before it.
-    let ktls = kernel_tls(config.ktls)?;
+    let ktls = kernel_tls(config.ktls, probe)?;
     let material = &built.material;
     log_trust_warnings(material);
     if let Some(path) = &config.tls.keylog {
@@ -182,13 +184,17 @@ fn raise_open_files_limit() {
     }
 }
 
-/// Decides on kernel TLS from `--ktls` and what the kernel takes (probed once, here).
-fn kernel_tls(mode: config::KtlsMode) -> Result<Option<proxy::ktls::Offer>, Error> {
+/// Decides on kernel TLS from `--ktls` and what the start-time probe found (`None`: not probed,
+/// `--ktls off`), and says so in the log.
+fn kernel_tls(
+    mode: config::KtlsMode,
+    probe: Option<std::io::Result<Vec<(u16, u16)>>>,
+) -> Result<Option<proxy::ktls::Offer>, Error> {
     use config::KtlsMode;
-    if mode == KtlsMode::Off {
+    let Some(probe) = probe else {
         return Ok(None);
-    }
-    let detail = match sys::ktls::probe() {
+    };
+    let detail = match probe {
         Ok(suites) if !suites.is_empty() => {
             let names: Vec<String> = suites
                 .iter()

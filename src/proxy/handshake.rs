@@ -14,6 +14,7 @@ use monoio::net::TcpStream;
 use rustls::ServerConnection;
 
 use crate::engine;
+use crate::tls::secrets::{self, TrafficSecrets};
 
 /// A failed handshake.
 #[derive(Debug)]
@@ -32,13 +33,16 @@ pub enum HandshakeError {
     Io(io::Error),
 }
 
-/// What the client sent along with the end of its handshake.
+/// What the handshake leaves for the data path: what the client sent along with the end of
+/// its handshake, and (on the kernel-TLS path) the traffic secrets.
 #[derive(Debug, Default)]
 pub struct Early {
     /// Plaintext to forward before anything else.
     pub plain: Vec<u8>,
     /// The client's close_notify came in the same reads: nothing more will come from it.
     pub closed: bool,
+    /// TLS 1.3 traffic secrets, captured when the config asks for them (`tls::secrets`).
+    pub secrets: Option<TrafficSecrets>,
 }
 
 /// How the handshake reads the socket.
@@ -77,7 +81,12 @@ pub async fn accept_client(
         if n == 0 {
             return Err(HandshakeError::Eof);
         }
-        match engine::feed(&mut **conn, &buf[..n], &mut early.plain) {
+        let fed = engine::feed(&mut **conn, &buf[..n], &mut early.plain);
+        // Before any await: what the worker's slot holds now is this connection's.
+        if let Some(secrets) = secrets::take() {
+            early.secrets = Some(secrets);
+        }
+        match fed {
             Ok(fed) => early.closed |= fed.peer_closed,
             Err(error) => {
                 // Taken before the await below, while it is surely this connection's.

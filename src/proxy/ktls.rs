@@ -14,10 +14,14 @@
 //! Why `ServerConnection::dangerous_extract_secrets` (rustls' buffered API) rather than
 //! `UnbufferedServerConnection::dangerous_into_kernel_connection` or the `ktls-core` crate:
 //! the whole handshake path here is built on the buffered connection, and what the kernel
-//! connection adds over plain extraction is re-deriving secrets after a KeyUpdate. A kernel
-//! without TLS 1.3 rekey (before Linux 6.13, including the 6.1 this is tested on) cannot use
-//! new receive keys anyway, so a client KeyUpdate closes the connection cleanly; the session
-//! tickets rustls queues after the handshake are flushed before the hand-off, so none is lost.
+//! connection adds over plain extraction is re-deriving secrets after a KeyUpdate. That is done
+//! here from the traffic secrets the handshake captured (`tls::secrets`): a client KeyUpdate
+//! puts the next receiving key into the kernel (`TLS_RX` again), and when the client asks for
+//! ours, our KeyUpdate goes out under the old key before the next sending key goes in. That
+//! needs a kernel with TLS 1.3 rekey (Linux 6.14 and later); an older one refuses the new key,
+//! and the connection ends cleanly with close_notify under the unchanged sending key. The
+//! session tickets rustls queues after the handshake are flushed before the hand-off, so none
+//! is lost.
 //!
 //! The hand-off must not lose bytes: the handshake reads one whole record at a time on this
 //! path (see `handshake`), so rustls holds no partial record the kernel would never see; any
@@ -25,7 +29,7 @@
 //!
 //! After the hand-off the kernel reports a record that is not application data as EIO on a
 //! plain read; it is then read with `recvmsg` and its type: close_notify is the client's
-//! half-close, any other alert ends the connection, a KeyUpdate ends it cleanly.
+//! half-close, any other alert ends the connection, a KeyUpdate is followed as above.
 
 use std::io;
 use std::time::Duration;
@@ -39,6 +43,7 @@ use super::handshake::Early;
 use super::relay::{Counters, RelayError};
 use super::splice::{self, Pipes, Ready, SpliceError, Stop};
 use crate::sys::ktls::{self as sys, CryptoInfo};
+use crate::tls::secrets::{KeyIv, Rekey, TrafficSecrets};
 
 /// The (version, cipher) pairs the kernel took at start (`sys::ktls::probe`).
 #[derive(Debug, Clone)]
@@ -97,13 +102,26 @@ fn crypto_info(version: u16, seq: u64, secrets: &ConnectionTrafficSecrets) -> Op
     CryptoInfo::new(version, cipher, key.as_ref(), iv, seq)
 }
 
+/// What the relay keeps of a connection handed to the kernel: its suite, and for TLS 1.3 the
+/// traffic secrets that the next keys derive from.
+pub struct Kernel {
+    cipher: u16,
+    rekey: Option<Rekey>,
+}
+
 /// Gives the connection's record layer to the kernel. Consumes the rustls connection: on error
-/// the connection cannot go on (its secrets are spent) and must be closed.
+/// the connection cannot go on (its secrets are spent) and must be closed. `traffic` is what
+/// the handshake captured (`tls::secrets`), for following key updates.
 pub fn hand_off(
     conn: Box<ServerConnection>,
     socket: &TcpStream,
-    (version, _): (u16, u16),
-) -> Result<(), String> {
+    (version, cipher): (u16, u16),
+    traffic: Option<TrafficSecrets>,
+) -> Result<Kernel, String> {
+    let rekey = match (conn.negotiated_cipher_suite(), traffic) {
+        (Some(suite), Some(traffic)) => Rekey::new(suite, traffic),
+        _ => None,
+    };
     let secrets = (*conn)
         .dangerous_extract_secrets()
         .map_err(|e| format!("extracting the traffic secrets: {e}"))?;
@@ -113,7 +131,8 @@ pub fn hand_off(
         return Err("the negotiated suite has no kernel form".into());
     };
     sys::attach(socket).map_err(|e| format!("TCP_ULP tls: {e}"))?;
-    sys::install(socket, &tx, &rx).map_err(|e| format!("TLS_TX/TLS_RX: {e}"))
+    sys::install(socket, &tx, &rx).map_err(|e| format!("TLS_TX/TLS_RX: {e}"))?;
+    Ok(Kernel { cipher, rekey })
 }
 
 /// Relays plaintext between a kernel-TLS client socket and the upstream until both directions
@@ -121,6 +140,7 @@ pub fn hand_off(
 pub async fn relay<U: Ready>(
     client: TcpStream,
     upstream: U,
+    mut kernel: Kernel,
     chain: &dyn PeerChain,
     early: Early,
     guard: &Guard<'_>,
@@ -130,7 +150,7 @@ pub async fn relay<U: Ready>(
     splice::take_over(&upstream).map_err(RelayError::UpstreamWrite)?;
     let pool = Pipes::local();
     let result = {
-        let up = client_to_upstream(&client, &upstream, early, counters);
+        let up = client_to_upstream(&client, &upstream, &mut kernel, early, counters);
         let down = upstream_to_client(&upstream, &client, &pool, counters);
         monoio::select! {
             r = async { monoio::try_join!(up, down) } => r.map(|_| ()),
@@ -142,10 +162,11 @@ pub async fn relay<U: Ready>(
         Err(RelayError::Idle
             | RelayError::CertExpired
             | RelayError::Reauthorization(_)
-            | RelayError::KeyUpdate)
+            | RelayError::KeyUpdate(_))
     ) {
         // We end it: tell the client it is deliberate, best effort. (After a client KeyUpdate
-        // our sending keys are unchanged, so the client can still read this.)
+        // we could not follow, our sending keys are unchanged, so the client can still read
+        // this.)
         let _ = monoio::time::timeout(CLOSE_NOTIFY_WAIT, close_notify(&client)).await;
     }
     result
@@ -157,6 +178,7 @@ const CLOSE_NOTIFY_WAIT: Duration = Duration::from_secs(1);
 async fn client_to_upstream(
     client: &TcpStream,
     upstream: &impl Ready,
+    kernel: &mut Kernel,
     early: Early,
     counters: &Counters,
 ) -> Result<(), RelayError> {
@@ -174,12 +196,17 @@ async fn client_to_upstream(
             Ok(Stop::End) => closed = true,
             Ok(Stop::Control) => {
                 record.resize(buffers::BIG, 0);
-                closed = control_record(client, &mut record)?;
-                if !record.is_empty() {
-                    splice::write_all(upstream, &record)
-                        .await
-                        .map_err(RelayError::UpstreamWrite)?;
-                    up(record.len(), false);
+                match control_record(client, &mut record)? {
+                    Control::Data => {
+                        splice::write_all(upstream, &record)
+                            .await
+                            .map_err(RelayError::UpstreamWrite)?;
+                        up(record.len(), false);
+                    }
+                    Control::Closed => closed = true,
+                    Control::KeyUpdate { requested } => {
+                        follow_key_update(client, kernel, requested).await?
+                    }
                 }
             }
             Err(SpliceError::Read(e)) if e.raw_os_error() == Some(libc::EBADMSG) => {
@@ -194,26 +221,81 @@ async fn client_to_upstream(
     Ok(())
 }
 
-/// Reads the record that stopped the splice. Returns whether the client is done sending
-/// (close_notify); `buf` keeps application data, if that is what it was after all.
-fn control_record(client: &TcpStream, buf: &mut Vec<u8>) -> Result<bool, RelayError> {
+/// A record that is not application data, as read by `control_record`.
+enum Control {
+    /// Application data after all (`buf` holds it).
+    Data,
+    /// close_notify: the client is done sending.
+    Closed,
+    /// A TLS 1.3 KeyUpdate; `requested`: the client wants ours too.
+    KeyUpdate { requested: bool },
+}
+
+/// Reads the record that stopped the copy (`buf` keeps its body).
+fn control_record(client: &TcpStream, buf: &mut Vec<u8>) -> Result<Control, RelayError> {
     let (kind, n) = sys::recv_record(client, buf).map_err(RelayError::ClientRead)?;
     buf.truncate(n);
-    match (kind, buf.first().copied(), buf.get(1).copied()) {
-        (sys::APPLICATION_DATA, _, _) => Ok(false),
-        (sys::ALERT, _, Some(0)) => {
-            buf.clear();
-            Ok(true)
-        }
-        (sys::ALERT, _, Some(desc)) => Err(RelayError::Tls(rustls::Error::AlertReceived(
-            rustls::AlertDescription::from(desc),
+    match (kind, &buf[..]) {
+        (sys::APPLICATION_DATA, _) => Ok(Control::Data),
+        (sys::ALERT, [_, 0]) => Ok(Control::Closed),
+        (sys::ALERT, [_, desc]) => Err(RelayError::Tls(rustls::Error::AlertReceived(
+            rustls::AlertDescription::from(*desc),
         ))),
-        // KeyUpdate (RFC 8446 §4.6.3): new receive keys the kernel cannot take before 6.13.
-        (sys::HANDSHAKE, Some(24), _) => Err(RelayError::KeyUpdate),
+        // KeyUpdate (RFC 8446 §4.6.3): type 24, length 1, update_not_requested(0) or
+        // update_requested(1); alone in its record.
+        (sys::HANDSHAKE, [24, 0, 0, 1, request @ (0 | 1)]) => Ok(Control::KeyUpdate {
+            requested: *request == 1,
+        }),
         _ => Err(RelayError::Tls(rustls::Error::General(format!(
-            "unexpected record type {kind} after the hand-off"
+            "unexpected record (type {kind}, {n} bytes) after the hand-off"
         )))),
     }
+}
+
+/// Follows a client's KeyUpdate: the next receiving key goes to the kernel and, when asked,
+/// our own KeyUpdate goes out under the old sending key before the new one is installed.
+/// Needs a kernel that takes new keys on a live socket (TLS 1.3 rekey); on one that does
+/// not, the connection ends with `RelayError::KeyUpdate`, our sending key unchanged.
+async fn follow_key_update(
+    client: &TcpStream,
+    kernel: &mut Kernel,
+    requested: bool,
+) -> Result<(), RelayError> {
+    let cipher = kernel.cipher;
+    let Some(rekey) = kernel.rekey.as_mut() else {
+        return Err(RelayError::KeyUpdate(
+            "no traffic secrets were kept for this connection".into(),
+        ));
+    };
+    let info = |next: KeyIv| {
+        CryptoInfo::new(sys::TLS_1_3, cipher, &next.key, &next.iv, 0)
+            .ok_or_else(|| RelayError::KeyUpdate("the new key has no kernel form".into()))
+    };
+    sys::install_rx(client, &info(rekey.next_client())?).map_err(|e| {
+        RelayError::KeyUpdate(format!(
+            "this kernel cannot take new receive keys (TLS_RX: {e})"
+        ))
+    })?;
+    if requested {
+        // Our KeyUpdate (update_not_requested), sealed under the key the client still expects;
+        // nothing else may be sent between it and the switch, so no await follows it.
+        loop {
+            match sys::send_record(client, sys::HANDSHAKE, &[24, 0, 0, 1, 0]) {
+                Ok(()) => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => client
+                    .writable(false)
+                    .await
+                    .map_err(RelayError::ClientWrite)?,
+                Err(e) => return Err(RelayError::ClientWrite(e)),
+            }
+        }
+        sys::install_tx(client, &info(rekey.next_server())?).map_err(|e| {
+            RelayError::KeyUpdate(format!(
+                "this kernel cannot take new sending keys (TLS_TX: {e})"
+            ))
+        })?;
+    }
+    Ok(())
 }
 
 async fn upstream_to_client(

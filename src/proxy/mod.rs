@@ -216,13 +216,13 @@ pub async fn serve_connection(
                     .unwrap_or_default(),
                 None => Vec::new(),
             };
-            let result = match ktls::hand_off(conn, &stream, suite) {
-                Ok(()) => match upstream {
+            let result = match ktls::hand_off(conn, &stream, suite, early.secrets.take()) {
+                Ok(kernel) => match upstream {
                     UpstreamStream::Tcp(u) => {
-                        ktls::relay(stream, u, &chain, early, &guard, &counters).await
+                        ktls::relay(stream, u, kernel, &chain, early, &guard, &counters).await
                     }
                     UpstreamStream::Unix(u) => {
-                        ktls::relay(stream, u, &chain, early, &guard, &counters).await
+                        ktls::relay(stream, u, kernel, &chain, early, &guard, &counters).await
                     }
                 },
                 Err(detail) => Err(relay::RelayError::HandOff(detail)),

@@ -43,8 +43,8 @@ pub enum RelayError {
     CertExpired,
     /// After a reload the client chain no longer verifies (`--reauthorize-on-reload`).
     Reauthorization(String),
-    /// The client sent a KeyUpdate the kernel-TLS path cannot follow.
-    KeyUpdate,
+    /// The client sent a KeyUpdate the kernel-TLS path could not follow (why).
+    KeyUpdate(String),
     /// Handing the connection to kernel TLS failed after its secrets were taken.
     HandOff(String),
 }
@@ -87,7 +87,7 @@ impl RelayError {
             RelayError::Idle => "idle_timeout",
             RelayError::CertExpired => "client_cert_expired",
             RelayError::Reauthorization(_) => "reauthorization_failed",
-            RelayError::KeyUpdate => "key_update_unsupported",
+            RelayError::KeyUpdate(_) => "key_update_unsupported",
             RelayError::HandOff(_) => "ktls_failed",
         }
     }
@@ -103,9 +103,7 @@ impl RelayError {
             RelayError::Idle => "no bytes either way".into(),
             RelayError::CertExpired => "the client certificate's notAfter has passed".into(),
             RelayError::Reauthorization(e) => format!("after reload: {e}"),
-            RelayError::KeyUpdate => {
-                "the client updated its keys; this kernel cannot take new receive keys".into()
-            }
+            RelayError::KeyUpdate(why) => format!("the client updated its keys: {why}"),
             RelayError::HandOff(e) => format!("kernel TLS hand-off: {e}"),
         }
     }
@@ -129,7 +127,7 @@ mod tests {
             RelayError::Idle,
             RelayError::CertExpired,
             RelayError::Reauthorization(String::new()),
-            RelayError::KeyUpdate,
+            RelayError::KeyUpdate(String::new()),
             RelayError::HandOff(String::new()),
         ];
         for err in all {
@@ -226,6 +224,7 @@ async fn client_to_upstream<U: Split + AsyncReadRent + AsyncWriteRent>(
     let Early {
         mut plain,
         mut closed,
+        ..
     } = early;
     let mut read_buf = ReadBuf::small();
     let mut idle = false;

@@ -2,7 +2,7 @@
 //! protocol to a connected TCP socket, installing the traffic keys for each direction, and the
 //! two calls that carry TLS control records once the kernel owns the record layer: `recvmsg`
 //! with a `TLS_GET_RECORD_TYPE` control message to read one, `sendmsg` with
-//! `TLS_SET_RECORD_TYPE` to send one (our close_notify).
+//! `TLS_SET_RECORD_TYPE` to send one (our close_notify, our KeyUpdate).
 //!
 //! Which suites the kernel can take is learnt once, at start, by trying each one with a zero
 //! key on a throw-away loopback connection: the traffic secrets cannot be given back to rustls,
@@ -97,9 +97,19 @@ pub fn attach(socket: &impl AsRawFd) -> io::Result<()> {
 /// Installs the keys for both directions; from here on the kernel encrypts what is written and
 /// decrypts what is read.
 pub fn install(socket: &impl AsRawFd, tx: &CryptoInfo, rx: &CryptoInfo) -> io::Result<()> {
-    let fd = socket.as_raw_fd();
-    setsockopt(fd, SOL_TLS, TLS_TX, &tx.bytes)?;
-    setsockopt(fd, SOL_TLS, TLS_RX, &rx.bytes)
+    install_tx(socket, tx)?;
+    install_rx(socket, rx)
+}
+
+/// Installs (or, after a TLS 1.3 KeyUpdate, replaces) the sending key. Replacing needs a
+/// kernel with TLS 1.3 rekey support; older ones refuse.
+pub fn install_tx(socket: &impl AsRawFd, tx: &CryptoInfo) -> io::Result<()> {
+    setsockopt(socket.as_raw_fd(), SOL_TLS, TLS_TX, &tx.bytes)
+}
+
+/// Installs (or replaces, as `install_tx`) the receiving key.
+pub fn install_rx(socket: &impl AsRawFd, rx: &CryptoInfo) -> io::Result<()> {
+    setsockopt(socket.as_raw_fd(), SOL_TLS, TLS_RX, &rx.bytes)
 }
 
 /// What the kernel offers: the (version, cipher) pairs that took a key on a test connection.
@@ -172,16 +182,22 @@ pub fn recv_record(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<(u8, usi
     Ok((kind, n as usize))
 }
 
-/// Sends a close_notify alert through the kernel's record layer (non-blocking; an alert is two
-/// bytes, and the caller has nothing else queued).
+/// Sends a close_notify alert through the kernel's record layer (non-blocking).
 pub fn send_close_notify(socket: &impl AsRawFd) -> io::Result<()> {
-    let alert = [1u8, 0u8]; // warning, close_notify
+    send_record(socket, ALERT, &[1, 0]) // warning, close_notify
+}
+
+/// Sends `body` as one record of type `kind` (an alert, a handshake message) through the
+/// kernel's record layer, non-blocking. Control records are small and the caller has nothing
+/// else of its own queued, so a short send does not happen: the kernel takes all or nothing.
+pub fn send_record(socket: &impl AsRawFd, kind: u8, body: &[u8]) -> io::Result<()> {
     let mut iov = libc::iovec {
-        iov_base: alert.as_ptr() as *mut libc::c_void,
-        iov_len: alert.len(),
+        iov_base: body.as_ptr() as *mut libc::c_void,
+        iov_len: body.len(),
     };
     let mut control = [0u64; 8];
-    // SAFETY: as in recv_record; the cmsg written lies inside `control` (CMSG_SPACE(1) bytes).
+    // SAFETY: as in recv_record; the cmsg written lies inside `control` (CMSG_SPACE(1) bytes),
+    // and the kernel only reads `body` through `iov`.
     let n = unsafe {
         let mut msg: libc::msghdr = std::mem::zeroed();
         msg.msg_iov = &mut iov;
@@ -192,7 +208,7 @@ pub fn send_close_notify(socket: &impl AsRawFd) -> io::Result<()> {
         (*cmsg).cmsg_level = SOL_TLS;
         (*cmsg).cmsg_type = TLS_SET_RECORD_TYPE;
         (*cmsg).cmsg_len = libc::CMSG_LEN(1) as usize;
-        *libc::CMSG_DATA(cmsg) = ALERT;
+        *libc::CMSG_DATA(cmsg) = kind;
         libc::sendmsg(socket.as_raw_fd(), &msg, libc::MSG_DONTWAIT)
     };
     if n < 0 {

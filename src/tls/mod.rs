@@ -54,6 +54,7 @@ pub mod error;
 pub mod keylog;
 pub mod limits;
 mod pem;
+pub mod secrets;
 mod sni;
 pub mod tickets;
 pub mod trust_store;
@@ -211,8 +212,15 @@ pub fn load_tls(files: &TlsSettings) -> Result<TlsMaterial, LoadError> {
         });
     config.ignore_client_order = true;
     config.enable_secret_extraction = files.extract_secrets;
-    if let Some(path) = &files.keylog {
-        config.key_log = Arc::new(keylog::KeyLogFile::open(path)?);
+    if files.keylog.is_some() || files.extract_secrets {
+        config.key_log = Arc::new(secrets::KeyLogs {
+            file: match &files.keylog {
+                Some(path) => Some(keylog::KeyLogFile::open(path)?),
+                None => None,
+            },
+            // The traffic secrets, for following key updates on kernel TLS.
+            capture: files.extract_secrets,
+        });
     }
     // We forward bytes, so by default we advertise no ALPN and a client's h2/http1.1 offer goes
     // unanswered; `--alpn` names what the upstream speaks, and the choice reaches it in the

@@ -1,0 +1,283 @@
+//! The TLS 1.3 application traffic secrets of connections that may go to kernel TLS, kept so
+//! that a KeyUpdate can be followed there (RFC 8446 §4.6.3, §7.2).
+//!
+//! rustls' buffered connection hands over keys and IVs (`dangerous_extract_secrets`), not the
+//! traffic secrets the next keys derive from. The one place it gives those out is the key log:
+//! `KeyLogs` records `CLIENT_TRAFFIC_SECRET_0` and `SERVER_TRAFFIC_SECRET_0` into a slot of the
+//! worker thread, which the handshake empties right after each `process_new_packets`, before any
+//! await, so what it takes is surely that connection's (the same discipline as the refused-leaf
+//! slot in `verify_cache`). It also writes `--unsafe-keylog`'s file when that is on.
+//!
+//! `Rekey` then derives each next secret and its key and IV with the suite's own HKDF.
+
+use std::cell::RefCell;
+
+use rustls::KeyLog;
+use rustls::crypto::tls13::{Hkdf, HkdfExpander, OkmBlock};
+use rustls::{SupportedCipherSuite, Tls13CipherSuite};
+
+use super::keylog::KeyLogFile;
+
+const CLIENT: &str = "CLIENT_TRAFFIC_SECRET_0";
+const SERVER: &str = "SERVER_TRAFFIC_SECRET_0";
+
+thread_local! {
+    /// (client, server) secrets logged on this worker since the last `take`.
+    static SLOT: RefCell<(Option<OkmBlock>, Option<OkmBlock>)> = const { RefCell::new((None, None)) };
+}
+
+/// The server config's key log: the `--unsafe-keylog` file, the capture for kernel TLS, or both.
+#[derive(Debug)]
+pub struct KeyLogs {
+    pub file: Option<KeyLogFile>,
+    pub capture: bool,
+}
+
+impl KeyLog for KeyLogs {
+    fn log(&self, label: &str, client_random: &[u8], secret: &[u8]) {
+        if let Some(file) = &self.file {
+            file.log(label, client_random, secret);
+        }
+        if self.capture {
+            SLOT.with(|slot| {
+                let mut slot = slot.borrow_mut();
+                match label {
+                    CLIENT => slot.0 = Some(OkmBlock::new(secret)),
+                    SERVER => slot.1 = Some(OkmBlock::new(secret)),
+                    _ => {}
+                }
+            });
+        }
+    }
+
+    fn will_log(&self, label: &str) -> bool {
+        self.file.is_some() || (self.capture && (label == CLIENT || label == SERVER))
+    }
+}
+
+/// A connection's current application traffic secrets.
+pub struct TrafficSecrets {
+    client: OkmBlock,
+    server: OkmBlock,
+}
+
+impl std::fmt::Debug for TrafficSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TrafficSecrets(..)")
+    }
+}
+
+/// Empties this worker's slot: the secrets the last `process_new_packets` logged, if it logged
+/// both. Call it after every `process_new_packets` of a handshake, before any await.
+pub fn take() -> Option<TrafficSecrets> {
+    SLOT.with(|slot| match std::mem::take(&mut *slot.borrow_mut()) {
+        (Some(client), Some(server)) => Some(TrafficSecrets { client, server }),
+        _ => None,
+    })
+}
+
+/// A key and IV for one direction, for the kernel (zeroed when dropped, best effort).
+pub struct KeyIv {
+    pub key: Vec<u8>,
+    pub iv: [u8; 12],
+}
+
+impl Drop for KeyIv {
+    fn drop(&mut self) {
+        self.key.iter_mut().for_each(|b| *b = 0);
+        self.iv = [0; 12];
+    }
+}
+
+/// Follows a TLS 1.3 connection's key updates: each call steps one direction's secret.
+pub struct Rekey {
+    hkdf: &'static dyn Hkdf,
+    key_len: usize,
+    secrets: TrafficSecrets,
+}
+
+impl Rekey {
+    /// `None` for a TLS 1.2 suite, which has no key updates.
+    pub fn new(suite: SupportedCipherSuite, secrets: TrafficSecrets) -> Option<Rekey> {
+        let SupportedCipherSuite::Tls13(suite) = suite else {
+            return None;
+        };
+        let suite: &'static Tls13CipherSuite = suite;
+        Some(Rekey {
+            hkdf: suite.hkdf_provider,
+            key_len: suite.aead_alg.key_len(),
+            secrets,
+        })
+    }
+
+    /// The client's next secret (after it sent a KeyUpdate), as key and IV.
+    pub fn next_client(&mut self) -> KeyIv {
+        step(self.hkdf, self.key_len, &mut self.secrets.client)
+    }
+
+    /// Our next secret (after we sent a KeyUpdate), as key and IV.
+    pub fn next_server(&mut self) -> KeyIv {
+        step(self.hkdf, self.key_len, &mut self.secrets.server)
+    }
+}
+
+/// application_traffic_secret_N+1 = HKDF-Expand-Label(secret_N, "traffic upd", "", Hash.length)
+/// (RFC 8446 §7.2); then its key and IV (§7.3).
+fn step(hkdf: &dyn Hkdf, key_len: usize, secret: &mut OkmBlock) -> KeyIv {
+    let next = {
+        let expander = hkdf.expander_for_okm(secret);
+        let len = expander.hash_len();
+        let mut out = vec![0u8; len];
+        expand_label(expander.as_ref(), b"traffic upd", &mut out);
+        let block = OkmBlock::new(&out);
+        out.iter_mut().for_each(|b| *b = 0);
+        block
+    };
+    *secret = next;
+    let expander = hkdf.expander_for_okm(secret);
+    let mut key = vec![0u8; key_len];
+    expand_label(expander.as_ref(), b"key", &mut key);
+    let mut iv = [0u8; 12];
+    expand_label(expander.as_ref(), b"iv", &mut iv);
+    KeyIv { key, iv }
+}
+
+/// HKDF-Expand-Label(secret, label, "", out.len()) (RFC 8446 §7.1).
+fn expand_label(expander: &dyn HkdfExpander, label: &[u8], out: &mut [u8]) {
+    let len = (out.len() as u16).to_be_bytes();
+    let label_len = [(b"tls13 ".len() + label.len()) as u8];
+    let context_len = [0u8];
+    let info: [&[u8]; 5] = [&len, &label_len, b"tls13 ", label, &context_len];
+    // Our lengths (12, 16, 32, 48 bytes) are far below HKDF's 255 blocks.
+    let _ = expander.expand_slice(&info, out);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use rustls::{ClientConfig, ClientConnection, ConnectionTrafficSecrets, ServerConfig};
+
+    use super::*;
+
+    /// Moves every pending record from one side to the other.
+    fn pump(
+        from: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<impl Sized>>,
+        to: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<impl Sized>>,
+    ) {
+        let mut buf = Vec::new();
+        while from.wants_write() {
+            from.write_tls(&mut buf).expect("write_tls");
+        }
+        let mut input = &buf[..];
+        while !input.is_empty() {
+            to.read_tls(&mut input).expect("read_tls");
+            to.process_new_packets().expect("process");
+        }
+    }
+
+    fn key_iv(secrets: &ConnectionTrafficSecrets) -> (Vec<u8>, Vec<u8>) {
+        match secrets {
+            ConnectionTrafficSecrets::Aes128Gcm { key, iv }
+            | ConnectionTrafficSecrets::Aes256Gcm { key, iv }
+            | ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
+                (key.as_ref().to_vec(), iv.as_ref().to_vec())
+            }
+            _ => panic!("unexpected suite"),
+        }
+    }
+
+    /// After a client KeyUpdate (update_requested) and our answer, both sides' new keys are
+    /// what `Rekey` derives from the captured secrets, for each TLS 1.3 suite.
+    #[test]
+    fn derives_the_keys_rustls_moves_to_after_a_key_update() {
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        for suite in [
+            rustls::crypto::aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256,
+            rustls::crypto::aws_lc_rs::cipher_suite::TLS13_AES_256_GCM_SHA384,
+            rustls::crypto::aws_lc_rs::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+        ] {
+            let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+            let der = CertificateDer::from(cert.cert.der().to_vec());
+            let key =
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+            let mut server_config =
+                ServerConfig::builder_with_provider(Arc::new(rustls::crypto::CryptoProvider {
+                    cipher_suites: vec![suite],
+                    ..provider.clone()
+                }))
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .expect("versions")
+                .with_no_client_auth()
+                .with_single_cert(vec![der.clone()], key)
+                .expect("server config");
+            server_config.enable_secret_extraction = true;
+            server_config.key_log = Arc::new(KeyLogs {
+                file: None,
+                capture: true,
+            });
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(der).expect("root");
+            let mut client_config = ClientConfig::builder_with_provider(Arc::new(provider.clone()))
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            client_config.enable_secret_extraction = true;
+            let mut client = ClientConnection::new(
+                Arc::new(client_config),
+                ServerName::try_from("localhost").expect("name"),
+            )
+            .expect("client");
+            let mut server =
+                rustls::ServerConnection::new(Arc::new(server_config)).expect("server");
+            let mut captured = None;
+            while client.is_handshaking() || server.is_handshaking() {
+                pump(&mut client, &mut server);
+                captured = captured.or_else(take);
+                pump(&mut server, &mut client);
+            }
+            let negotiated = server.negotiated_cipher_suite().expect("suite");
+            let mut rekey =
+                Rekey::new(negotiated, captured.expect("secrets captured")).expect("TLS 1.3");
+
+            client.refresh_traffic_keys().expect("key update");
+            pump(&mut client, &mut server); // the client's KeyUpdate(update_requested)
+            // rustls sends its answering KeyUpdate (sealed under the old key, its sending key
+            // already moved on) before its next data.
+            std::io::Write::write_all(&mut server.writer(), b"after").expect("write");
+            pump(&mut server, &mut client);
+            let client_secrets = client.dangerous_extract_secrets().expect("client secrets");
+            let server_secrets = server.dangerous_extract_secrets().expect("server secrets");
+
+            let next_client = rekey.next_client();
+            let next_server = rekey.next_server();
+            let ours = |k: &KeyIv| (k.key.clone(), k.iv.to_vec());
+            assert_eq!(
+                key_iv(&client_secrets.tx.1),
+                ours(&next_client),
+                "{suite:?}"
+            );
+            assert_eq!(
+                key_iv(&server_secrets.rx.1),
+                ours(&next_client),
+                "{suite:?}"
+            );
+            assert_eq!(
+                key_iv(&server_secrets.tx.1),
+                ours(&next_server),
+                "{suite:?}"
+            );
+            assert_eq!(
+                key_iv(&client_secrets.rx.1),
+                ours(&next_server),
+                "{suite:?}"
+            );
+            assert_eq!(
+                server_secrets.rx.0, 0,
+                "the client's new key has sealed nothing yet"
+            );
+        }
+    }
+}
