@@ -120,7 +120,8 @@ impl Pipes {
     }
 
     /// Pipes waiting in the pool.
-    pub fn idle(&self) -> usize {
+    #[cfg(test)]
+    fn idle(&self) -> usize {
         self.idle.borrow().len()
     }
 }

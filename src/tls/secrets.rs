@@ -251,29 +251,14 @@ mod tests {
             let client_secrets = client.dangerous_extract_secrets().expect("client secrets");
             let server_secrets = server.dangerous_extract_secrets().expect("server secrets");
 
-            let next_client = rekey.next_client();
-            let next_server = rekey.next_server();
-            let ours = |k: &KeyIv| (k.key.clone(), k.iv.to_vec());
-            assert_eq!(
-                key_iv(&client_secrets.tx.1),
-                ours(&next_client),
-                "{suite:?}"
-            );
-            assert_eq!(
-                key_iv(&server_secrets.rx.1),
-                ours(&next_client),
-                "{suite:?}"
-            );
-            assert_eq!(
-                key_iv(&server_secrets.tx.1),
-                ours(&next_server),
-                "{suite:?}"
-            );
-            assert_eq!(
-                key_iv(&client_secrets.rx.1),
-                ours(&next_server),
-                "{suite:?}"
-            );
+            let ours = |k: KeyIv| (k.key.clone(), k.iv.to_vec());
+            let (next_client, next_server) = (ours(rekey.next_client()), ours(rekey.next_server()));
+            // What each side sends with now is what the other receives with, and what we derive.
+            let sent = [key_iv(&client_secrets.tx.1), key_iv(&server_secrets.tx.1)];
+            let received = [key_iv(&server_secrets.rx.1), key_iv(&client_secrets.rx.1)];
+            let derived = [next_client, next_server];
+            assert_eq!(sent, derived, "{suite:?}");
+            assert_eq!(received, derived, "{suite:?}");
             assert_eq!(
                 server_secrets.rx.0, 0,
                 "the client's new key has sealed nothing yet"
