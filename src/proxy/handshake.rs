@@ -41,8 +41,9 @@ pub struct Early {
     pub plain: Vec<u8>,
     /// The client's close_notify came in the same reads: nothing more will come from it.
     pub closed: bool,
-    /// TLS 1.3 traffic secrets, captured when the config asks for them (`tls::secrets`).
-    pub secrets: Option<TrafficSecrets>,
+    /// TLS 1.3 traffic secrets, captured when the config asks for them (`tls::secrets`);
+    /// boxed, as few connections have them and every one holds this.
+    pub secrets: Option<Box<TrafficSecrets>>,
 }
 
 /// How the handshake reads the socket.
@@ -84,7 +85,7 @@ pub async fn accept_client(
         let fed = engine::feed(&mut **conn, &buf[..n], &mut early.plain);
         // Before any await: what the worker's slot holds now is this connection's.
         if let Some(secrets) = secrets::take() {
-            early.secrets = Some(secrets);
+            early.secrets = Some(Box::new(secrets));
         }
         match fed {
             Ok(fed) => early.closed |= fed.peer_closed,

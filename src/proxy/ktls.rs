@@ -116,10 +116,10 @@ pub fn hand_off(
     conn: Box<ServerConnection>,
     socket: &TcpStream,
     (version, cipher): (u16, u16),
-    traffic: Option<TrafficSecrets>,
+    traffic: Option<Box<TrafficSecrets>>,
 ) -> Result<Kernel, String> {
     let rekey = match (conn.negotiated_cipher_suite(), traffic) {
-        (Some(suite), Some(traffic)) => Rekey::new(suite, traffic),
+        (Some(suite), Some(traffic)) => Rekey::new(suite, *traffic),
         _ => None,
     };
     let secrets = (*conn)

@@ -216,13 +216,21 @@ pub async fn serve_connection(
                     .unwrap_or_default(),
                 None => Vec::new(),
             };
+            // Boxed: the kernel-TLS relay's state is larger than the user-space one's, and
+            // inline it would set the size of every connection's task, idle ones included.
             let result = match ktls::hand_off(conn, &stream, suite, early.secrets.take()) {
                 Ok(kernel) => match upstream {
                     UpstreamStream::Tcp(u) => {
-                        ktls::relay(stream, u, kernel, &chain, early, &guard, &counters).await
+                        Box::pin(ktls::relay(
+                            stream, u, kernel, &chain, early, &guard, &counters,
+                        ))
+                        .await
                     }
                     UpstreamStream::Unix(u) => {
-                        ktls::relay(stream, u, kernel, &chain, early, &guard, &counters).await
+                        Box::pin(ktls::relay(
+                            stream, u, kernel, &chain, early, &guard, &counters,
+                        ))
+                        .await
                     }
                 },
                 Err(detail) => Err(relay::RelayError::HandOff(detail)),
