@@ -318,6 +318,10 @@ fn run_worker(
     // Worker-local signals, living as long as the worker (which is as long as the process).
     let trust_changed: &'static Broadcast = Box::leak(Box::default());
     let stop: &'static Broadcast = Box::leak(Box::default());
+    let signals = proxy::WorkerSignals {
+        trust_changed,
+        tick: Box::leak(Box::default()),
+    };
     runtime.block_on(async move {
         let mut monoio_listeners = Vec::with_capacity(listeners.len());
         for listener in listeners {
@@ -350,6 +354,7 @@ fn run_worker(
         drop(tx);
         monoio::spawn(obey(control, trust_changed, stop));
         monoio::spawn(proxy::budget::pump());
+        monoio::spawn(proxy::guard::ticker(signals.tick, settings.idle_timeout));
         let mut loops = Vec::new();
         for listener in monoio_listeners {
             loops.push(monoio::spawn(accept_loop(
@@ -357,7 +362,7 @@ fn run_worker(
                 stats,
                 settings.clone(),
                 max_conns,
-                (trust_changed, stop),
+                (signals, stop),
                 owned,
             )));
         }
@@ -402,7 +407,7 @@ async fn accept_loop(
     stats: &'static WorkerStats,
     settings: Arc<Settings>,
     max_conns: Option<usize>,
-    (trust_changed, stop): (&'static Broadcast, &'static Broadcast),
+    (signals, stop): (proxy::WorkerSignals, &'static Broadcast),
     owned: bool,
 ) {
     let worker = stats.id;
@@ -459,11 +464,7 @@ async fn accept_loop(
         monoio::spawn(async move {
             let _guard = guard;
             let served = CatchUnwind(Box::pin(proxy::serve_connection(
-                stream,
-                peer,
-                stats,
-                settings,
-                trust_changed,
+                stream, peer, stats, settings, signals,
             )))
             .await;
             if let Err(panic) = served {

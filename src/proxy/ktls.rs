@@ -167,7 +167,11 @@ pub async fn relay<U: Ready>(
         // We end it: tell the client it is deliberate, best effort. (After a client KeyUpdate
         // we could not follow, our sending keys are unchanged, so the client can still read
         // this.)
-        let _ = monoio::time::timeout(CLOSE_NOTIFY_WAIT, close_notify(&client)).await;
+        let _ = Box::pin(monoio::time::timeout(
+            CLOSE_NOTIFY_WAIT,
+            close_notify(&client),
+        ))
+        .await;
     }
     result
 }

@@ -9,7 +9,7 @@
 pub mod budget;
 mod buffers;
 pub mod connect;
-mod guard;
+pub mod guard;
 pub mod handshake;
 pub mod ktls;
 pub mod notify;
@@ -64,14 +64,22 @@ pub struct Generation {
     pub upstream: Vec<connect::UpstreamAddr>,
 }
 
+/// A worker's signals to its connections.
+#[derive(Clone, Copy)]
+pub struct WorkerSignals {
+    /// A reload happened.
+    pub trust_changed: &'static Broadcast,
+    /// The guards' clock (`guard::ticker`).
+    pub tick: &'static Broadcast,
+}
+
 /// Serves one accepted client to completion. Never panics on anything the client sends.
-/// `trust_changed` is the worker's signal that a reload happened.
 pub async fn serve_connection(
     mut stream: TcpStream,
     peer: SocketAddr,
     stats: &'static WorkerStats,
     settings: Arc<Settings>,
-    trust_changed: &'static Broadcast,
+    signals: WorkerSignals,
 ) {
     let worker = stats.id;
     let started = Instant::now();
@@ -200,9 +208,10 @@ pub async fn serve_connection(
     drop(out);
     let guard = guard::Guard {
         idle: settings.idle_timeout,
+        tick: signals.tick,
         expires: facts.not_after().and_then(guard::deadline),
         reauthorize: (settings.reauthorize && conn.peer_certificates().is_some())
-            .then_some((trust_changed, &*settings)),
+            .then_some((signals.trust_changed, &*settings)),
     };
     let kernel = settings.ktls.as_ref().and_then(|offer| offer.takes(&conn));
     let (path, result) = match kernel {

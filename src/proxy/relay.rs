@@ -203,7 +203,12 @@ where
         let mut out = Vec::new();
         engine::take_tls(&mut conn.borrow_mut(), &mut out);
         if !out.is_empty() {
-            let _ = monoio::time::timeout(Duration::from_secs(1), cw.write_all(out)).await;
+            // Boxed: a timer inline would grow every connection's task (see `guard`).
+            let _ = Box::pin(monoio::time::timeout(
+                Duration::from_secs(1),
+                cw.write_all(out),
+            ))
+            .await;
         }
     }
     // Dropping a monoio write half calls shutdown(2) again, a wasted (and failing) syscall per
