@@ -24,7 +24,18 @@ fn closes_idle_connection_with_close_notify_after_idle_timeout() {
     // Nothing more is sent either way: the server must end the connection cleanly by itself.
     let rest = read_to_clean_eof(&mut stream).expect("close_notify then EOF from the server");
     assert!(rest.is_empty(), "unexpected bytes {rest:?}");
-    server.wait_for_line(&["conn.closed", "reason=idle_timeout"]);
+    let line = server.wait_for_line(&["conn.closed", "reason=idle_timeout"]);
+    // Never before the timeout: the connection's own age, as the server logged it.
+    let ms: u64 = line
+        .split(" ms=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no ms= in {line}"));
+    assert!(
+        ms >= 1000,
+        "closed after {ms} ms of a 1 s idle timeout: {line}"
+    );
 }
 
 #[test]

@@ -90,10 +90,13 @@ impl Guard<'_> {
     }
 
     /// Idle timeout and expiry. The idle check samples a counter on each tick rather than
-    /// reading the clock on every read; five quiet ticks in a row (the first one partial) make
-    /// between `idle` and 1.25 × `idle` without a byte. The expiry fires on time.
+    /// reading the clock on every read: one quiet tick more than `idle` holds (the first one
+    /// may be partial) makes at least `idle` without a byte, and at most a tick more (1.25 ×
+    /// `idle` from 40 ms up). The expiry fires on time.
     async fn watch_clock(&self, counters: &Counters) -> RelayError {
         let step = tick_period(self.idle);
+        let ticks_per_idle =
+            u32::try_from(self.idle.as_nanos().div_ceil(step.as_nanos())).unwrap_or(u32::MAX);
         let mut seen = counters.activity();
         let mut quiet_ticks = 0u32;
         loop {
@@ -114,7 +117,7 @@ impl Guard<'_> {
                 quiet_ticks = 0;
             } else {
                 quiet_ticks += 1;
-                if quiet_ticks > TICKS_PER_IDLE {
+                if quiet_ticks > ticks_per_idle {
                     return RelayError::Idle;
                 }
             }
