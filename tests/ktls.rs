@@ -163,6 +163,12 @@ fn transfer(version: Version, suite: Option<CipherSuite>, via: Via) {
             .any(|l| l == format!("ringtls_connections_by_path_total{{path=\"{path}\"}} 1")),
         "{metrics}"
     );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == format!("ringtls_bytes_spliced_total {expected}")),
+        "{metrics}"
+    );
 }
 
 #[test]

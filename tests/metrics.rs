@@ -65,6 +65,18 @@ fn counts_handshakes_rejections_and_bytes_in_prometheus_format() {
         value(&body, "ringtls_bytes_total{direction=\"down\"}"),
         probe
     );
+    // The bytes down went through a pipe only if the connection took the kernel-TLS path.
+    let closed = server.wait_for_line(&["conn.closed", "client=\"Alice\""]);
+    let spliced = if closed.contains(" path=ktls ") {
+        probe
+    } else {
+        0
+    };
+    assert_eq!(
+        value(&body, "ringtls_bytes_spliced_total"),
+        spliced,
+        "{closed}"
+    );
     assert_eq!(value(&body, "ringtls_handshake_duration_seconds_count"), 1);
     assert!(
         body.contains("ringtls_worker_info{worker=\"1\",driver="),

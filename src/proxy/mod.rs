@@ -269,6 +269,7 @@ pub async fn serve_connection(
     };
     stats.bytes_up.add(counters.up.get());
     stats.bytes_down.add(counters.down.get());
+    stats.bytes_spliced.add(counters.spliced.get());
     stats.count_close(reason);
     closed(Level::Info, path, &counters, reason, &detail);
 }

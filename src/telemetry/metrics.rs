@@ -62,6 +62,8 @@ pub struct WorkerStats {
     handshake_micros: Counter,
     pub bytes_up: Counter,
     pub bytes_down: Counter,
+    /// Of `bytes_down`, those spliced (kernel TLS): never in user space.
+    pub bytes_spliced: Counter,
     pub upstream_failures: Counter,
     closed: [Counter; CLOSE_REASONS.len()],
     paths: [Counter; Path::RELAYED.len()],
@@ -82,6 +84,7 @@ impl WorkerStats {
             handshake_micros: Counter::default(),
             bytes_up: Counter::default(),
             bytes_down: Counter::default(),
+            bytes_spliced: Counter::default(),
             upstream_failures: Counter::default(),
             closed: Default::default(),
             paths: Default::default(),
@@ -320,6 +323,11 @@ pub fn render(workers: &[&'static WorkerStats], control: &ControlStats) -> Strin
         "# HELP ringtls_bytes_total Plaintext bytes relayed, by direction.\n# TYPE ringtls_bytes_total counter\nringtls_bytes_total{{direction=\"up\"}} {}\nringtls_bytes_total{{direction=\"down\"}} {}",
         sum(&|w| w.bytes_up.get()),
         sum(&|w| w.bytes_down.get())
+    );
+    let _ = writeln!(
+        out,
+        "# HELP ringtls_bytes_spliced_total Plaintext bytes upstream to client moved by splice(2) on the kernel-TLS path, never in user space (part of ringtls_bytes_total down).\n# TYPE ringtls_bytes_spliced_total counter\nringtls_bytes_spliced_total {}",
+        sum(&|w| w.bytes_spliced.get())
     );
     let _ = writeln!(
         out,
