@@ -91,7 +91,7 @@ pub async fn connect(addrs: &[UpstreamAddr], timeout: Duration) -> Result<Upstre
                 }
             }
         };
-        match monoio::time::timeout(timeout, attempt).await {
+        match super::timer::timeout(timeout, attempt).await {
             Ok(Ok(stream)) => return Ok(stream),
             Ok(Err(e)) => last = format!("{addr}: {e}"),
             Err(_) => last = format!("{addr}: connect timed out after {timeout:?}"),

@@ -6,10 +6,9 @@
 //! One future per connection, raced against the relay. It owns no timer: the worker's ticker
 //! (`ticker`) advances a `Broadcast` every quarter of `--idle-timeout`, and each guard holds a
 //! slot in it (and, when reauthorizing, one in the worker's trust `Broadcast`), reading the
-//! clock only on a tick. A monoio timer is 640 bytes, cache-line aligned to 128, and inlined in
-//! every connection's task it would cost each idle connection about a kilobyte and a half;
-//! a slot costs 16 bytes. Only a certificate expiring before the next tick gets a timer of its
-//! own, on the heap, so that expiry fires on time.
+//! clock only on a tick. A timer of its own would cost each idle connection about a kilobyte
+//! and a half (see `timer`); a slot costs 16 bytes. Only a certificate expiring before the next
+//! tick gets a timer of its own, on the heap, so that expiry fires on time.
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
@@ -21,6 +20,7 @@ use rustls::server::danger::ClientCertVerifier;
 use super::Settings;
 use super::notify::Broadcast;
 use super::relay::{Counters, RelayError};
+use super::timer;
 
 /// What the guard watches for one connection.
 pub struct Guard<'a> {
@@ -106,7 +106,7 @@ impl Guard<'_> {
                     return RelayError::CertExpired;
                 }
                 if left < step {
-                    Box::pin(monoio::time::sleep(left)).await;
+                    timer::sleep(left).await;
                     return RelayError::CertExpired;
                 }
             }

@@ -177,7 +177,7 @@ pub async fn linger(stream: &mut TcpStream) {
             }
         }
     };
-    let _ = monoio::time::timeout(LINGER_TIME, drain).await;
+    let _ = super::timer::timeout(LINGER_TIME, drain).await;
 }
 
 /// Writes every queued TLS record to the client.

@@ -42,6 +42,7 @@ use super::guard::{Guard, PeerChain};
 use super::handshake::Early;
 use super::relay::{Counters, RelayError};
 use super::splice::{self, Pipes, Ready, SpliceError, Stop};
+use super::timer;
 use crate::sys::ktls::{self as sys, CryptoInfo};
 use crate::tls::secrets::{KeyIv, Rekey, TrafficSecrets};
 
@@ -167,11 +168,7 @@ pub async fn relay<U: Ready>(
         // We end it: tell the client it is deliberate, best effort. (After a client KeyUpdate
         // we could not follow, our sending keys are unchanged, so the client can still read
         // this.)
-        let _ = Box::pin(monoio::time::timeout(
-            CLOSE_NOTIFY_WAIT,
-            close_notify(&client),
-        ))
-        .await;
+        let _ = timer::timeout(CLOSE_NOTIFY_WAIT, close_notify(&client)).await;
     }
     result
 }

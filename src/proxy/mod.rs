@@ -18,6 +18,7 @@ pub mod reason;
 pub mod relay;
 mod session;
 pub mod splice;
+pub mod timer;
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -100,7 +101,7 @@ pub async fn serve_connection(
     };
 
     let mut out = Vec::new();
-    let handshake = monoio::time::timeout(
+    let handshake = timer::timeout(
         settings.handshake_timeout,
         handshake::accept_client(
             &mut stream,

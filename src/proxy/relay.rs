@@ -28,6 +28,7 @@ use super::buffers::{self, ReadBuf};
 use super::guard::Guard;
 use super::handshake::Early;
 use super::notify::Notify;
+use super::timer;
 use crate::engine;
 
 /// Why the relay ended early.
@@ -203,12 +204,7 @@ where
         let mut out = Vec::new();
         engine::take_tls(&mut conn.borrow_mut(), &mut out);
         if !out.is_empty() {
-            // Boxed: a timer inline would grow every connection's task (see `guard`).
-            let _ = Box::pin(monoio::time::timeout(
-                Duration::from_secs(1),
-                cw.write_all(out),
-            ))
-            .await;
+            let _ = timer::timeout(Duration::from_secs(1), cw.write_all(out)).await;
         }
     }
     // Dropping a monoio write half calls shutdown(2) again, a wasted (and failing) syscall per

@@ -34,13 +34,22 @@ pub fn cipher_name(conn: &ServerConnection) -> String {
 
 /// A client certificate's facts and its SHA-256.
 type ClientFacts = (CertInfo, [u8; 32]);
-
-/// Certificates a worker remembers before it drops those no connection holds any more.
+/// Entries a worker's map holds before its first sweep of those no connection holds any more.
 const REMEMBERED: usize = 1024;
 
+/// This worker's parsed client certificates, by SHA-256, while a connection holds them.
+struct Parsed {
+    map: HashMap<[u8; 32], Weak<ClientFacts>>,
+    /// The size that triggers the next sweep: twice what the last one kept (at least
+    /// `REMEMBERED`), so sweeping stays amortised O(1) per insert however many are live.
+    sweep_at: usize,
+}
+
 thread_local! {
-    /// This worker's parsed client certificates, by SHA-256, while a connection holds them.
-    static PARSED: RefCell<HashMap<[u8; 32], Weak<ClientFacts>>> = RefCell::new(HashMap::new());
+    static PARSED: RefCell<Parsed> = RefCell::new(Parsed {
+        map: HashMap::new(),
+        sweep_at: REMEMBERED,
+    });
 }
 
 /// The facts of `leaf`, parsed unless a live connection of this worker already holds them.
@@ -48,14 +57,15 @@ fn client_facts(leaf: &[u8]) -> Option<Rc<ClientFacts>> {
     let digest = x509::sha256(leaf);
     PARSED.with(|parsed| {
         let mut parsed = parsed.borrow_mut();
-        if let Some(facts) = parsed.get(&digest).and_then(Weak::upgrade) {
+        if let Some(facts) = parsed.map.get(&digest).and_then(Weak::upgrade) {
             return Some(facts);
         }
         let facts = Rc::new((CertInfo::parse(leaf).ok()?, digest));
-        if parsed.len() >= REMEMBERED {
-            parsed.retain(|_, facts| facts.strong_count() > 0);
+        if parsed.map.len() >= parsed.sweep_at {
+            parsed.map.retain(|_, facts| facts.strong_count() > 0);
+            parsed.sweep_at = (2 * parsed.map.len()).max(REMEMBERED);
         }
-        parsed.insert(digest, Rc::downgrade(&facts));
+        parsed.map.insert(digest, Rc::downgrade(&facts));
         Some(facts)
     })
 }
@@ -159,7 +169,7 @@ mod tests {
         );
         // Once no connection holds them, they are not kept alive.
         drop((a1, a2));
-        let weak = PARSED.with(|p| p.borrow().get(&x509::sha256(&alice)).cloned());
+        let weak = PARSED.with(|p| p.borrow().map.get(&x509::sha256(&alice)).cloned());
         assert!(weak.is_some_and(|w| w.upgrade().is_none()));
         assert!(client_facts(b"not a certificate").is_none());
     }

@@ -209,11 +209,25 @@ fn label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// The `# HELP` and `# TYPE` lines of a metric family. (Writing into a String cannot fail;
+/// results are ignored throughout.)
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A metric family of one unlabelled sample.
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
 /// Renders the control plane's state.
 fn render_control(control: &ControlStats, out: &mut String) {
-    let _ = writeln!(
+    header(
         out,
-        "# HELP ringtls_reloads_total Configuration reloads (SIGHUP or --watch) by result.\n# TYPE ringtls_reloads_total counter"
+        "ringtls_reloads_total",
+        "counter",
+        "Configuration reloads (SIGHUP or --watch) by result.",
     );
     for result in ReloadResult::ALL {
         let _ = writeln!(
@@ -223,19 +237,25 @@ fn render_control(control: &ControlStats, out: &mut String) {
             control.reloads[result as usize].load(Ordering::Relaxed)
         );
     }
-    let _ = writeln!(
+    single(
         out,
-        "# HELP ringtls_config_generation The configuration in force: 1 at start, +1 per successful reload.\n# TYPE ringtls_config_generation gauge\nringtls_config_generation {}",
-        control.generation.load(Ordering::Relaxed)
+        "ringtls_config_generation",
+        "gauge",
+        "The configuration in force: 1 at start, +1 per successful reload.",
+        control.generation.load(Ordering::Relaxed),
     );
-    let _ = writeln!(
+    single(
         out,
-        "# HELP ringtls_draining 1 once SIGTERM/SIGINT started the drain.\n# TYPE ringtls_draining gauge\nringtls_draining {}",
-        u8::from(control.draining())
+        "ringtls_draining",
+        "gauge",
+        "1 once SIGTERM/SIGINT started the drain.",
+        u8::from(control.draining()),
     );
-    let _ = writeln!(
+    header(
         out,
-        "# HELP ringtls_certificate_expiry_seconds Seconds until notAfter (negative once past): each server chain's soonest, and each CA.\n# TYPE ringtls_certificate_expiry_seconds gauge"
+        "ringtls_certificate_expiry_seconds",
+        "gauge",
+        "Seconds until notAfter (negative once past): each server chain's soonest, and each CA.",
     );
     let now = crate::tls::x509::now_unix();
     if let Ok(expiries) = control.expiries.lock() {
@@ -257,35 +277,34 @@ fn render_control(control: &ControlStats, out: &mut String) {
 /// text exposition format 0.0.4.
 pub fn render(workers: &[&'static WorkerStats], control: &ControlStats) -> String {
     let sum = |f: &dyn Fn(&WorkerStats) -> u64| workers.iter().map(|w| f(w)).sum::<u64>();
-    let mut out = String::with_capacity(4096);
-    // Writing into a String cannot fail; results are ignored throughout.
-    let mut simple = |name: &str, kind: &str, help: &str, value: u64| {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-        );
-    };
-    simple(
+    let mut buf = String::with_capacity(4096);
+    let out = &mut buf;
+    single(
+        out,
         "ringtls_connections_accepted_total",
         "counter",
         "TCP connections accepted.",
         sum(&|w| w.accepted.get()),
     );
-    simple(
+    single(
+        out,
         "ringtls_connections_active",
         "gauge",
         "Connections being served now.",
         sum(&|w| w.active.get()),
     );
-    simple(
+    single(
+        out,
         "ringtls_upstream_connect_failures_total",
         "counter",
         "Handshakes that succeeded but whose upstream could not be reached.",
         sum(&|w| w.upstream_failures.get()),
     );
-    let _ = writeln!(
+    header(
         out,
-        "# HELP ringtls_handshakes_total Handshakes by result and, for rejections, reason (upstream_unreachable counts clients turned away after a good handshake).\n# TYPE ringtls_handshakes_total counter"
+        "ringtls_handshakes_total",
+        "counter",
+        "Handshakes by result and, for rejections, reason (upstream_unreachable counts clients turned away after a good handshake).",
     );
     let _ = writeln!(
         out,
@@ -300,9 +319,11 @@ pub fn render(workers: &[&'static WorkerStats], control: &ControlStats) -> Strin
             sum(&|w| w.rejected[reason as usize].get())
         );
     }
-    let _ = writeln!(
+    header(
         out,
-        "# HELP ringtls_handshake_duration_seconds Time from accept to a completed handshake.\n# TYPE ringtls_handshake_duration_seconds histogram"
+        "ringtls_handshake_duration_seconds",
+        "histogram",
+        "Time from accept to a completed handshake.",
     );
     let mut cumulative = 0;
     for (i, le) in BUCKETS.iter().enumerate() {
@@ -318,20 +339,30 @@ pub fn render(workers: &[&'static WorkerStats], control: &ControlStats) -> Strin
         "ringtls_handshake_duration_seconds_bucket{{le=\"+Inf\"}} {count}\nringtls_handshake_duration_seconds_sum {}\nringtls_handshake_duration_seconds_count {count}",
         sum(&|w| w.handshake_micros.get()) as f64 / 1e6
     );
+    header(
+        out,
+        "ringtls_bytes_total",
+        "counter",
+        "Plaintext bytes relayed, by direction.",
+    );
     let _ = writeln!(
         out,
-        "# HELP ringtls_bytes_total Plaintext bytes relayed, by direction.\n# TYPE ringtls_bytes_total counter\nringtls_bytes_total{{direction=\"up\"}} {}\nringtls_bytes_total{{direction=\"down\"}} {}",
+        "ringtls_bytes_total{{direction=\"up\"}} {}\nringtls_bytes_total{{direction=\"down\"}} {}",
         sum(&|w| w.bytes_up.get()),
         sum(&|w| w.bytes_down.get())
     );
-    let _ = writeln!(
+    single(
         out,
-        "# HELP ringtls_bytes_spliced_total Plaintext bytes upstream to client moved by splice(2) on the kernel-TLS path, never in user space (part of ringtls_bytes_total down).\n# TYPE ringtls_bytes_spliced_total counter\nringtls_bytes_spliced_total {}",
-        sum(&|w| w.bytes_spliced.get())
+        "ringtls_bytes_spliced_total",
+        "counter",
+        "Plaintext bytes upstream to client moved by splice(2) on the kernel-TLS path, never in user space (part of ringtls_bytes_total down).",
+        sum(&|w| w.bytes_spliced.get()),
     );
-    let _ = writeln!(
+    header(
         out,
-        "# HELP ringtls_connections_closed_total Established connections that ended, by reason (closed = both sides finished cleanly).\n# TYPE ringtls_connections_closed_total counter"
+        "ringtls_connections_closed_total",
+        "counter",
+        "Established connections that ended, by reason (closed = both sides finished cleanly).",
     );
     for (i, reason) in CLOSE_REASONS.iter().enumerate() {
         let _ = writeln!(
@@ -340,9 +371,11 @@ pub fn render(workers: &[&'static WorkerStats], control: &ControlStats) -> Strin
             sum(&|w| w.closed[i].get())
         );
     }
-    let _ = writeln!(
+    header(
         out,
-        "# HELP ringtls_connections_by_path_total Established connections by data path: rustls in user space, or kernel TLS (--ktls).\n# TYPE ringtls_connections_by_path_total counter"
+        "ringtls_connections_by_path_total",
+        "counter",
+        "Established connections by data path: rustls in user space, or kernel TLS (--ktls).",
     );
     for path in Path::RELAYED {
         let _ = writeln!(
@@ -352,9 +385,11 @@ pub fn render(workers: &[&'static WorkerStats], control: &ControlStats) -> Strin
             sum(&|w| w.paths[path as usize].get())
         );
     }
-    let _ = writeln!(
+    header(
         out,
-        "# HELP ringtls_worker_info Each worker and the I/O driver it runs.\n# TYPE ringtls_worker_info gauge"
+        "ringtls_worker_info",
+        "gauge",
+        "Each worker and the I/O driver it runs.",
     );
     for w in workers {
         let _ = writeln!(
@@ -364,8 +399,8 @@ pub fn render(workers: &[&'static WorkerStats], control: &ControlStats) -> Strin
             w.driver.get().copied().unwrap_or("starting")
         );
     }
-    render_control(control, &mut out);
-    out
+    render_control(control, out);
+    buf
 }
 
 /// Binds the metrics listener (before the workers start, so a bad address fails the start).
