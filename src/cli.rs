@@ -79,6 +79,13 @@ pub struct ServeArgs {
     /// event log format on stderr: text or json (one object per line) (default text)
     #[argh(option, default = "String::from(\"text\")")]
     pub log_format: String,
+    /// least severe event logged: error, warn, info or debug (default info)
+    #[argh(option, default = "String::from(\"info\")")]
+    pub log_level: String,
+    /// which connections get an event line: all (closed and rejected), rejected (refusals and
+    /// failed connections only) or none; the metrics count them all (default all)
+    #[argh(option, default = "String::from(\"all\")")]
+    pub log_connections: String,
     /// ALPN protocol to advertise, e.g. h2 or http/1.1 (repeatable, in preference order)
     #[argh(option)]
     pub alpn: Vec<String>,

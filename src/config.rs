@@ -11,7 +11,9 @@ use crate::error::Error;
 use crate::load::{ClientTls, LoadPlan, Mode};
 use crate::proxy::connect::{self, ResolveError, UpstreamAddr};
 use crate::sys::activation::{self, Passed};
-use crate::telemetry::log::Format as LogFormat;
+use crate::telemetry::log::{
+    Connections as LogConnections, Format as LogFormat, Level, LogSettings,
+};
 use crate::tls::TlsSettings;
 use crate::tls::allow_list::AllowList;
 
@@ -30,7 +32,8 @@ pub struct ServeConfig {
     pub idle_timeout: Duration,
     pub max_conns: Option<usize>,
     pub proxy_protocol: bool,
-    pub log_format: LogFormat,
+    /// `--log-format`, `--log-level`, `--log-connections`.
+    pub log: LogSettings,
     /// Where to serve `/metrics`, `/healthz` and `/readyz`.
     pub metrics: Option<SocketAddr>,
     /// Reload when a file given by flag (or its directory's `..data` link) changes.
@@ -151,14 +154,28 @@ impl ServeConfig {
                     })
                 })
                 .transpose()?,
-            log_format: match args.log_format.as_str() {
-                "text" => LogFormat::Text,
-                "json" => LogFormat::Json,
-                other => {
-                    return Err(Error::Usage(format!(
-                        "--log-format {other}: expected text or json"
-                    )));
-                }
+            log: LogSettings {
+                format: match args.log_format.as_str() {
+                    "text" => LogFormat::Text,
+                    "json" => LogFormat::Json,
+                    other => {
+                        return Err(Error::Usage(format!(
+                            "--log-format {other}: expected text or json"
+                        )));
+                    }
+                },
+                level: Level::parse(&args.log_level).ok_or_else(|| {
+                    Error::Usage(format!(
+                        "--log-level {}: expected error, warn, info or debug",
+                        args.log_level
+                    ))
+                })?,
+                connections: LogConnections::parse(&args.log_connections).ok_or_else(|| {
+                    Error::Usage(format!(
+                        "--log-connections {}: expected all, rejected or none",
+                        args.log_connections
+                    ))
+                })?,
             },
         })
     }

@@ -41,7 +41,7 @@ pub fn run_demo() -> Result<bool, Error> {
         idle_timeout: Duration::from_secs(30),
         max_conns: None,
         proxy_protocol: false,
-        log_format: Default::default(),
+        log: Default::default(),
         metrics: None,
         watch: false,
         reauthorize: false,

@@ -53,7 +53,7 @@ use telemetry::metrics::ControlStats;
 /// and starts the workers. Returns once all workers accept connections; `Control::local_addrs`
 /// then gives the bound addresses.
 pub fn start(config: &ServeConfig) -> Result<Control, Error> {
-    telemetry::log::set_format(config.log_format);
+    telemetry::log::configure(config.log);
     // Passed sockets are taken first, before anything else opens a file that could land on a
     // descriptor number LISTEN_FDS promised but the service manager did not pass.
     let sockets = match &config.listen {

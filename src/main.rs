@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use argh::FromArgs;
 use ringtls::cli::{Cli, Command};
@@ -37,7 +38,11 @@ fn main() -> ExitCode {
             };
         }
     };
-    match run(cli.command) {
+    let result = run(cli.command);
+    // The last events (a drain's summary, a refused start's warnings) are queued for the log
+    // writer: let it write them, unless stderr is stalled.
+    ringtls::telemetry::log::flush(Duration::from_secs(2));
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("ringtls: error: {e}");

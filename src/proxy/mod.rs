@@ -163,7 +163,7 @@ pub async fn serve_connection(
         |level: Level, path: Path, counters: &relay::Counters, reason: &str, detail: &str| {
             facts
                 .add_to(
-                    Event::new(level, "conn.closed")
+                    Event::connection(level, "conn.closed")
                         .num("worker", worker as u64)
                         .word("peer", peer),
                 )
@@ -400,7 +400,7 @@ fn reject_event(
     let alert = alert
         .map(|a| a.to_string())
         .unwrap_or_else(|| "none".into());
-    Event::info("conn.rejected")
+    Event::connection(Level::Info, "conn.rejected")
         .num("worker", stats.id as u64)
         .word("peer", peer)
         .word("reason", reason.as_str())

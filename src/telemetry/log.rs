@@ -3,17 +3,23 @@
 //!
 //! stdout is reserved for machine-readable output (the `{"listening":[...]}` readiness line, the
 //! `check` table), so every human-facing line goes through here to stderr. Each line is formatted
-//! in full and written with one `write_all` on a locked handle, so lines from different workers
-//! never interleave.
+//! in full by the thread that emits it and handed to `sink`, whose one writer thread writes whole
+//! lines, so lines from different workers never interleave and no worker waits on stderr.
+//!
+//! What is logged is chosen once at start: `--log-level` drops events below a severity and
+//! `--log-connections` drops the per-connection ones; a dropped event is never formatted.
 
 use std::fmt::{self, Write as _};
-use std::io::Write;
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Severity of an event line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+use super::sink;
+
+/// Severity of an event line, lowest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum Level {
+    Debug,
+    #[default]
     Info,
     Warn,
     Error,
@@ -22,9 +28,21 @@ pub enum Level {
 impl Level {
     fn as_str(self) -> &'static str {
         match self {
+            Level::Debug => "DEBUG",
             Level::Info => "INFO",
             Level::Warn => "WARNING",
             Level::Error => "ERROR",
+        }
+    }
+
+    /// The `--log-level` spelling.
+    pub fn parse(s: &str) -> Option<Level> {
+        match s {
+            "debug" => Some(Level::Debug),
+            "info" => Some(Level::Info),
+            "warn" => Some(Level::Warn),
+            "error" => Some(Level::Error),
+            _ => None,
         }
     }
 }
@@ -39,26 +57,77 @@ pub enum Format {
     Json,
 }
 
-static FORMAT: OnceLock<Format> = OnceLock::new();
-
-/// Chooses the format once, at start; later calls are ignored.
-pub fn set_format(format: Format) {
-    let _ = FORMAT.set(format);
+/// Which per-connection events are logged (`--log-connections`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Connections {
+    /// `conn.closed` and `conn.rejected`, one line per connection.
+    #[default]
+    All,
+    /// Refusals (`conn.rejected`) and connections that ended in a failure logged at WARN or
+    /// above; not the normal closes.
+    Rejected,
+    /// None (the metrics still count them).
+    None,
 }
 
-fn format() -> Format {
-    FORMAT.get().copied().unwrap_or_default()
+impl Connections {
+    /// The `--log-connections` spelling.
+    pub fn parse(s: &str) -> Option<Connections> {
+        match s {
+            "all" => Some(Connections::All),
+            "rejected" => Some(Connections::Rejected),
+            "none" => Some(Connections::None),
+            _ => None,
+        }
+    }
 }
 
-/// One event line, built field by field in the chosen format and written with `emit`.
+/// What the event log writes: format and filters, chosen once at start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct LogSettings {
+    pub format: Format,
+    /// Events below this level are not logged.
+    pub level: Level,
+    pub connections: Connections,
+}
+
+static SETTINGS: OnceLock<LogSettings> = OnceLock::new();
+
+/// Chooses the settings once, at start; later calls are ignored.
+pub fn configure(settings: LogSettings) {
+    let _ = SETTINGS.set(settings);
+}
+
+fn settings() -> LogSettings {
+    SETTINGS.get().copied().unwrap_or_default()
+}
+
+/// Waits (at most `limit`) until the lines emitted so far are written; see `sink::flush`.
+pub fn flush(limit: std::time::Duration) -> bool {
+    sink::flush(limit)
+}
+
+/// Event lines dropped because stderr did not take them in time.
+pub fn dropped_total() -> u64 {
+    sink::dropped_total()
+}
+
+/// One event line, built field by field in the chosen format and written with `emit`. An
+/// event the settings filter out is disabled: its builders do nothing and it costs no
+/// formatting.
 pub struct Event {
     line: String,
     json: bool,
+    enabled: bool,
 }
 
 impl Event {
     pub fn new(level: Level, name: &str) -> Event {
-        let json = format() == Format::Json;
+        let settings = settings();
+        if level < settings.level {
+            return Event::disabled();
+        }
+        let json = settings.format == Format::Json;
         let mut line = String::with_capacity(256);
         // Writing into a String cannot fail; results are ignored throughout.
         if json {
@@ -72,7 +141,34 @@ impl Event {
         } else {
             let _ = write!(line, "{} {} {}", Utc::now(), level.as_str(), name);
         }
-        Event { line, json }
+        Event {
+            line,
+            json,
+            enabled: true,
+        }
+    }
+
+    /// A per-connection event (`conn.closed`, `conn.rejected`), also subject to
+    /// `--log-connections`; errors are always logged.
+    pub fn connection(level: Level, name: &str) -> Event {
+        let keep = match settings().connections {
+            Connections::All => true,
+            Connections::Rejected => name == "conn.rejected" || level >= Level::Warn,
+            Connections::None => level >= Level::Error,
+        };
+        if keep {
+            Event::new(level, name)
+        } else {
+            Event::disabled()
+        }
+    }
+
+    fn disabled() -> Event {
+        Event {
+            line: String::new(),
+            json: false,
+            enabled: false,
+        }
     }
 
     pub fn info(name: &str) -> Event {
@@ -87,8 +183,15 @@ impl Event {
         Event::new(Level::Error, name)
     }
 
+    pub fn debug(name: &str) -> Event {
+        Event::new(Level::Debug, name)
+    }
+
     /// A number: bare in both formats.
     pub fn num(mut self, key: &str, value: impl Into<u128>) -> Event {
+        if !self.enabled {
+            return self;
+        }
         let value: u128 = value.into();
         if self.json {
             let _ = write!(self.line, ",\"{key}\":{value}");
@@ -100,6 +203,9 @@ impl Event {
 
     /// A token without spaces (an address, a reason word): bare in text, a string in JSON.
     pub fn word(mut self, key: &str, value: impl fmt::Display) -> Event {
+        if !self.enabled {
+            return self;
+        }
         if self.json {
             let _ = write!(self.line, ",\"{key}\":{}", JsonStr(&value.to_string()));
         } else {
@@ -111,6 +217,9 @@ impl Event {
     /// Free text, possibly from a client (a certificate subject): quoted in text, so it cannot
     /// forge fields or lines; a JSON string.
     pub fn text(mut self, key: &str, value: &str) -> Event {
+        if !self.enabled {
+            return self;
+        }
         if self.json {
             let _ = write!(self.line, ",\"{key}\":{}", JsonStr(value));
         } else {
@@ -119,14 +228,21 @@ impl Event {
         self
     }
 
-    /// Writes the line to stderr with one `write_all` on a locked handle.
-    pub fn emit(mut self) {
+    /// Queues the line for stderr (see `sink`): never blocks, never fails.
+    pub fn emit(self) {
+        if self.enabled {
+            sink::push(self.into_line());
+        }
+    }
+
+    /// The finished line, newline included, without queueing it (the writer's own lines; the
+    /// log benchmark).
+    pub fn into_line(mut self) -> String {
         if self.json {
             self.line.push('}');
         }
         self.line.push('\n');
-        // A closed stderr must not take a worker down: the event is dropped.
-        let _ = std::io::stderr().lock().write_all(self.line.as_bytes());
+        self.line
     }
 }
 
@@ -135,17 +251,40 @@ struct JsonStr<'a>(&'a str);
 
 impl fmt::Display for JsonStr<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"")?;
-        for c in self.0.chars() {
-            match c {
-                '"' => f.write_str("\\\"")?,
-                '\\' => f.write_str("\\\\")?,
-                c if (c as u32) < 0x20 => write!(f, "\\u{:04x}", c as u32)?,
-                c => write!(f, "{c}")?,
-            }
-        }
-        f.write_str("\"")
+        quote(
+            f,
+            self.0,
+            |c| (c as u32) < 0x20,
+            |f, c| write!(f, "\\u{:04x}", c as u32),
+        )
     }
+}
+
+/// Writes `s` in double quotes, escaping `"`, `\` and the characters `special` picks with
+/// `escape`; runs of plain characters go out in one piece (per-character formatting made an
+/// event line cost microseconds).
+fn quote(
+    f: &mut fmt::Formatter<'_>,
+    s: &str,
+    special: impl Fn(char) -> bool,
+    escape: impl Fn(&mut fmt::Formatter<'_>, char) -> fmt::Result,
+) -> fmt::Result {
+    f.write_str("\"")?;
+    let mut plain = 0;
+    for (i, c) in s.char_indices() {
+        if c != '"' && c != '\\' && !special(c) {
+            continue;
+        }
+        f.write_str(&s[plain..i])?;
+        match c {
+            '"' => f.write_str("\\\"")?,
+            '\\' => f.write_str("\\\\")?,
+            c => escape(f, c)?,
+        }
+        plain = i + c.len_utf8();
+    }
+    f.write_str(&s[plain..])?;
+    f.write_str("\"")
 }
 
 /// A wall-clock instant formatted as RFC 3339 UTC with milliseconds.
@@ -194,16 +333,9 @@ pub struct Quoted<'a>(pub &'a str);
 
 impl fmt::Display for Quoted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"")?;
-        for c in self.0.chars() {
-            match c {
-                '"' => f.write_str("\\\"")?,
-                '\\' => f.write_str("\\\\")?,
-                c if c.is_control() => write!(f, "\\u{{{:x}}}", c as u32)?,
-                c => write!(f, "{c}")?,
-            }
-        }
-        f.write_str("\"")
+        quote(f, self.0, char::is_control, |f, c| {
+            write!(f, "\\u{{{:x}}}", c as u32)
+        })
     }
 }
 

@@ -223,6 +223,13 @@ fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std:
 
 /// Renders the control plane's state.
 fn render_control(control: &ControlStats, out: &mut String) {
+    single(
+        out,
+        "ringtls_log_events_dropped_total",
+        "counter",
+        "Event lines dropped because stderr did not take them in time.",
+        super::log::dropped_total(),
+    );
     header(
         out,
         "ringtls_reloads_total",

@@ -25,7 +25,7 @@ pub use client::{
     ClientOpts, Failure, TlsStream, Version, connect, expect_alert, handshake, probe,
 };
 pub use pki::{Ca, CaFlaw, ClientFlaw, Dir, KeyFormat, Leaf};
-pub use process::{Driver, Output, Serve, Server, run};
+pub use process::{Driver, Output, Serve, Server, StderrMode, run};
 pub use upstream::Upstream;
 
 /// Bytes the probe writes and expects back through an echo upstream.

@@ -24,8 +24,13 @@ pub const LOG_TIMEOUT: Duration = Duration::from_secs(10);
 /// The env var that makes monoio use its epoll (legacy) driver.
 const LEGACY_DRIVER_ENV: &str = "MONOIO_FORCE_LEGACY_DRIVER";
 
+/// The binary under test: this build's, or `RINGTLS_BIN` when set (to show that a new test
+/// fails against an older build, as a regression test should).
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_ringtls")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("RINGTLS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ringtls").to_owned())
+    })
 }
 
 /// Which monoio driver the spawned binary is asked to use.
@@ -231,6 +236,20 @@ pub struct Serve {
     default_listen: bool,
     driver: Driver,
     wrap: Option<Box<dyn FnOnce(Command) -> Command>>,
+    /// What happens to the server's stderr pipe.
+    stderr: StderrMode,
+}
+
+/// What a test does with the server's stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum StderrMode {
+    /// Read continuously (the usual).
+    #[default]
+    Read,
+    /// A pipe nobody reads until `Server::read_stderr`: a stalled log collector.
+    Unread,
+    /// A pipe whose read end is closed at once: writes fail with EPIPE.
+    Closed,
 }
 
 impl Serve {
@@ -253,6 +272,7 @@ impl Serve {
             default_listen: true,
             driver: Driver::Default,
             wrap: None,
+            stderr: StderrMode::Read,
         }
     }
 
@@ -294,6 +314,12 @@ impl Serve {
     pub fn args<S: AsRef<OsStr>>(mut self, args: impl IntoIterator<Item = S>) -> Serve {
         self.args
             .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// What to do with the server's stderr (default: read it).
+    pub fn stderr(mut self, mode: StderrMode) -> Serve {
+        self.stderr = mode;
         self
     }
 
@@ -344,7 +370,15 @@ impl Serve {
     pub fn try_start(mut self) -> Result<Server, Exited> {
         let mut cmd = self.command();
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-        let stderr = Captured::spawn_reader(child.stderr.take().expect("stderr piped"));
+        let pipe = child.stderr.take().expect("stderr piped");
+        let (stderr, held_stderr) = match self.stderr {
+            StderrMode::Read => (Captured::spawn_reader(pipe), None),
+            StderrMode::Unread => (Arc::new(Captured::default()), Some(pipe)),
+            StderrMode::Closed => {
+                drop(pipe);
+                (Arc::new(Captured::default()), None)
+            }
+        };
         let stdout_pipe = child.stdout.take().expect("stdout piped");
         let extra_stdout = Arc::new(Captured::default());
         let (tx, rx) = mpsc::channel();
@@ -391,6 +425,7 @@ impl Serve {
                     metrics,
                     listening_line: line,
                     stderr,
+                    held_stderr,
                     extra_stdout,
                 })
             }
@@ -470,10 +505,19 @@ pub struct Server {
     /// The listening line as printed (with its newline).
     pub listening_line: String,
     stderr: Arc<Captured>,
+    /// The stderr pipe of a `StderrMode::Unread` server, until `read_stderr`.
+    held_stderr: Option<std::process::ChildStderr>,
     extra_stdout: Arc<Captured>,
 }
 
 impl Server {
+    /// Starts reading a `StderrMode::Unread` server's stderr: the stalled collector resumes.
+    pub fn read_stderr(&mut self) {
+        if let Some(pipe) = self.held_stderr.take() {
+            self.stderr = Captured::spawn_reader(pipe);
+        }
+    }
+
     /// The first bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addrs[0]

@@ -1,0 +1,187 @@
+//! Where event lines go: a bounded queue and one writer thread that empties it onto stderr.
+//!
+//! stderr can be a pipe nobody reads (a stalled log collector, `ringtls serve 2>&1 | less`
+//! left on one page), a terminal paused with ^S, or closed. A worker must never wait on it:
+//! an event is queued with `try_send`, and when the queue is full the line is dropped and
+//! counted instead (HAProxy drops log lines rather than stall; Envoy flushes access logs from
+//! a thread of its own). The writer takes whatever has queued up and writes it in batches, so a
+//! busy log costs one `write(2)` per batch, not per line. Once the sink takes lines again, the
+//! writer adds one `log.dropped count=N` line saying how many were lost, and the total is
+//! `ringtls_log_events_dropped_total`.
+//!
+//! Write errors never reach a worker either: EPIPE or a closed descriptor loses the batch
+//! (counted as dropped); EAGAIN (someone made the shared description non-blocking) is waited
+//! out by the writer alone.
+
+use std::io::{self, Write};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, Instant};
+
+/// Events the queue holds (about 500 bytes each: at most a few MiB while stderr is stalled).
+const QUEUE_EVENTS: usize = 4096;
+/// The most bytes one `write(2)` carries.
+const BATCH_BYTES: usize = 64 * 1024;
+/// How often an idle writer reports drops that no later line has reported yet.
+const IDLE_CHECK: Duration = Duration::from_millis(250);
+/// How long the writer, woken by a line, lets more gather before it writes. While it sleeps
+/// it is not parked on the queue, so the workers' sends wake nobody: a busy log costs the
+/// workers no system call per line (measured by `cargo bench --bench event_log`: waking the
+/// writer on every line made an event cost twice the old direct write).
+const GATHER: Duration = Duration::from_millis(2);
+/// How long the writer waits before retrying a non-blocking stderr that is full.
+const RETRY_FULL: Duration = Duration::from_millis(10);
+
+struct Sink {
+    tx: SyncSender<String>,
+    /// Lines accepted into the queue.
+    queued: AtomicU64,
+}
+
+static SINK: OnceLock<Option<Sink>> = OnceLock::new();
+/// Lines handled by the writer (written or lost to a write error), for `flush`.
+static HANDLED: AtomicU64 = AtomicU64::new(0);
+/// Lines dropped since the start: the metric.
+static DROPPED_TOTAL: AtomicU64 = AtomicU64::new(0);
+/// Lines dropped since the last `log.dropped` line.
+static DROPPED_UNREPORTED: AtomicU64 = AtomicU64::new(0);
+
+fn sink() -> Option<&'static Sink> {
+    SINK.get_or_init(|| {
+        let (tx, rx) = sync_channel(QUEUE_EVENTS);
+        // Without a writer thread (out of threads at start), lines are dropped and counted:
+        // a log must not be the reason the service cannot run.
+        std::thread::Builder::new()
+            .name("ringtls-log".into())
+            .spawn(move || write_loop(rx))
+            .ok()
+            .map(|_| Sink {
+                tx,
+                queued: AtomicU64::new(0),
+            })
+    })
+    .as_ref()
+}
+
+/// Queues one whole line (ending in `\n`) for stderr; never blocks. A line the queue has no
+/// room for is dropped and counted.
+pub fn push(line: String) {
+    let queued = sink().is_some_and(|sink| match sink.tx.try_send(line) {
+        Ok(()) => {
+            sink.queued.fetch_add(1, Ordering::Release);
+            true
+        }
+        Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+    });
+    if !queued {
+        count_dropped(1);
+    }
+}
+
+fn count_dropped(n: u64) {
+    DROPPED_TOTAL.fetch_add(n, Ordering::Relaxed);
+    DROPPED_UNREPORTED.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Event lines dropped so far because stderr could not take them in time.
+pub fn dropped_total() -> u64 {
+    DROPPED_TOTAL.load(Ordering::Relaxed)
+}
+
+/// Waits until every line queued before the call has been handled, for at most `limit`;
+/// false if the sink did not take them in time. For the end of the process: its last lines
+/// (a drain's summary, the reason it stops) should not die in the queue, but a stalled stderr
+/// must not keep it from exiting either.
+pub fn flush(limit: Duration) -> bool {
+    let Some(sink) = SINK.get().and_then(Option::as_ref) else {
+        return true;
+    };
+    let target = sink.queued.load(Ordering::Acquire);
+    let until = Instant::now() + limit;
+    while HANDLED.load(Ordering::Acquire) < target {
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
+}
+
+fn write_loop(rx: Receiver<String>) {
+    let mut batch = Vec::with_capacity(BATCH_BYTES);
+    let stderr = io::stderr();
+    loop {
+        let first = match rx.recv_timeout(IDLE_CHECK) {
+            Ok(line) => line,
+            Err(RecvTimeoutError::Timeout) => {
+                report_drops(&mut batch);
+                if !batch.is_empty() {
+                    let _ = write_batch(&stderr, &batch);
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        std::thread::sleep(GATHER);
+        let mut next = Some(first);
+        while let Some(line) = next.take() {
+            batch.clear();
+            batch.extend_from_slice(line.as_bytes());
+            let mut lines = 1;
+            while batch.len() < BATCH_BYTES {
+                match rx.try_recv() {
+                    Ok(line) => {
+                        batch.extend_from_slice(line.as_bytes());
+                        lines += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            if write_batch(&stderr, &batch).is_err() {
+                count_dropped(lines);
+            }
+            HANDLED.fetch_add(lines, Ordering::Release);
+            next = rx.try_recv().ok();
+        }
+        // The sink took this batch: say what was lost before it, if anything.
+        // (If that write fails, the line is lost with the sink; the metric still has it.)
+        report_drops(&mut batch);
+        if !batch.is_empty() {
+            let _ = write_batch(&stderr, &batch);
+        }
+    }
+}
+
+/// Leaves in `batch` the `log.dropped` line for drops not yet reported, or nothing.
+fn report_drops(batch: &mut Vec<u8>) {
+    batch.clear();
+    let n = DROPPED_UNREPORTED.swap(0, Ordering::Relaxed);
+    if n > 0 {
+        let line = super::log::Event::warn("log.dropped")
+            .num("count", n)
+            .text(
+                "message",
+                "stderr did not take event lines in time; they were dropped, not waited for",
+            )
+            .into_line();
+        batch.extend_from_slice(line.as_bytes());
+    }
+}
+
+/// Writes all of `bytes` to stderr. A full non-blocking stderr is retried here, on the
+/// writer's own time; any other error (EPIPE, EBADF) gives up on the batch.
+fn write_batch(stderr: &io::Stderr, bytes: &[u8]) -> io::Result<()> {
+    let mut lock = stderr.lock();
+    let mut done = 0;
+    while done < bytes.len() {
+        match lock.write(&bytes[done..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(RETRY_FULL),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
