@@ -58,7 +58,8 @@ pub struct ClientInfo<'a> {
 
 #[derive(Debug)]
 pub struct CertFacts<'a> {
-    pub cn: &'a str,
+    /// The certificate's CN (`tls::identity`); without one, no SSL_CN TLV is sent.
+    pub cn: Option<&'a str>,
     pub sig_alg: &'a str,
     pub key_alg: &'a str,
     /// SHA-256 of the leaf certificate's DER.
@@ -119,7 +120,9 @@ pub fn encode(src: SocketAddr, dst: SocketAddr, info: &ClientInfo<'_>, out: &mut
     ssl.extend_from_slice(&verify.to_be_bytes());
     value_tlv(&mut ssl, SUBTYPE_SSL_VERSION, info.version.as_bytes());
     if let Some(cert) = &info.cert {
-        value_tlv(&mut ssl, SUBTYPE_SSL_CN, cert.cn.as_bytes());
+        if let Some(cn) = cert.cn {
+            value_tlv(&mut ssl, SUBTYPE_SSL_CN, cn.as_bytes());
+        }
     }
     value_tlv(&mut ssl, SUBTYPE_SSL_CIPHER, info.cipher.as_bytes());
     if let Some(cert) = &info.cert {
@@ -193,7 +196,7 @@ mod tests {
             version: "TLSv1.3",
             cipher: "TLS_AES_128_GCM_SHA256",
             cert: Some(CertFacts {
-                cn: &cn,
+                cn: Some(&cn),
                 sig_alg: "ecdsa-with-SHA256",
                 key_alg: "id-ecPublicKey",
                 fingerprint: [7; 32],
@@ -235,7 +238,7 @@ mod tests {
             version: &long,
             cipher: &long,
             cert: Some(CertFacts {
-                cn: &long,
+                cn: Some(&long),
                 sig_alg: &long,
                 key_alg: &long,
                 fingerprint: [7; 32],

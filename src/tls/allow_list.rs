@@ -13,7 +13,8 @@ use std::sync::Arc;
 use rustls::CertificateError;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+use super::identity::{self, ClientIdentity};
 
 /// Which client identities get through.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,32 +31,24 @@ impl AllowList {
         self.cn.is_empty() && self.ou.is_empty() && self.dns.is_empty() && self.uri.is_empty()
     }
 
-    /// Whether the leaf certificate (DER) matches any entry.
-    pub fn allows(&self, leaf: &[u8]) -> bool {
-        let Ok((_, cert)) = X509Certificate::from_der(leaf) else {
-            return false;
-        };
-        let subject = cert.subject();
-        let attr_matches = |values: &[String], attrs: &mut dyn Iterator<Item = Option<&str>>| {
-            attrs.flatten().any(|v| values.iter().any(|want| want == v))
-        };
-        if attr_matches(
-            &self.cn,
-            &mut subject.iter_common_name().map(|a| a.as_str().ok()),
-        ) || attr_matches(
-            &self.ou,
-            &mut subject.iter_organizational_unit().map(|a| a.as_str().ok()),
-        ) {
-            return true;
-        }
-        let Ok(Some(san)) = cert.subject_alternative_name() else {
-            return false;
-        };
-        san.value.general_names.iter().any(|name| match name {
-            GeneralName::DNSName(d) => self.dns.iter().any(|p| matches_parts(p, d, '.')),
-            GeneralName::URI(u) => self.uri.iter().any(|p| matches_parts(p, u, '/')),
-            _ => false,
-        })
+    /// Whether the client's identity matches any entry. The CN is the certificate's one CN
+    /// (`identity`'s rule: none when there are several), the same one SSL_CN and the log name.
+    pub fn allows(&self, client: &ClientIdentity) -> bool {
+        client
+            .common_name()
+            .is_some_and(|cn| self.cn.iter().any(|want| want == cn))
+            || client
+                .ous
+                .iter()
+                .any(|ou| self.ou.iter().any(|want| want == ou))
+            || client
+                .dns
+                .iter()
+                .any(|d| self.dns.iter().any(|p| matches_parts(p, d, '.')))
+            || client
+                .uris
+                .iter()
+                .any(|u| self.uri.iter().any(|p| matches_parts(p, u, '/')))
     }
 }
 
@@ -124,7 +117,7 @@ impl ClientCertVerifier for AllowListVerifier {
         let verified = self
             .inner
             .verify_client_cert(end_entity, intermediates, now)?;
-        if self.allow.allows(end_entity) {
+        if identity::of(end_entity).is_some_and(|client| self.allow.allows(&client)) {
             Ok(verified)
         } else {
             // rustls answers this with alert access_denied (49).

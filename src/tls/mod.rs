@@ -51,6 +51,7 @@ pub mod allow_list;
 pub mod credentials;
 pub mod crl;
 pub mod error;
+pub mod identity;
 pub mod keylog;
 pub mod limits;
 mod pem;

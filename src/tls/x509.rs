@@ -53,32 +53,24 @@ impl CertInfo {
     /// Parses a DER certificate; the error is x509-parser's description.
     pub fn parse(der: &[u8]) -> Result<CertInfo, String> {
         let (_, cert) = X509Certificate::from_der(der).map_err(|e| e.to_string())?;
-        Ok(CertInfo {
+        Ok(CertInfo::of(&cert))
+    }
+
+    /// The facts of a certificate parsed already.
+    pub fn of(cert: &X509Certificate<'_>) -> CertInfo {
+        CertInfo {
             subject: name_or_empty(cert.subject()),
             issuer: name_or_empty(cert.issuer()),
             not_before: cert.validity().not_before.timestamp(),
             not_after: cert.validity().not_after.timestamp(),
             serial_hex: cert.raw_serial_as_string(),
-            sans: sans(&cert),
-            key_type: key_type(&cert),
+            sans: sans(cert),
+            key_type: key_type(cert),
             sig_alg: algorithm_name(&cert.signature_algorithm.algorithm.to_id_string()),
             key_alg: algorithm_name(&cert.public_key().algorithm.algorithm.to_id_string()),
-            ca: ca_verdict(&cert),
-        })
+            ca: ca_verdict(cert),
+        }
     }
-
-    /// The subject's common name, or the whole subject when it has none.
-    pub fn common_name(&self) -> &str {
-        common_name(&self.subject)
-    }
-}
-
-/// The CN attribute of an RFC 4514-style name string, or the whole string.
-pub fn common_name(subject: &str) -> &str {
-    subject
-        .split(", ")
-        .find_map(|part| part.strip_prefix("CN="))
-        .unwrap_or(subject)
 }
 
 /// OpenSSL's short names for the algorithms a client certificate commonly uses, as HAProxy's
@@ -101,8 +93,126 @@ fn algorithm_name(oid: &str) -> String {
 }
 
 fn name_or_empty(name: &X509Name<'_>) -> String {
-    let s = name.to_string();
+    let s = name_string(name);
     if s.is_empty() { "no subject".into() } else { s }
+}
+
+/// A name as a string: attributes as `TYPE=value` in the certificate's order, RDNs joined by
+/// `, `, the attributes of a multi-valued RDN by ` + `, and every value escaped as RFC 4514
+/// §2.4 says, so no value can pass for a separator or another attribute: a subject
+/// `O="x, CN=admin", CN=bob` reads `O=x\, CN=admin, CN=bob`. (x509-parser's `to_string` does not
+/// escape.) A value that is not a string is `#` and its DER in hex (§2.4).
+pub fn name_string(name: &X509Name<'_>) -> String {
+    let mut out = String::new();
+    for (i, rdn) in name.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        for (j, attr) in rdn.iter().enumerate() {
+            if j > 0 {
+                out.push_str(" + ");
+            }
+            out.push_str(&attribute_type_name(attr.attr_type()));
+            out.push('=');
+            match attribute_text(attr.attr_value()) {
+                Some(text) => escape_rfc4514(&text, &mut out),
+                None => {
+                    out.push('#');
+                    out.push_str(&hex(attr.attr_value().as_bytes()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The short names OpenSSL and RFC 4514 use for common attribute types; the dotted OID else.
+fn attribute_type_name(oid: &x509_parser::der_parser::oid::Oid<'_>) -> String {
+    match oid.to_id_string().as_str() {
+        "2.5.4.3" => "CN",
+        "2.5.4.4" => "SN",
+        "2.5.4.5" => "serialNumber",
+        "2.5.4.6" => "C",
+        "2.5.4.7" => "L",
+        "2.5.4.8" => "ST",
+        "2.5.4.9" => "street",
+        "2.5.4.10" => "O",
+        "2.5.4.11" => "OU",
+        "2.5.4.12" => "title",
+        "2.5.4.42" => "GN",
+        "2.5.4.46" => "dnQualifier",
+        "0.9.2342.19200300.100.1.1" => "UID",
+        "0.9.2342.19200300.100.1.25" => "DC",
+        "1.2.840.113549.1.9.1" => "emailAddress",
+        other => return other.to_owned(),
+    }
+    .to_owned()
+}
+
+/// The text of a directory-string attribute value (RFC 5280 §4.1.2.4), decoded by its type:
+/// UTF8String, PrintableString, IA5String, NumericString and VisibleString as UTF-8 (strictly),
+/// BMPString as UTF-16BE, UniversalString as UTF-32BE, TeletexString as Latin-1 (what OpenSSL
+/// and most CAs mean by it). `None` for anything else or an undecodable value.
+pub fn attribute_text(value: &x509_parser::der_parser::asn1_rs::Any<'_>) -> Option<String> {
+    use x509_parser::der_parser::asn1_rs::Tag;
+    let data = value.data;
+    match value.tag() {
+        Tag::Utf8String
+        | Tag::PrintableString
+        | Tag::Ia5String
+        | Tag::NumericString
+        | Tag::VisibleString => std::str::from_utf8(data).ok().map(str::to_owned),
+        Tag::BmpString => {
+            if data.len() % 2 != 0 {
+                return None;
+            }
+            let units = data
+                .chunks_exact(2)
+                .map(|u| u16::from_be_bytes([u[0], u[1]]));
+            char::decode_utf16(units)
+                .collect::<Result<String, _>>()
+                .ok()
+        }
+        Tag::UniversalString => {
+            if data.len() % 4 != 0 {
+                return None;
+            }
+            data.chunks_exact(4)
+                .map(|c| char::from_u32(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
+                .collect()
+        }
+        Tag::T61String => Some(data.iter().map(|&b| char::from(b)).collect()),
+        _ => None,
+    }
+}
+
+/// Appends `value` escaped as an RFC 4514 §2.4 attribute value: `,` `+` `"` `\` `<` `>` `;`
+/// with a backslash, a leading `#` or space and a trailing space likewise, NUL and other
+/// control characters as `\XX` hex pairs of their UTF-8 bytes.
+fn escape_rfc4514(value: &str, out: &mut String) {
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        match c {
+            ',' | '+' | '"' | '\\' | '<' | '>' | ';' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '#' | ' ' if i == 0 => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' ' if i == last => out.push_str("\\ "),
+            c if c.is_control() => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    use std::fmt::Write;
+                    // Writing into a String cannot fail.
+                    let _ = write!(out, "\\{b:02X}");
+                }
+            }
+            c => out.push(c),
+        }
+    }
 }
 
 fn ca_verdict(cert: &X509Certificate<'_>) -> Result<(), CaProblem> {

@@ -15,6 +15,7 @@
 pub mod client;
 pub mod pki;
 pub mod process;
+pub mod proxy_header;
 pub mod upstream;
 
 use std::io::{Read, Write};

@@ -218,6 +218,27 @@ impl Ca {
         super::hex(&super::sha256(self.der()))
     }
 
+    /// This CA's private key, PKCS#8 PEM (for an external tool to sign with, e.g. `openssl x509
+    /// -req -CAkey`).
+    pub fn key_pem(&self) -> String {
+        self.issuer.key().serialize_pem()
+    }
+
+    /// A valid client leaf with exactly the subject `dn` and the SANs given: for hostile
+    /// subjects. `label` names it in test output.
+    pub fn client_named(
+        &self,
+        label: &str,
+        dn: DistinguishedName,
+        sans: Vec<rcgen::SanType>,
+    ) -> Leaf {
+        let mut params = leaf_params(label);
+        params.distinguished_name = dn;
+        params.subject_alt_names = sans;
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.issue(label, params, generate_p256())
+    }
+
     /// A client leaf with clientAuth EKU.
     pub fn client(&self, cn: &str) -> Leaf {
         self.client_with(cn, ClientFlaw::None)
