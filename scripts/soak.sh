@@ -23,6 +23,14 @@
 #
 # Every 10 s: the server's VmRSS, open fds and ringtls_connections_active -> samples.csv.
 #
+# A stalled log reader, mid-run: the monitored server's stderr is a pipe that a relay (`cat` into
+# server.log) empties; in the middle of the mixed phase the relay is stopped (SIGSTOP) for 60 s
+# (a third of runs shorter than 3 minutes), as a stuck log collector or a paused terminal would
+# stall. The pipe fills, and every bound below must hold through it; afterwards the server must
+# have counted dropped lines (ringtls_log_events_dropped_total > 0) and logged `log.dropped`.
+# Reloads are therefore confirmed from /metrics (ringtls_reloads_total{result="ok"}), not from
+# the log.
+#
 # Bounds (any violation: exit 1, work dir kept):
 # - RSS: the median of the last minute's samples (6; half the samples after warm-up in runs
 #   shorter than 3 minutes) may exceed the median of the first minute after warm-up (60 s, or the
@@ -43,7 +51,7 @@
 # generator --threads 1, niced, so the server gets the CPU it asks for.
 set -euo pipefail
 
-usage() { sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,51p' "$0" | sed 's/^# \{0,1\}//'; }
 
 MINUTES=10
 BUILD=1
@@ -79,6 +87,7 @@ WARMUP_S=$((TOTAL_S / 5 < 60 ? TOTAL_S / 5 : 60))
 RSS_PCT=20
 RSS_MIN_KIB=$((16 * 1024))
 FD_MARGIN=4
+STALL_S=$((TOTAL_S >= 180 ? 60 : TOTAL_S / 3))
 
 log() { printf 'soak: [%4ds] %s\n' "$SECONDS" "$*" >&2; }
 die() {
@@ -142,13 +151,21 @@ start_upstream() {
     ADDR=$(first_addr "$(listening_line "$WORK/$name.out" "$pid" "$name")")
 }
 
-# start_server NAME UPSTREAM -> sets PID, ADDR, METRICS
+# start_server NAME UPSTREAM [RELAYED] -> sets PID, ADDR, METRICS; with RELAYED, stderr is a
+# FIFO that a relay (RELAY_PID) copies to NAME.log, so the test can stall it.
 start_server() {
-    local name=$1 upstream=$2 line
+    local name=$1 upstream=$2 relayed=${3:-} line err="$WORK/$name.log"
+    if [[ -n $relayed ]]; then
+        mkfifo "$WORK/$name.fifo"
+        cat "$WORK/$name.fifo" > "$WORK/$name.log" &
+        RELAY_PID=$!
+        CHILDREN+=("$RELAY_PID")
+        err="$WORK/$name.fifo"
+    fi
     "$BIN" serve --listen 127.0.0.1:0 --metrics 127.0.0.1:0 --upstream "$upstream" \
         --crt "$WORK/good/server.pem" --key "$WORK/good/server.key" --mutual-tls-cas "$CAS" \
         --threads 2 --drain-timeout "${DRAIN_S}s" --idle-timeout "$((TOTAL_S + 300))s" \
-        > "$WORK/$name.out" 2> "$WORK/$name.log" &
+        > "$WORK/$name.out" 2> "$err" &
     PID=$!
     CHILDREN+=("$PID")
     line=$(listening_line "$WORK/$name.out" "$PID" "$name")
@@ -161,7 +178,7 @@ start_upstream upstream-echo echo
 UP_ECHO=$ADDR
 start_upstream upstream-source source
 UP_SOURCE=$ADDR
-start_server server "$UP_ECHO"
+start_server server "$UP_ECHO" relayed
 SRV_PID=$PID SRV_ADDR=$ADDR SRV_METRICS=$METRICS
 start_server server-down "$UP_SOURCE"
 DOWN_PID=$PID DOWN_ADDR=$ADDR DOWN_METRICS=$METRICS
@@ -176,6 +193,19 @@ metric() {
     scrape "$1" | awk -v want="$2" 'index($0, want) == 1 { s += $NF } END { printf "%d\n", s }'
 }
 active() { metric "$1" 'ringtls_connections_active'; }
+reloads_ok() { metric "$1" 'ringtls_reloads_total{result="ok"}' || echo 0; }
+
+# staller: in the middle of the mixed phase, stops the server's stderr relay for STALL_S.
+staller() {
+    sleep $(((TOTAL_S - STALL_S) / 2))
+    log "stderr relay stopped for ${STALL_S}s (a stalled log reader)"
+    echo "$(date +%s) stop" > "$WORK/stall.txt"
+    kill -STOP "$RELAY_PID"
+    sleep "$STALL_S"
+    kill -CONT "$RELAY_PID"
+    echo "$(date +%s) cont" >> "$WORK/stall.txt"
+    log "stderr relay resumed"
+}
 
 # quiet_fds PID METRICS: waits (bounded, 20 s) until only the idle connections are active and the
 # fd count has held still for a second, then prints it.
@@ -240,19 +270,19 @@ reloader() {
         fi
         mv "$CAS.new" "$CAS"
         for name in server server-down; do
-            [[ $name == server ]] && pid=$SRV_PID || pid=$DOWN_PID
-            want=$(($(grep -c 'reload\.ok' "$WORK/$name.log" || true) + 1))
+            [[ $name == server ]] && pid=$SRV_PID m=$SRV_METRICS || pid=$DOWN_PID m=$DOWN_METRICS
+            want=$(($(reloads_ok "$m") + 1))
             kill -HUP "$pid" 2> /dev/null || true
             got=0
             for _ in {1..100}; do
-                got=$(grep -c 'reload\.ok' "$WORK/$name.log" || true)
+                got=$(reloads_ok "$m")
                 [[ $got -ge $want ]] && break
                 sleep 0.1
             done
             if [[ $got -ge $want ]]; then
                 echo "$(date +%s) $name $k ok" >> "$WORK/reloads.txt"
             else
-                echo "$(date +%s) $name $k missing: $(grep 'reload\.' "$WORK/$name.log" | tail -n1)" >> "$WORK/reloads.txt"
+                echo "$(date +%s) $name $k missing: reloads ok $got, wanted $want; $(grep 'reload\.' "$WORK/$name.log" | tail -n1)" >> "$WORK/reloads.txt"
             fi
         done
     done
@@ -304,6 +334,7 @@ spawn stream reject-untrusted-ca "$SRV_ADDR" rogue --mode handshake --concurrenc
 spawn stream reject-no-cert "$SRV_ADDR" nocert --mode handshake --concurrency 2
 spawn reloader
 spawn sampler
+spawn staller
 
 # Wait for the loops: each stops by itself at END_AT; a stuck one is bounded by its timeout.
 for pid in "${LOOPS[@]}"; do
@@ -361,6 +392,10 @@ stop_server() {
 }
 stop_server server "$SRV_PID" "$SRV_ALIVE"
 SRV_STOP_RC=$STOP_RC SRV_STOP_S=$STOP_S
+# The relay ends at the server's EOF, with the whole log written.
+kill -CONT "$RELAY_PID" 2> /dev/null || true
+wait "$RELAY_PID" 2> /dev/null || true
+forget_child "$RELAY_PID"
 stop_server server-down "$DOWN_PID" "$DOWN_ALIVE"
 DOWN_STOP_RC=$STOP_RC DOWN_STOP_S=$STOP_S
 log "servers stopped: exit $SRV_STOP_RC in ${SRV_STOP_S}s, $DOWN_STOP_RC in ${DOWN_STOP_S}s"
@@ -379,6 +414,13 @@ else
 fi
 
 # --- verdict -------------------------------------------------------------------------------------
+# The stalled log reader: lines were dropped (not waited for), and the server said so once the
+# relay took lines again.
+LOG_DROPPED=$(awk '/^ringtls_log_events_dropped_total / {print $NF}' <<< "$METRICS_END")
+LOG_DROPPED_LINES=$(grep -c 'log\.dropped' "$WORK/server.log" || true)
+[[ ${LOG_DROPPED:-0} -gt 0 ]] ||
+    violation "stderr stalled for ${STALL_S} s, yet ringtls_log_events_dropped_total is ${LOG_DROPPED:-absent}"
+[[ ${LOG_DROPPED_LINES:-0} -gt 0 ]] || violation "no log.dropped line after the stderr stall"
 for name in server server-down; do
     if grep -qiE 'panick|panic:' "$WORK/$name.log"; then
         violation "$name logged a panic: $(grep -m1 -iE 'panick|panic:' "$WORK/$name.log" | cut -c1-200)"
@@ -499,6 +541,7 @@ print(f"handshakes rejected (server): {v['hs_rejected']:,} {v['rejected_by_reaso
 print(f"bytes through the servers: up {mib(v['bytes_up'])}, down {mib(v['bytes_down'])}")
 print(f"connections closed by reason (server): {v['closed_by_reason']}")
 print("reloads (SIGHUP every ${RELOAD_EVERY} s, to both servers): ${RELOADS_OK:-0} reload.ok, ${RELOADS_MISSING:-0} missing")
+print("stderr stalled ${STALL_S} s mid-run: ${LOG_DROPPED:-0} event lines dropped and counted, ${LOG_DROPPED_LINES:-0} log.dropped line(s)")
 print()
 print(f"{'stream':<20} {'client':<7} {'runs':>5} {'ok':>10} {'failed':>9} {'MiB':>8}  notes")
 for name, x in sorted(s.items()):
