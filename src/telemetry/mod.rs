@@ -1,5 +1,6 @@
 //! Telemetry: what ringtls tells its operator: the event log on stderr, and the metrics and
 //! health endpoint.
 
+pub mod http;
 pub mod log;
 pub mod metrics;
