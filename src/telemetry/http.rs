@@ -55,14 +55,14 @@ pub(crate) const MAX_CONNECTIONS: usize = 128;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Binds the metrics listener (before the workers start, so a bad address fails the start).
-pub fn bind(addr: SocketAddr) -> std::io::Result<StdListener> {
+pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<StdListener> {
     StdListener::bind(addr)
 }
 
 /// Serves `/metrics`, `/healthz` (200 while the process runs) and `/readyz` (503 once draining)
 /// on `listener` from a thread of its own. The runtime is built and the listener registered
 /// with it here, so a failure to do either fails the start rather than the thread.
-pub fn serve(
+pub(crate) fn serve(
     listener: StdListener,
     workers: Vec<&'static WorkerStats>,
     control: &'static ControlStats,
