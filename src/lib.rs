@@ -136,7 +136,7 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
     let metrics = config
         .metrics
         .map(|addr| {
-            telemetry::metrics::bind(addr)
+            telemetry::http::bind(addr)
                 .map_err(|e| Error::Runtime(format!("--metrics {addr}: cannot bind: {e}")))
         })
         .transpose()?;
@@ -145,7 +145,7 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
         let addr = listener
             .local_addr()
             .map_err(|e| Error::Runtime(format!("--metrics: {e}")))?;
-        telemetry::metrics::serve(listener, server.stats(), control_stats)
+        telemetry::http::serve(listener, server.stats(), control_stats)
             .map_err(|e| Error::Runtime(format!("--metrics {addr}: cannot start: {e}")))?;
         server.set_metrics_addr(addr);
     }

@@ -1,15 +1,13 @@
 //! Metrics: per-worker counters, summed when scraped, and the control plane's state (reloads,
-//! configuration generation, certificate expiry, draining), served in the Prometheus text format
-//! on their own listener (`--metrics ADDR`: `/metrics`, `/healthz`, `/readyz`), by a plain thread
-//! that never touches the workers' event loops.
+//! configuration generation, certificate expiry, draining), rendered in the Prometheus text
+//! format for the listener in `telemetry::http` (`--metrics ADDR`: `/metrics`, `/healthz`,
+//! `/readyz`), whose thread never touches the workers' event loops.
 //!
 //! Each counter has exactly one writer, its worker, so an update is a relaxed load and store on
 //! a cache line no other worker writes: no lock and no contended atomic on the data path. The
 //! scraping thread only reads, and may see a value a few updates old.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -408,69 +406,4 @@ pub fn render(workers: &[&'static WorkerStats], control: &ControlStats) -> Strin
     }
     render_control(control, out);
     buf
-}
-
-/// Binds the metrics listener (before the workers start, so a bad address fails the start).
-pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr)
-}
-
-/// Serves `/metrics`, `/healthz` (200 while the process runs) and `/readyz` (503 once draining)
-/// on `listener` from a thread of its own.
-pub fn serve(
-    listener: TcpListener,
-    workers: Vec<&'static WorkerStats>,
-    control: &'static ControlStats,
-) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("ringtls-metrics".into())
-        .spawn(move || {
-            for stream in listener.incoming().flatten() {
-                // One slow or silent scraper must not hold the others up for long.
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-                let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-                let _ = answer(stream, &workers, control);
-            }
-        })
-        .map(|_| ())
-}
-
-fn answer(
-    stream: TcpStream,
-    workers: &[&'static WorkerStats],
-    control: &ControlStats,
-) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request = String::new();
-    reader.read_line(&mut request)?;
-    // Drain the headers (bounded by the read timeout and a line count).
-    for _ in 0..100 {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
-            break;
-        }
-    }
-    let path = request.split_whitespace().nth(1).unwrap_or("");
-    let (status, kind, body) = match path {
-        "/metrics" => (
-            "200 OK",
-            "text/plain; version=0.0.4",
-            render(workers, control),
-        ),
-        "/healthz" => ("200 OK", "text/plain", "ok\n".to_owned()),
-        "/readyz" if control.draining() => (
-            "503 Service Unavailable",
-            "text/plain",
-            "draining\n".to_owned(),
-        ),
-        "/readyz" => ("200 OK", "text/plain", "ready\n".to_owned()),
-        _ => ("404 Not Found", "text/plain", "not found\n".to_owned()),
-    };
-    let mut stream = stream;
-    write!(
-        stream,
-        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    stream.flush()
 }
