@@ -42,6 +42,12 @@ FILLER_CN = 80  # characters: a filler's name costs 80 + 15 bytes in the list
 # Tail CN length range: 10..(10 + filler cost) keeps every DER length in one byte.
 TAIL_MIN = 10
 MARKER = "ringtls-ca-names-ok"
+# src/tls/ca_names.rs wire_limit(): the largest list `serve --ca-names all` sends.
+WIRE_LIMIT = 65499
+# CertificateRequest body = list + this: TLS 1.3 context (1), extensions length (2),
+# signature_algorithms (4 + 2 + 2 x 13), certificate_authorities header (4); TLS 1.2
+# certificate_types (1 + 2), signature algorithms (2 + 2 x 10).
+OVERHEAD = {"1.3": 39, "1.2": 25}
 CLIENT_TIMEOUT = 15
 
 
@@ -270,7 +276,8 @@ def version(client):
     if client == "rustls":
         return "ringtls load (rustls, see Cargo.lock)"
     p = subprocess.run(cmds[client], capture_output=True, text=True)
-    return (p.stdout + p.stderr).strip().splitlines()[0]
+    first = (p.stdout + p.stderr).strip().splitlines()[0]
+    return " ".join(first.split()[:3]) if client == "curl" else first
 
 
 CLIENTS = {
@@ -286,8 +293,10 @@ CLIENTS = {
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ringtls", default="target/release/ringtls")
-    ap.add_argument("--max", type=int, default=256 * 1024,
-                    help="largest list tried (bytes); a client accepting it is reported as >=")
+    ap.add_argument("--max", type=int, default=WIRE_LIMIT,
+                    help="largest list tried (bytes); a client accepting it is reported as >=. "
+                    f"ringtls refuses to send more than {WIRE_LIMIT}, what a TLS 1.3 "
+                    "CertificateRequest can encode")
     ap.add_argument("--clients", default=",".join(CLIENTS))
     ap.add_argument("--tls", default="1.3", choices=["1.2", "1.3"])
     args = ap.parse_args()
@@ -340,11 +349,14 @@ def main():
                 hi, refusal = mid, " ".join(why)
         results.append((name, version(name), str(lo), refusal))
     print(f"\nTLS {args.tls}; list bytes = what `ringtls check` reports (2-byte length + "
-          "2 + DER subject per CA)")
-    print("| client | version | largest list accepted (bytes) | first refusal says |")
-    print("|---|---|---|---|")
-    for r in results:
-        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} |")
+          f"2 + DER subject per CA); CertificateRequest body = list + {OVERHEAD[args.tls]}")
+    print("| client | version | largest list accepted (bytes) | CertificateRequest body "
+          "| first refusal says |")
+    print("|---|---|---|---|---|")
+    for name, ver, largest, refusal in results:
+        n = int(largest.lstrip(">= "))
+        body = largest.replace(str(n), str(n + OVERHEAD[args.tls]))
+        print(f"| {name} | {ver} | {largest} | {body} | {refusal} |")
     shutil.rmtree(work, ignore_errors=True)
 
 

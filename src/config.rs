@@ -248,9 +248,8 @@ fn parse_ca_names(have_cas: bool, value: Option<&str>) -> Result<CaNamesMode, Er
     let Some(value) = value else {
         return Ok(CaNamesMode::Auto);
     };
-    let mode = CaNamesMode::parse(value).ok_or_else(|| {
-        Error::Usage(format!("--ca-names {value}: expected auto, all or none"))
-    })?;
+    let mode = CaNamesMode::parse(value)
+        .ok_or_else(|| Error::Usage(format!("--ca-names {value}: expected auto, all or none")))?;
     if !have_cas {
         return Err(Error::Usage(format!(
             "--ca-names {value} needs --mutual-tls-cas: without a trust store no client certificate is requested"

@@ -264,7 +264,10 @@ fn log_ca_names(decision: &tls::ca_names::CaNames) {
         .num("names", decision.count as u64)
         .num("bytes", decision.bytes as u64)
         .num("limit", tls::ca_names::AUTO_LIMIT as u64)
-        .text("message", &format!("CA names in CertificateRequest {decision}"))
+        .text(
+            "message",
+            &format!("CA names in CertificateRequest {decision}"),
+        )
         .emit();
 }
 

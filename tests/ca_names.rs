@@ -30,8 +30,8 @@ const AUTO_LIMIT: &str = "limit=16384";
 const WIRE_LIMIT: &str = "65499";
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// 2,000 CAs with subjects the size of real ones (country, organisation, unit, CN: about 100
-/// bytes each, 200 KB of names), made once per test binary.
+/// 2,000 CAs with subjects the size of real ones (country, organisation, unit, CN: 130 bytes
+/// each in the list, 260 KB of names), made once per test binary.
 fn fillers() -> &'static str {
     static PEM: OnceLock<String> = OnceLock::new();
     PEM.get_or_init(|| {
@@ -39,9 +39,18 @@ fn fillers() -> &'static str {
         let pem = filler_cas((0..FILLERS).map(|i| {
             let mut dn = DistinguishedName::new();
             dn.push(DnType::CountryName, "US");
-            dn.push(DnType::OrganizationName, format!("Example Tenant {i:04} Inc"));
-            dn.push(DnType::OrganizationalUnitName, "Client Certificate Authority");
-            dn.push(DnType::CommonName, format!("Example Tenant {i:04} Client CA"));
+            dn.push(
+                DnType::OrganizationName,
+                format!("Example Tenant {i:04} Inc"),
+            );
+            dn.push(
+                DnType::OrganizationalUnitName,
+                "Client Certificate Authority",
+            );
+            dn.push(
+                DnType::CommonName,
+                format!("Example Tenant {i:04} Client CA"),
+            );
             dn
         }));
         eprintln!("generated {FILLERS} filler CAs in {:?}", started.elapsed());
@@ -60,7 +69,11 @@ impl Lab {
     fn new() -> Lab {
         let setup = Setup::new();
         let fillers = fillers();
-        let half = fillers.match_indices("-----BEGIN").nth(FILLERS / 2).unwrap().0;
+        let half = fillers
+            .match_indices("-----BEGIN")
+            .nth(FILLERS / 2)
+            .unwrap()
+            .0;
         let bundle = setup.dir.write(
             "big-bundle.pem",
             format!("{}{}{}", &fillers[..half], setup.ca.pem(), &fillers[half..]),
@@ -120,8 +133,7 @@ fn hints(
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let key = leaf.map(|leaf| {
         Arc::new(
-            CertifiedKey::from_der(leaf.chain(), leaf.rustls_key(), &provider)
-                .expect("client key"),
+            CertifiedKey::from_der(leaf.chain(), leaf.rustls_key(), &provider).expect("client key"),
         )
     });
     let recorder = Arc::new(HintRecorder {
@@ -144,7 +156,12 @@ fn s_client(server: &common::Server, setup: &Setup, leaf: Option<(&PathBuf, &Pat
     let mut cmd = Command::new("openssl");
     cmd.args(["s_client", "-connect"])
         .arg(server.addr().to_string())
-        .args(["-servername", "localhost", "-verify_return_error", "-CAfile"])
+        .args([
+            "-servername",
+            "localhost",
+            "-verify_return_error",
+            "-CAfile",
+        ])
         .arg(setup.dir.write("root.pem", setup.ca.pem()));
     if let Some((crt, key)) = leaf {
         cmd.arg("-cert").arg(crt).arg("-key").arg(key);
@@ -200,7 +217,11 @@ fn client_without_certificate_is_still_refused_with_certificate_required() {
         client.finish(CLIENT_TIMEOUT);
         assert!(alerted, "no certificate_required\n{}", client.output());
     }
-    assert_eq!(upstream.accepted(), 0, "a client without a certificate got in");
+    assert_eq!(
+        upstream.accepted(),
+        0,
+        "a client without a certificate got in"
+    );
 }
 
 #[test]
@@ -253,7 +274,9 @@ fn openssl_s_client_with_certificate_of_a_ca_in_a_2000_ca_bundle_sees_echo() {
     client.finish(CLIENT_TIMEOUT);
     assert!(echoed, "s_client never saw the echo\n{}", client.output());
     assert!(
-        client.output().contains("No client certificate CA names sent"),
+        client
+            .output()
+            .contains("No client certificate CA names sent"),
         "s_client saw CA names\n{}",
         client.output()
     );
@@ -265,7 +288,7 @@ fn all_refuses_to_start_with_more_names_than_a_certificate_request_can_carry() {
     let lab = Lab::new();
     let upstream = Upstream::echo();
     let exited = match lab.serve(&upstream, Some("all")).try_start() {
-        Ok(_) => panic!("serve started with 200 KB of CA names"),
+        Ok(_) => panic!("serve started with 260 KB of CA names"),
         Err(exited) => exited,
     };
     assert_eq!(exited.code, Some(78), "{}", exited.stderr);
@@ -285,7 +308,10 @@ fn bundle_rustls_cannot_buffer(setup: &Setup) -> PathBuf {
     // Each CN-only name of 85 characters costs 85 + 13 (DER) + 2 (length) = 100 bytes.
     let fillers = filler_cas((0..651).map(|i| {
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, format!("{i:04}").repeat(22)[..85].to_owned());
+        dn.push(
+            DnType::CommonName,
+            format!("{i:04}").repeat(22)[..85].to_owned(),
+        );
         dn
     }));
     setup
@@ -325,7 +351,10 @@ fn none_sends_no_names_and_auto_sends_a_small_bundles_names() {
     let setup = Setup::new();
     let upstream = Upstream::echo();
     let leaf = setup.ca.client("rustls client");
-    let none = setup.serve(upstream.addr).args(["--ca-names", "none"]).start();
+    let none = setup
+        .serve(upstream.addr)
+        .args(["--ca-names", "none"])
+        .start();
     none.wait_for_line(&["INFO", "tls.ca_names", "mode=none", "verdict=omitted"]);
     let (seen, result) = hints(&none, &setup, Some(&leaf));
     assert_eq!(seen, Some(0), "--ca-names none sent names");
@@ -340,7 +369,13 @@ fn none_sends_no_names_and_auto_sends_a_small_bundles_names() {
         assert!(said, "s_client\n{}", client.output());
     }
     let auto = setup.serve(upstream.addr).start();
-    auto.wait_for_line(&["INFO", "tls.ca_names", "mode=auto", "verdict=sent", "names=1"]);
+    auto.wait_for_line(&[
+        "INFO",
+        "tls.ca_names",
+        "mode=auto",
+        "verdict=sent",
+        "names=1",
+    ]);
     let (seen, result) = hints(&auto, &setup, Some(&leaf));
     assert_eq!(seen, Some(1), "auto left out a one-CA list");
     result.expect("client gets through");
@@ -388,12 +423,22 @@ fn check_reports_the_size_the_count_and_the_decision() {
         .find(|l| l.starts_with("CA names in CertificateRequest"))
         .unwrap_or_else(|| panic!("no CA names line:\n{}", out.stdout));
     let names = format!("{} names", FILLERS + 1);
-    for needle in ["(--ca-names auto)", "omitted", &names, " bytes", "--ca-names all"] {
+    for needle in [
+        "(--ca-names auto)",
+        "omitted",
+        &names,
+        " bytes",
+        "--ca-names all",
+    ] {
         assert!(line.contains(needle), "{needle} missing from {line}");
     }
     let none = check(&["--ca-names", "none"]);
     none.assert_code(0);
-    assert!(none.stdout.contains("omitted (--ca-names none)"), "{}", none.stdout);
+    assert!(
+        none.stdout.contains("omitted (--ca-names none)"),
+        "{}",
+        none.stdout
+    );
     let all = check(&["--ca-names", "all"]);
     all.assert_code(78);
     assert!(all.stderr.contains(WIRE_LIMIT), "{}", all.stderr);
@@ -408,14 +453,24 @@ fn ca_names_rejects_an_unknown_value_and_needs_a_trust_store() {
         args.extend(extra.iter().map(Into::into));
         run(args)
     };
-    let bad = base(&["--mutual-tls-cas", s.ca_file.to_str().unwrap(), "--ca-names", "some"]);
+    let bad = base(&[
+        "--mutual-tls-cas",
+        s.ca_file.to_str().unwrap(),
+        "--ca-names",
+        "some",
+    ]);
     bad.assert_code(64);
     assert!(
-        bad.stderr.contains("--ca-names some: expected auto, all or none"),
+        bad.stderr
+            .contains("--ca-names some: expected auto, all or none"),
         "{}",
         bad.stderr
     );
     let lonely = base(&["--ca-names", "all"]);
     lonely.assert_code(64);
-    assert!(lonely.stderr.contains("needs --mutual-tls-cas"), "{}", lonely.stderr);
+    assert!(
+        lonely.stderr.contains("needs --mutual-tls-cas"),
+        "{}",
+        lonely.stderr
+    );
 }

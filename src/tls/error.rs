@@ -56,7 +56,11 @@ pub enum LoadError {
         problem: String,
     },
     /// `--ca-names all` with more CA names than a CertificateRequest can carry.
-    CaNamesTooLarge { names: usize, bytes: usize, limit: usize },
+    CaNamesTooLarge {
+        names: usize,
+        bytes: usize,
+        limit: usize,
+    },
     /// rustls refused to build the client verifier from otherwise valid inputs.
     Verifier(rustls::server::VerifierBuilderError),
     /// rustls refused the server configuration.

@@ -173,9 +173,9 @@ pub fn load_tls(files: &TlsSettings) -> Result<TlsMaterial, LoadError> {
         .signature_verification_algorithms
         .supported_schemes()
         .len();
-    let ca_names = trust_store.as_ref().map(|store| {
-        ca_names::CaNames::decide(files.ca_names, &store.roots.subjects(), schemes)
-    });
+    let ca_names = trust_store
+        .as_ref()
+        .map(|store| ca_names::CaNames::decide(files.ca_names, &store.roots.subjects(), schemes));
     if let Some(d) = ca_names.filter(|d| d.unencodable()) {
         return Err(LoadError::CaNamesTooLarge {
             names: d.count,
