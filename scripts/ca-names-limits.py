@@ -59,12 +59,11 @@ def name_cost(cn_len):
 class Bundles:
     """Makes CA bundles whose names list is an exact number of bytes."""
 
-    def __init__(self, work, dev_ca_pem, max_bytes):
+    def __init__(self, work, dev_ca_pem):
         self.work = work
         self.dev_ca_pem = dev_ca_pem
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.fillers = []
-        self.max_bytes = max_bytes
         self.serial = 1000
 
     def _ca(self, cn):
@@ -305,7 +304,7 @@ def main():
     pki = os.path.join(work, "pki")
     subprocess.run([ringtls, "pki", pki], check=True, capture_output=True)
     with open(f"{pki}/ca.pem") as f:
-        bundles = Bundles(work, f.read(), args.max)
+        bundles = Bundles(work, f.read())
     _, base = list_bytes(ringtls, pki, f"{pki}/ca.pem")
     upstream = HttpUpstream()
     results = []
