@@ -48,6 +48,13 @@ pub fn report(files: &TlsSettings, material: &TlsMaterial) -> String {
     if material.trust_store.is_some() {
         let _ = writeln!(out, "client identity policy: {}", files.allow);
     }
+    if let Some(decision) = &material.ca_names {
+        let _ = writeln!(
+            out,
+            "CA names in CertificateRequest (--ca-names {}): {decision}",
+            decision.mode.as_str()
+        );
+    }
     if !material.crls.infos.is_empty() {
         let _ = writeln!(
             out,

@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// certificate revocation list, PEM or DER (repeatable)
     #[argh(option)]
     pub crl: Vec<PathBuf>,
+    /// CA names sent in CertificateRequest: auto (every CA's subject while the list stays
+    /// small enough for every mainstream client, none above), all or none (default auto)
+    #[argh(option)]
+    pub ca_names: Option<String>,
     /// admit only clients whose subject CN is NAME (repeatable; allow-lists are ORed)
     #[argh(option)]
     pub allow_cn: Vec<String>,
@@ -145,6 +149,10 @@ pub struct CheckArgs {
     /// certificate revocation list, PEM or DER (repeatable)
     #[argh(option)]
     pub crl: Vec<PathBuf>,
+    /// CA names sent in CertificateRequest: auto (every CA's subject while the list stays
+    /// small enough for every mainstream client, none above), all or none (default auto)
+    #[argh(option)]
+    pub ca_names: Option<String>,
     /// admit only clients whose subject CN is NAME (repeatable; allow-lists are ORed)
     #[argh(option)]
     pub allow_cn: Vec<String>,

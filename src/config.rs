@@ -16,6 +16,7 @@ use crate::telemetry::log::{
 };
 use crate::tls::TlsSettings;
 use crate::tls::allow_list::AllowList;
+use crate::tls::ca_names::CaNamesMode;
 
 /// A validated `serve` invocation.
 #[derive(Debug, Clone)]
@@ -190,6 +191,7 @@ macro_rules! shared_tls_flags {
             key: $args.key,
             cas: $args.mutual_tls_cas,
             crls: $args.crl,
+            ca_names: $args.ca_names,
             allow_all: $args.allow_all,
             allow: AllowList {
                 cn: $args.allow_cn,
@@ -208,6 +210,7 @@ struct SharedTlsFlags {
     key: Vec<PathBuf>,
     cas: Vec<PathBuf>,
     crls: Vec<PathBuf>,
+    ca_names: Option<String>,
     allow_all: bool,
     allow: AllowList,
 }
@@ -216,10 +219,12 @@ struct SharedTlsFlags {
 fn tls_settings(flags: SharedTlsFlags) -> Result<TlsSettings, Error> {
     let (crt, key, more_certs) = cert_pairs(flags.crt, flags.key)?;
     let allow = allow_list(!flags.cas.is_empty(), flags.allow_all, flags.allow)?;
+    let ca_names = parse_ca_names(!flags.cas.is_empty(), flags.ca_names.as_deref())?;
     Ok(TlsSettings {
         allow,
         more_certs,
         crls: flags.crls,
+        ca_names,
         ..TlsSettings::new(crt, key, flags.cas)
     })
 }
@@ -252,6 +257,22 @@ fn cert_pairs(
         .next()
         .ok_or_else(|| Error::Usage("--crt is required".into()))?;
     Ok((crt, key, pairs.collect()))
+}
+
+/// `--ca-names auto|all|none` (default auto); it shapes the client-certificate request, so it
+/// needs a trust store like the `--allow-*` flags do.
+fn parse_ca_names(have_cas: bool, value: Option<&str>) -> Result<CaNamesMode, Error> {
+    let Some(value) = value else {
+        return Ok(CaNamesMode::Auto);
+    };
+    let mode = CaNamesMode::parse(value)
+        .ok_or_else(|| Error::Usage(format!("--ca-names {value}: expected auto, all or none")))?;
+    if !have_cas {
+        return Err(Error::Usage(format!(
+            "--ca-names {value} needs --mutual-tls-cas: without a trust store no client certificate is requested"
+        )));
+    }
+    Ok(mode)
 }
 
 /// `--alpn`: protocol names of 1 to 255 bytes (RFC 7301 §3.1).

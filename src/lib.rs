@@ -113,6 +113,7 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
             material.trust_store.as_ref().map_or(0, |s| s.anchors.len()) as u64,
         )
         .num("crls", material.crls.infos.len() as u64)
+        .word("ca_names", control::ca_names_verdict(material))
         .emit();
     let control_stats = ControlStats::leak();
     control_stats.set_generation(1, built.expiries);
@@ -225,6 +226,9 @@ fn kernel_tls(
 /// Says on stderr what is accepted but deserves a look: expired, not-yet-valid or duplicate CAs,
 /// and serving without client authentication at all.
 pub fn log_trust_warnings(material: &tls::TlsMaterial) {
+    if let Some(decision) = &material.ca_names {
+        log_ca_names(decision);
+    }
     match &material.trust_store {
         Some(store) => {
             for anchor in store.anchors.iter().filter(|a| !a.warnings.is_empty()) {
@@ -243,6 +247,28 @@ pub fn log_trust_warnings(material: &tls::TlsMaterial) {
             )
             .emit(),
     }
+}
+
+/// Says at WARN when the CA names were dropped for their size (`auto`) or are sent although
+/// some clients will refuse them (`all`), and at INFO otherwise, so that every generation's
+/// decision is in the log.
+fn log_ca_names(decision: &tls::ca_names::CaNames) {
+    let event = if decision.omitted_for_size() || decision.oversized() {
+        Event::warn("tls.ca_names")
+    } else {
+        Event::info("tls.ca_names")
+    };
+    event
+        .word("mode", decision.mode.as_str())
+        .word("verdict", decision.verdict())
+        .num("names", decision.count as u64)
+        .num("bytes", decision.bytes as u64)
+        .num("limit", tls::ca_names::AUTO_LIMIT as u64)
+        .text(
+            "message",
+            &format!("CA names in CertificateRequest {decision}"),
+        )
+        .emit();
 }
 
 /// The readiness line `serve` prints on stdout: `{"listening":["127.0.0.1:43817"]}`, with

@@ -63,7 +63,10 @@ pub fn files(config: &ServeConfig) -> impl Iterator<Item = &Path> {
         .chain(t.crls.iter().map(|p| p.as_path()))
 }
 
-/// Loads and validates every file exactly as at start and builds generation `id`.
+/// Loads and validates every file exactly as at start and builds generation `id`. That
+/// includes deciding again whether CertificateRequest carries the CA names (`--ca-names auto`
+/// looks at the size of the bundle as it is now); the caller logs the decision with the trust
+/// warnings (`log_trust_warnings`) and names it in `serve.start` / `reload.ok`.
 pub fn build(config: &ServeConfig, id: u64, upstream: Vec<UpstreamAddr>) -> Result<Built, Error> {
     let material = tls::load_tls(&config.tls)?;
     let expiries = expiries(config, &material);

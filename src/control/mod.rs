@@ -146,6 +146,7 @@ impl Control {
             .num("generation", id)
             .num("cas", cas as u64)
             .num("crls", built.material.crls.infos.len() as u64)
+            .word("ca_names", ca_names_verdict(&built.material))
             .word("upstream", upstream.join(","))
             .num("reauthorize", u64::from(self.settings.reauthorize));
         (ReloadResult::Ok, event)
@@ -228,4 +229,10 @@ impl Control {
             }
         }
     }
+}
+
+/// `sent`, `omitted` or `none` (no trust store): whether this generation's CertificateRequest
+/// carries the CA names (the `tls.ca_names` event before it says why).
+pub(crate) fn ca_names_verdict(material: &crate::tls::TlsMaterial) -> &'static str {
+    material.ca_names.map_or("none", |d| d.verdict())
 }

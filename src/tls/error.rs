@@ -55,6 +55,12 @@ pub enum LoadError {
         index: usize,
         problem: String,
     },
+    /// `--ca-names all` with more CA names than a CertificateRequest can carry.
+    CaNamesTooLarge {
+        names: usize,
+        bytes: usize,
+        limit: usize,
+    },
     /// rustls refused to build the client verifier from otherwise valid inputs.
     Verifier(rustls::server::VerifierBuilderError),
     /// rustls refused the server configuration.
@@ -116,6 +122,14 @@ impl fmt::Display for LoadError {
                 index,
                 problem,
             } => write!(f, "--crl {}: CRL #{index} {problem}", path.display()),
+            LoadError::CaNamesTooLarge {
+                names,
+                bytes,
+                limit,
+            } => write!(
+                f,
+                "--ca-names all: the {names} CA names of --mutual-tls-cas take {bytes} bytes, more than the {limit} a CertificateRequest can carry (a 2-byte length, RFC 8446 §4.2); no client could parse it: use --ca-names auto (omits the list) or none, or split the bundle"
+            ),
             LoadError::Verifier(e) => {
                 write!(f, "--mutual-tls-cas: cannot build the client verifier: {e}")
             }

@@ -48,6 +48,7 @@ macro_rules! delegate_client_verifier {
 }
 
 pub mod allow_list;
+pub mod ca_names;
 pub mod credentials;
 pub mod crl;
 pub mod error;
@@ -98,6 +99,8 @@ pub struct TlsSettings {
     pub more_certs: Vec<(PathBuf, PathBuf)>,
     pub cas: Vec<PathBuf>,
     pub crls: Vec<PathBuf>,
+    /// `--ca-names`: which CA subjects CertificateRequest carries.
+    pub ca_names: ca_names::CaNamesMode,
 }
 
 impl TlsSettings {
@@ -114,6 +117,7 @@ impl TlsSettings {
             more_certs: Vec::new(),
             cas,
             crls: Vec::new(),
+            ca_names: ca_names::CaNamesMode::Auto,
         }
     }
 }
@@ -129,6 +133,8 @@ pub struct TlsMaterial {
     /// `None` when no `--mutual-tls-cas` was given: no client authentication.
     pub trust_store: Option<TrustStore>,
     pub crls: Crls,
+    /// Which CA names CertificateRequest carries and why; `None` without a trust store.
+    pub ca_names: Option<ca_names::CaNames>,
 }
 
 /// The crypto provider: aws-lc-rs with rustls' suites and groups, AES-128-GCM first.
@@ -163,10 +169,28 @@ pub fn load_tls(files: &TlsSettings) -> Result<TlsMaterial, LoadError> {
         Some(trust_store::load_trust_store(&files.cas)?)
     };
 
+    // Decided per generation, so a reload that grows the bundle past the limit is caught too.
+    let schemes = provider
+        .signature_verification_algorithms
+        .supported_schemes()
+        .len();
+    let ca_names = trust_store
+        .as_ref()
+        .map(|store| ca_names::CaNames::decide(files.ca_names, &store.roots.subjects(), schemes));
+    if let Some(d) = ca_names.filter(|d| d.unencodable()) {
+        return Err(LoadError::CaNamesTooLarge {
+            names: d.count,
+            bytes: d.bytes,
+            limit: d.wire_limit,
+        });
+    }
     let verifier: Arc<dyn ClientCertVerifier> = match &trust_store {
-        Some(store) => WebPkiClientVerifier::builder_with_provider(
-            Arc::new(store.roots.clone()),
-            provider.clone(),
+        Some(store) => hint_subjects(
+            WebPkiClientVerifier::builder_with_provider(
+                Arc::new(store.roots.clone()),
+                provider.clone(),
+            ),
+            ca_names,
         )
         .with_crls(crls.ders.iter().cloned())
         // A CRL covers the CA that issued it. Clients of CAs without a CRL are still accepted:
@@ -239,5 +263,19 @@ pub fn load_tls(files: &TlsSettings) -> Result<TlsMaterial, LoadError> {
         more_credentials,
         trust_store,
         crls,
+        ca_names,
     })
+}
+
+/// The builder starts with every root's subject as a hint; an omitted list is cleared here. The
+/// wrappers (`AllowListVerifier`, `CachingVerifier`) hand rustls the inner verifier's hints, so
+/// what is decided here is what goes on the wire.
+fn hint_subjects(
+    builder: rustls::server::ClientCertVerifierBuilder,
+    decision: Option<ca_names::CaNames>,
+) -> rustls::server::ClientCertVerifierBuilder {
+    match decision {
+        Some(d) if !d.sent => builder.clear_root_hint_subjects(),
+        _ => builder,
+    }
 }

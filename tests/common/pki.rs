@@ -354,6 +354,21 @@ impl Ca {
     }
 }
 
+/// Self-signed CA certificates, one per subject in `subjects`, PEM, all sharing one key: filler
+/// for bundles whose size is the point (a few thousand CAs in well under a second, where a key
+/// per CA would cost a key generation each). No leaf is ever issued by them.
+pub fn filler_cas(subjects: impl IntoIterator<Item = DistinguishedName>) -> String {
+    let key = generate_p256();
+    subjects
+        .into_iter()
+        .map(|subject| {
+            let mut params = Ca::params("filler", CaFlaw::None);
+            params.distinguished_name = subject;
+            params.self_signed(&key).expect("self-sign filler CA").pem()
+        })
+        .collect()
+}
+
 fn leaf_params(cn: &str) -> CertificateParams {
     let mut params = CertificateParams::default();
     params.distinguished_name = dn(cn);
