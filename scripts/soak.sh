@@ -154,7 +154,8 @@ start_upstream() {
 # start_server NAME UPSTREAM [RELAYED] -> sets PID, ADDR, METRICS; with RELAYED, stderr is a
 # FIFO that a relay (RELAY_PID) copies to NAME.log, so the test can stall it.
 start_server() {
-    local name=$1 upstream=$2 relayed=${3:-} line err="$WORK/$name.log"
+    local name=$1 upstream=$2 relayed=${3:-} line err
+    err="$WORK/$name.log"
     if [[ -n $relayed ]]; then
         mkfifo "$WORK/$name.fifo"
         cat "$WORK/$name.fifo" > "$WORK/$name.log" &
