@@ -261,16 +261,7 @@ fn openssl_s_client_with_certificate_of_a_ca_in_a_2000_ca_bundle_sees_echo() {
     let server = lab.serve(&upstream, None).start();
     let (crt, key) = client_files(&lab.setup);
     let mut client = s_client(&server, &lab.setup, Some((&crt, &key)));
-    let marker = "ringtls-2000-cas-marker";
-    client
-        .stdin
-        .as_mut()
-        .unwrap()
-        .write_all(format!("{marker}\n").as_bytes())
-        .expect("write to s_client");
-    let echoed = client
-        .stdout
-        .wait_for(CLIENT_TIMEOUT, |out| out.contains(marker));
+    let echoed = client.echoes("ringtls-2000-cas-marker", CLIENT_TIMEOUT);
     client.finish(CLIENT_TIMEOUT);
     assert!(echoed, "s_client never saw the echo\n{}", client.output());
     assert!(

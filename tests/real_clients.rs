@@ -166,16 +166,7 @@ fn openssl_s_client_with_certificate_sees_echo() {
     }
     let lab = Lab::start(Upstream::echo());
     let mut client = s_client(&lab, true);
-    let marker = "ringtls-s_client-marker-7d1f";
-    client
-        .stdin
-        .as_mut()
-        .unwrap()
-        .write_all(format!("{marker}\n").as_bytes())
-        .expect("write to s_client");
-    let echoed = client
-        .stdout
-        .wait_for(CLIENT_TIMEOUT, |out| out.contains(marker));
+    let echoed = client.echoes("ringtls-s_client-marker-7d1f", CLIENT_TIMEOUT);
     // Closing stdin makes s_client send close_notify and exit.
     client.finish(CLIENT_TIMEOUT);
     assert!(
@@ -206,15 +197,7 @@ fn openssl_s_client_without_certificate_reports_alert() {
     );
     // Prove the refusal left the upstream untouched, with a good client after it.
     let mut good = s_client(&lab, true);
-    let marker = "after-the-refusal";
-    good.stdin
-        .as_mut()
-        .unwrap()
-        .write_all(format!("{marker}\n").as_bytes())
-        .unwrap();
-    let echoed = good
-        .stdout
-        .wait_for(CLIENT_TIMEOUT, |out| out.contains(marker));
+    let echoed = good.echoes("after-the-refusal", CLIENT_TIMEOUT);
     good.finish(CLIENT_TIMEOUT);
     assert!(echoed, "good s_client not echoed\n{}", good.output());
     assert_eq!(

@@ -5,7 +5,7 @@
 //! `Server` kills its child on drop so a failing test leaves no process behind.
 
 use std::ffi::{OsStr, OsString};
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -613,6 +613,16 @@ impl Spawned {
         self.stdout.wait_closed(timeout);
         self.stderr.wait_closed(Duration::from_secs(5));
         wait_exit(&mut self.child, Duration::from_secs(5))
+    }
+
+    /// Writes `line` and a newline to stdin and waits (bounded) until stdout shows it: a round
+    /// trip through the program and whatever echoes behind it.
+    pub fn echoes(&mut self, line: &str, timeout: Duration) -> bool {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .expect("write to the program's stdin");
+        self.stdout.wait_for(timeout, |out| out.contains(line))
     }
 
     pub fn output(&self) -> String {
