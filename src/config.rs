@@ -192,12 +192,12 @@ macro_rules! shared_tls_flags {
             cas: $args.mutual_tls_cas,
             crls: $args.crl,
             ca_names: $args.ca_names,
-            allow_all: $args.allow_all,
             allow: AllowList {
                 cn: $args.allow_cn,
                 ou: $args.allow_ou,
                 dns: $args.allow_dns,
                 uri: $args.allow_uri,
+                all: $args.allow_all,
             },
         }
     };
@@ -211,14 +211,13 @@ struct SharedTlsFlags {
     cas: Vec<PathBuf>,
     crls: Vec<PathBuf>,
     ca_names: Option<String>,
-    allow_all: bool,
     allow: AllowList,
 }
 
 /// Checks the shared flags; the `serve`-only TLS settings start at their defaults.
 fn tls_settings(flags: SharedTlsFlags) -> Result<TlsSettings, Error> {
     let (crt, key, more_certs) = cert_pairs(flags.crt, flags.key)?;
-    let allow = allow_list(!flags.cas.is_empty(), flags.allow_all, flags.allow)?;
+    let allow = allow_list(!flags.cas.is_empty(), flags.allow)?;
     let ca_names = parse_ca_names(!flags.cas.is_empty(), flags.ca_names.as_deref())?;
     Ok(TlsSettings {
         allow,
@@ -298,13 +297,13 @@ fn parse_tls_min(s: &str) -> Result<bool, Error> {
 
 /// The identity allow-list from the `--allow-*` flags: `--allow-all` excludes the others, and
 /// any of them needs a trust store to check chains against.
-fn allow_list(have_cas: bool, allow_all: bool, list: AllowList) -> Result<AllowList, Error> {
-    if allow_all && !list.is_empty() {
+fn allow_list(have_cas: bool, list: AllowList) -> Result<AllowList, Error> {
+    if list.all && !list.is_empty() {
         return Err(Error::Usage(
             "--allow-all admits every valid client; it cannot be combined with --allow-cn, --allow-ou, --allow-dns or --allow-uri".into(),
         ));
     }
-    if (allow_all || !list.is_empty()) && !have_cas {
+    if (list.all || !list.is_empty()) && !have_cas {
         return Err(Error::Usage(
             "--allow-* flags need --mutual-tls-cas: without a trust store no client certificate is checked".into(),
         ));

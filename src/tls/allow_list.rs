@@ -23,6 +23,9 @@ pub struct AllowList {
     pub ou: Vec<String>,
     pub dns: Vec<String>,
     pub uri: Vec<String>,
+    /// `--allow-all` was given. It admits what an empty list admits; it is kept only so that
+    /// `check` reports the flag when, and only when, the user passed it.
+    pub all: bool,
 }
 
 impl AllowList {
@@ -55,7 +58,11 @@ impl AllowList {
 impl fmt::Display for AllowList {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_empty() {
-            return f.write_str("any client with a valid chain (--allow-all)");
+            return f.write_str(if self.all {
+                "any client with a valid chain (--allow-all)"
+            } else {
+                "any client with a valid chain (no --allow-* flag given)"
+            });
         }
         let mut first = true;
         for (kind, values) in [
