@@ -54,6 +54,10 @@ use telemetry::metrics::ControlStats;
 /// then gives the bound addresses.
 pub fn start(config: &ServeConfig) -> Result<Control, Error> {
     telemetry::log::configure(config.log);
+    // What a start has to say is held until every check passed and every listener is bound:
+    // a refused start (a bad file, a port another process holds) is one error line with
+    // nothing before it, and no `serve.start` line announces a start that then failed.
+    let mut held: Vec<Event> = Vec::new();
     // Passed sockets are taken first, before anything else opens a file that could land on a
     // descriptor number LISTEN_FDS promised but the service manager did not pass.
     let sockets = match &config.listen {
@@ -67,7 +71,7 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
             if !passed.names.is_empty() {
                 event = event.text("names", &passed.names.join(":"));
             }
-            event.emit();
+            held.push(event);
             runtime::Sockets::Passed(
                 activated
                     .into_iter()
@@ -84,18 +88,19 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
     let config = &config;
     let fingerprint = control::generation::fingerprint(config, &config.upstream_addrs);
     let built = control::generation::build(config, 1, config.upstream_addrs.clone())?;
-    // After the files: a refused start is one error line, nothing before it.
-    let ktls = kernel_tls(config.ktls, probe)?;
+    let (ktls, ktls_event) = kernel_tls(config.ktls, probe)?;
+    held.extend(ktls_event);
     let material = &built.material;
-    log_trust_warnings(material);
+    held.extend(trust_warnings(material));
     if let Some(path) = &config.tls.keylog {
-        Event::warn("tls.unsafe_keylog")
-            .text("file", &path.display().to_string())
-            .text(
-                "message",
-                "writing TLS secrets: anyone who can read the file can decrypt this traffic; for debugging only",
-            )
-            .emit();
+        held.push(
+            Event::warn("tls.unsafe_keylog")
+                .text("file", &path.display().to_string())
+                .text(
+                    "message",
+                    "writing TLS secrets: anyone who can read the file can decrypt this traffic; for debugging only",
+                ),
+        );
     }
     let listen: Vec<String> = match &sockets {
         runtime::Sockets::Bind(addrs) => addrs.iter().map(|a| a.to_string()).collect(),
@@ -105,16 +110,17 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
     if let runtime::Sockets::Passed(passed) = &sockets {
         start = start.num("socket_activation", passed.len() as u64);
     }
-    start
-        .word("upstream", &config.upstream)
-        .num("threads", config.threads as u64)
-        .num(
-            "cas",
-            material.trust_store.as_ref().map_or(0, |s| s.anchors.len()) as u64,
-        )
-        .num("crls", material.crls.infos.len() as u64)
-        .word("ca_names", control::ca_names_verdict(material))
-        .emit();
+    held.push(
+        start
+            .word("upstream", &config.upstream)
+            .num("threads", config.threads as u64)
+            .num(
+                "cas",
+                material.trust_store.as_ref().map_or(0, |s| s.anchors.len()) as u64,
+            )
+            .num("crls", material.crls.infos.len() as u64)
+            .word("ca_names", control::ca_names_verdict(material)),
+    );
     let control_stats = ControlStats::leak();
     control_stats.set_generation(1, built.expiries);
     let settings = Arc::new(proxy::Settings {
@@ -126,13 +132,9 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
         proxy_protocol: config.proxy_protocol,
         ktls: ktls.clone(),
     });
-    let plan = runtime::WorkerPlan {
-        sockets,
-        threads: config.threads,
-        max_conns: config.max_conns,
-    };
-    // After every check (a refused start is one error line, nothing else) and before binding.
-    raise_open_files_limit();
+    // After every check and before binding, so that the listeners count against the new limit.
+    held.push(raise_open_files_limit());
+    let listeners = runtime::bind(sockets, config.threads)?;
     // Bound before the workers start, so a bad --metrics address fails the start.
     let metrics = config
         .metrics
@@ -141,6 +143,13 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
                 .map_err(|e| Error::Runtime(format!("--metrics {addr}: cannot bind: {e}")))
         })
         .transpose()?;
+    for event in held {
+        event.emit();
+    }
+    let plan = runtime::WorkerPlan {
+        listeners,
+        max_conns: config.max_conns,
+    };
     let mut server = runtime::start(plan, Arc::clone(&settings))?;
     if let Some(listener) = metrics {
         let addr = listener
@@ -161,8 +170,9 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
 
 /// Lifts the soft limit on open files to the hard limit: each connection holds two descriptors,
 /// and the common soft default of 1024 would refuse connections long before the machine must.
-/// A failure is a warning; serving within the old limit still works.
-fn raise_open_files_limit() {
+/// A failure is a warning; serving within the old limit still works. Returns the event saying
+/// which, for the caller to log once the start is certain.
+fn raise_open_files_limit() -> Event {
     let shown = |n: u64| {
         if n == libc::RLIM_INFINITY {
             "unlimited".to_owned()
@@ -173,27 +183,25 @@ fn raise_open_files_limit() {
     match sys::rlimit::raise_nofile() {
         Ok(raised) => Event::info("rlimit.nofile")
             .word("old", shown(raised.old))
-            .word("new", shown(raised.new))
-            .emit(),
+            .word("new", shown(raised.new)),
         Err(e) => Event::warn("rlimit.nofile")
             .text(
                 "message",
                 "cannot raise the open-files limit (RLIMIT_NOFILE) to the hard limit; serving within the current one",
             )
-            .text("detail", &e.to_string())
-            .emit(),
+            .text("detail", &e.to_string()),
     }
 }
 
 /// Decides on kernel TLS from `--ktls` and what the start-time probe found (`None`: not probed,
-/// `--ktls off`), and says so in the log.
+/// `--ktls off`), with the event that says so in the log.
 fn kernel_tls(
     mode: config::KtlsMode,
     probe: Option<std::io::Result<Vec<(u16, u16)>>>,
-) -> Result<Option<proxy::ktls::Offer>, Error> {
+) -> Result<(Option<proxy::ktls::Offer>, Option<Event>), Error> {
     use config::KtlsMode;
     let Some(probe) = probe else {
-        return Ok(None);
+        return Ok((None, None));
     };
     let detail = match probe {
         Ok(suites) if !suites.is_empty() => {
@@ -201,10 +209,8 @@ fn kernel_tls(
                 .iter()
                 .map(|&(v, c)| proxy::ktls::suite_name(v, c))
                 .collect();
-            Event::info("ktls.available")
-                .word("suites", names.join(","))
-                .emit();
-            return Ok(Some(proxy::ktls::Offer(suites)));
+            let event = Event::info("ktls.available").word("suites", names.join(","));
+            return Ok((Some(proxy::ktls::Offer(suites)), Some(event)));
         }
         Ok(_) => "the tls module takes none of the AES-GCM or ChaCha20-Poly1305 suites".to_owned(),
         Err(e) => format!(
@@ -216,43 +222,50 @@ fn kernel_tls(
             "--ktls on: this kernel offers no kernel TLS: {detail}"
         )));
     }
-    Event::info("ktls.unavailable")
+    let event = Event::info("ktls.unavailable")
         .text("detail", &detail)
-        .text("message", "rustls does all record work in user space")
-        .emit();
-    Ok(None)
+        .text("message", "rustls does all record work in user space");
+    Ok((None, Some(event)))
 }
 
 /// Says on stderr what is accepted but deserves a look: expired, not-yet-valid or duplicate CAs,
 /// and serving without client authentication at all.
 pub fn log_trust_warnings(material: &tls::TlsMaterial) {
+    for event in trust_warnings(material) {
+        event.emit();
+    }
+}
+
+/// The events of `log_trust_warnings`, not yet logged.
+fn trust_warnings(material: &tls::TlsMaterial) -> Vec<Event> {
+    let mut events = Vec::new();
     if let Some(decision) = &material.ca_names {
-        log_ca_names(decision);
+        events.push(ca_names_event(decision));
     }
     match &material.trust_store {
         Some(store) => {
             for anchor in store.anchors.iter().filter(|a| !a.warnings.is_empty()) {
-                Event::warn("trust.warning")
-                    .text("file", &anchor.file.display().to_string())
-                    .num("index", anchor.index as u64)
-                    .text("subject", &anchor.info.subject)
-                    .text("problem", &anchor.warnings.join("; "))
-                    .emit();
+                events.push(
+                    Event::warn("trust.warning")
+                        .text("file", &anchor.file.display().to_string())
+                        .num("index", anchor.index as u64)
+                        .text("subject", &anchor.info.subject)
+                        .text("problem", &anchor.warnings.join("; ")),
+                );
             }
         }
-        None => Event::warn("tls.no_client_auth")
-            .text(
-                "message",
-                "serving without client authentication: no --mutual-tls-cas given, any client gets through",
-            )
-            .emit(),
+        None => events.push(Event::warn("tls.no_client_auth").text(
+            "message",
+            "serving without client authentication: no --mutual-tls-cas given, any client gets through",
+        )),
     }
+    events
 }
 
-/// Says at WARN when the CA names were dropped for their size (`auto`) or are sent although
-/// some clients will refuse them (`all`), and at INFO otherwise, so that every generation's
-/// decision is in the log.
-fn log_ca_names(decision: &tls::ca_names::CaNames) {
+/// At WARN when the CA names were dropped for their size (`auto`) or are sent although some
+/// clients will refuse them (`all`), and at INFO otherwise, so that every generation's decision
+/// is in the log.
+fn ca_names_event(decision: &tls::ca_names::CaNames) -> Event {
     let event = if decision.omitted_for_size() || decision.oversized() {
         Event::warn("tls.ca_names")
     } else {
@@ -268,7 +281,6 @@ fn log_ca_names(decision: &tls::ca_names::CaNames) {
             "message",
             &format!("CA names in CertificateRequest {decision}"),
         )
-        .emit();
 }
 
 /// The readiness line `serve` prints on stdout: `{"listening":["127.0.0.1:43817"]}`, with

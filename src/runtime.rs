@@ -29,8 +29,8 @@ use crate::telemetry::metrics::WorkerStats;
 
 /// How the serving part is shaped, beyond the TLS material.
 pub struct WorkerPlan {
-    pub sockets: Sockets,
-    pub threads: usize,
+    /// One set per worker: as many workers as `bind` was asked for.
+    pub listeners: Listeners,
     /// Total connection limit, split evenly across workers.
     pub max_conns: Option<usize>,
 }
@@ -185,14 +185,21 @@ struct Ready {
     driver: &'static str,
 }
 
-/// Binds (or shares) every listener, starts the workers and returns once all of them accept
-/// connections.
-pub fn start(plan: WorkerPlan, settings: Arc<Settings>) -> Result<Server, StartError> {
-    let threads = plan.threads.max(1);
+/// Every worker's listeners, bound (or shared) and not yet accepting.
+pub struct Listeners {
+    bound: listen::Bound,
+    /// Whether we bound them; see `bind`.
+    owned: bool,
+}
+
+/// Binds (or shares) every listener, one per worker and address. Separate from `start` so
+/// that a port that is taken fails the start before anything says it started.
+pub fn bind(sockets: Sockets, threads: usize) -> Result<Listeners, StartError> {
+    let threads = threads.max(1);
     // Passed sockets belong to the service manager, which keeps them listening across our
     // restarts; only the ones we bound are shut down when we stop accepting.
-    let owned = matches!(plan.sockets, Sockets::Bind(_));
-    let bound = match plan.sockets {
+    let owned = matches!(sockets, Sockets::Bind(_));
+    let bound = match sockets {
         Sockets::Bind(addrs) => {
             listen::bind_listeners(&addrs, threads).map_err(StartError::Bind)?
         }
@@ -200,6 +207,14 @@ pub fn start(plan: WorkerPlan, settings: Arc<Settings>) -> Result<Server, StartE
             listen::share_listeners(listeners, threads).map_err(StartError::Share)?
         }
     };
+    Ok(Listeners { bound, owned })
+}
+
+/// Starts one worker per listener set from `bind` and returns once all of them accept
+/// connections.
+pub fn start(plan: WorkerPlan, settings: Arc<Settings>) -> Result<Server, StartError> {
+    let Listeners { bound, owned } = plan.listeners;
+    let threads = bound.per_worker.len();
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let max_per_worker = plan.max_conns.map(|total| total.div_ceil(threads).max(1));
 

@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::{Setup, run};
+use std::net::TcpListener;
+
+use common::{Setup, Upstream, run};
 
 // `check` names the flags that were given, and only those.
 
@@ -43,5 +45,51 @@ fn check_names_allow_all_when_it_was_given() {
     assert_eq!(
         check_policy(&["--allow-all"]),
         "client identity policy: any client with a valid chain (--allow-all)"
+    );
+}
+
+// A refused start is its error line and nothing else.
+
+#[test]
+fn busy_listen_port_prints_only_the_error_line() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let holder = TcpListener::bind("127.0.0.1:0").expect("hold a port");
+    let taken = holder.local_addr().expect("held address").to_string();
+    let exited = match setup.serve(upstream.addr).listen(&taken).try_start() {
+        Ok(server) => panic!("started on {taken}, which is held\n{}", server.stderr()),
+        Err(exited) => exited,
+    };
+    assert_eq!(exited.code, Some(1), "{}", exited.stderr);
+    let lines: Vec<&str> = exited.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line, the error:\n{}", exited.stderr);
+    assert!(
+        lines[0].starts_with(&format!("ringtls: error: --listen {taken}:")),
+        "{}",
+        exited.stderr
+    );
+}
+
+#[test]
+fn busy_metrics_port_prints_only_the_error_line() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let holder = TcpListener::bind("127.0.0.1:0").expect("hold a port");
+    let taken = holder.local_addr().expect("held address").to_string();
+    let exited = match setup
+        .serve(upstream.addr)
+        .args(["--metrics", &taken])
+        .try_start()
+    {
+        Ok(server) => panic!("started with --metrics {taken} held\n{}", server.stderr()),
+        Err(exited) => exited,
+    };
+    assert_eq!(exited.code, Some(1), "{}", exited.stderr);
+    let lines: Vec<&str> = exited.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line, the error:\n{}", exited.stderr);
+    assert!(
+        lines[0].starts_with(&format!("ringtls: error: --metrics {taken}:")),
+        "{}",
+        exited.stderr
     );
 }
