@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::io::{Read, Write};
 use std::net::TcpListener;
 
 use common::{Setup, Upstream, run};
@@ -91,5 +92,78 @@ fn busy_metrics_port_prints_only_the_error_line() {
         lines[0].starts_with(&format!("ringtls: error: --metrics {taken}:")),
         "{}",
         exited.stderr
+    );
+}
+
+// `healthcheck` says what it reached, and never echoes a peer's raw bytes.
+
+/// Asserts that `text` carries nothing a terminal would act on: no control byte but newlines,
+/// and no invalid UTF-8 (the harness turns that into U+FFFD).
+fn assert_printable(text: &str) {
+    assert!(
+        !text
+            .chars()
+            .any(|c| (c.is_control() && c != '\n') || c == '\u{fffd}'),
+        "raw bytes from the peer reached the output: {text:?}"
+    );
+}
+
+#[test]
+fn healthcheck_names_a_tls_listener_instead_of_printing_its_bytes() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let server = setup.serve(upstream.addr).start();
+    let addr = server.addr();
+    let out = run(["healthcheck", "--metrics", &addr.to_string()]);
+    out.assert_code(1);
+    assert_printable(&out.stderr);
+    assert_eq!(
+        out.stderr_lines(),
+        [format!(
+            "ringtls: error: --metrics {addr}/healthz: that is a TLS listener, not the --metrics one"
+        )]
+    );
+}
+
+#[test]
+fn healthcheck_escapes_an_answer_that_is_not_http() {
+    let peer = Upstream::custom(|mut sock| {
+        let mut request = [0u8; 512];
+        let _ = sock.read(&mut request);
+        let _ = sock.write_all(b"\x1b]0;owned\x07\x1b[2J\xff\xfe not http\r\n");
+    });
+    let out = run(["healthcheck", "--metrics", &peer.addr.to_string()]);
+    out.assert_code(1);
+    assert_printable(&out.stderr);
+    assert!(
+        out.stderr
+            .contains(r"\x1b]0;owned\x07\x1b[2J\xff\xfe not http"),
+        "shown escaped: {}",
+        out.stderr
+    );
+}
+
+#[test]
+fn healthcheck_reports_an_unhealthy_answer_as_every_subcommand_reports_errors() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let server = setup
+        .serve(upstream.addr)
+        .args(["--metrics", "127.0.0.1:0"])
+        .start();
+    let metrics = server.metrics.expect("metrics address");
+    let out = run([
+        "healthcheck",
+        "--metrics",
+        &metrics.to_string(),
+        "--path",
+        "/no-such-path",
+    ]);
+    out.assert_code(1);
+    assert_eq!(
+        out.stderr_lines(),
+        [format!(
+            "ringtls: error: --metrics {metrics}/no-such-path: HTTP/1.1 404 Not Found"
+        )]
     );
 }
