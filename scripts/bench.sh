@@ -394,7 +394,8 @@ append_meta() {
 load_cmd() { # load_cmd [nocert] ARGS... -> LOAD array
     LOAD=(taskset -c 1 "$RINGTLS" load --connect "127.0.0.1:$SRV_PORT" --ca "$PKI/ca.pem"
         --server-name localhost --tls 1.3 --group X25519 --json)
-    if [[ ${1:-} == nocert ]]; then shift; else LOAD+=(--crt "$PKI/client.pem" --key "$PKI/client.key"); fi
+    # Without a certificate every operation must fail; the caller counts them, not the exit code.
+    if [[ ${1:-} == nocert ]]; then shift; LOAD+=(--max-failures 100%); else LOAD+=(--crt "$PKI/client.pem" --key "$PKI/client.key"); fi
     LOAD+=("$@")
 }
 

@@ -107,7 +107,7 @@ echo_count() {
     local port=$1
     shift
     timeout 30 "$RINGTLS" load --connect "127.0.0.1:$port" --ca "$PKI/ca.pem" --server-name localhost \
-        --mode echo --concurrency 1 --duration 1s --json "$@" 2> /dev/null |
+        --mode echo --concurrency 1 --duration 1s --json --max-failures 100% "$@" 2> /dev/null |
         python3 -c 'import json, sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])["ok"])' ||
         echo error
 }

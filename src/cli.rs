@@ -236,6 +236,11 @@ pub struct LoadArgs {
     /// print one JSON object on stdout instead of text
     #[argh(switch)]
     pub json: bool,
+    /// exit 1 (after the report) when more than N operations failed, or more than P% of all
+    /// of them, e.g. 0, 10 or 0.5%; 100% accepts any outcome (default: exit 1 only when every
+    /// operation failed)
+    #[argh(option)]
+    pub max_failures: Option<String>,
 }
 
 /// plaintext TCP service for tests and benchmarks: echo, sink or source

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::cli::{CheckArgs, LoadArgs, ServeArgs};
 use crate::error::Error;
+use crate::load::stats::FailureLimit;
 use crate::load::{ClientTls, LoadPlan, Mode};
 use crate::proxy::connect::{self, ResolveError, UpstreamAddr};
 use crate::sys::activation::{self, Passed};
@@ -348,6 +349,14 @@ pub fn load_plan(args: LoadArgs) -> Result<LoadPlan, Error> {
         ));
     }
     let size = parse_size("--size", &args.size)?;
+    let max_failures = match args.max_failures.as_deref() {
+        None => FailureLimit::AllFailed,
+        Some(s) => FailureLimit::parse(s).ok_or_else(|| {
+            Error::Usage(format!(
+                "--max-failures {s}: expected a count such as 10 or a percentage from 0% to 100% such as 5%"
+            ))
+        })?,
+    };
     Ok(LoadPlan {
         connect,
         server_name,
@@ -368,6 +377,7 @@ pub fn load_plan(args: LoadArgs) -> Result<LoadPlan, Error> {
         rate: args.rate.filter(|&r| r > 0),
         threads: args.threads,
         json: args.json,
+        max_failures,
     })
 }
 

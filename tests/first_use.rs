@@ -8,7 +8,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 
-use common::{Setup, Upstream, run};
+use common::{KeyFormat, Setup, Upstream, run};
 
 // `check` names the flags that were given, and only those.
 
@@ -166,4 +166,128 @@ fn healthcheck_reports_an_unhealthy_answer_as_every_subcommand_reports_errors() 
             "ringtls: error: --metrics {metrics}/no-such-path: HTTP/1.1 404 Not Found"
         )]
     );
+}
+
+// `load` fails a run that got nothing through, or more failures than --max-failures.
+
+/// A server with client authentication, and the files a `load` client needs.
+struct LoadSetup {
+    setup: Setup,
+    _upstream: Upstream,
+    server: common::Server,
+    crt: String,
+    key: String,
+}
+
+impl LoadSetup {
+    fn new() -> LoadSetup {
+        let setup = Setup::new();
+        let upstream = Upstream::echo();
+        let server = setup.serve(upstream.addr).start();
+        let leaf = setup.ca.client("loader");
+        let crt = setup.dir.write("client.pem", leaf.chain_pem());
+        let key = setup
+            .dir
+            .write("client.key", leaf.key_pem(KeyFormat::Pkcs8));
+        LoadSetup {
+            crt: crt.to_str().expect("path").to_owned(),
+            key: key.to_str().expect("path").to_owned(),
+            setup,
+            _upstream: upstream,
+            server,
+        }
+    }
+
+    /// `load --mode handshake` for 1s, with the client certificate or without, plus `extra`.
+    fn load(&self, with_cert: bool, extra: &[&str]) -> common::Output {
+        let addr = self.server.addr().to_string();
+        let ca = self.setup.ca_file.to_str().expect("path");
+        let mut args = vec![
+            "load",
+            "--connect",
+            &addr,
+            "--ca",
+            ca,
+            "--mode",
+            "handshake",
+            "--duration",
+            "1s",
+        ];
+        if with_cert {
+            args.extend(["--crt", &self.crt, "--key", &self.key]);
+        }
+        args.extend(extra);
+        run(args)
+    }
+}
+
+#[test]
+fn load_exits_1_when_every_operation_failed() {
+    let s = LoadSetup::new();
+    let out = s.load(false, &[]);
+    out.assert_code(1);
+    assert!(
+        out.stdout.contains("ok 0"),
+        "the report still comes: {}",
+        out.stdout
+    );
+    assert!(
+        out.stderr
+            .contains("ringtls: error: load: every operation failed"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn load_max_failures_100_percent_accepts_a_run_where_all_failed() {
+    let s = LoadSetup::new();
+    s.load(false, &["--max-failures", "100%"]).assert_code(0);
+}
+
+#[test]
+fn load_max_failures_fails_a_run_past_the_threshold() {
+    let s = LoadSetup::new();
+    for limit in ["0", "5", "50%", "0%"] {
+        let out = s.load(false, &["--max-failures", limit]);
+        out.assert_code(1);
+        assert!(
+            out.stderr
+                .contains(&format!("more than --max-failures {limit}")),
+            "{limit}: {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn load_max_failures_zero_passes_a_clean_run() {
+    let s = LoadSetup::new();
+    let out = s.load(true, &["--max-failures", "0", "--json"]);
+    out.assert_code(0);
+    assert!(out.stdout.contains("\"failed\":0"), "{}", out.stdout);
+}
+
+#[test]
+fn load_refuses_a_bad_max_failures_value() {
+    for bad in ["150%", "many", "-1", "%"] {
+        let out = run([
+            "load",
+            "--connect",
+            "127.0.0.1:9",
+            "--ca",
+            "ca.pem",
+            "--mode",
+            "handshake",
+            "--max-failures",
+            bad,
+        ]);
+        out.assert_code(64);
+        assert!(
+            out.stderr
+                .contains(&format!("ringtls: error: --max-failures {bad}: expected")),
+            "{bad}: {}",
+            out.stderr
+        );
+    }
 }

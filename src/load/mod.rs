@@ -27,7 +27,7 @@ use rustls::{ClientConfig, RootCertStore};
 use crate::error::Error;
 use crate::tls::verify_cache::CachingServerVerifier;
 use client::{Failure, TlsClient};
-use stats::{RunInfo, Stats};
+use stats::{FailureLimit, RunInfo, Stats};
 
 /// Load modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +92,8 @@ pub struct LoadPlan {
     pub rate: Option<u64>,
     pub threads: usize,
     pub json: bool,
+    /// `--max-failures`: past it the run is an error, after the report is printed.
+    pub max_failures: FailureLimit,
 }
 
 /// Builds the rustls client configuration from the plan's files.
@@ -161,7 +163,8 @@ struct Progress {
     bytes: AtomicU64,
 }
 
-/// Runs the load and prints its report; returns the merged statistics.
+/// Runs the load and prints its report; returns the merged statistics, or an error (after the
+/// report) when the failures exceed `--max-failures`.
 pub fn run_load(plan: LoadPlan) -> Result<Stats, Error> {
     let config = client_config(&plan.tls)?;
     let plan = Arc::new(plan);
@@ -215,7 +218,10 @@ pub fn run_load(plan: LoadPlan) -> Result<Stats, Error> {
     } else {
         print!("{}", stats::to_text(&info, &total));
     }
-    Ok(total)
+    match plan.max_failures.exceeded(&total) {
+        Some(why) => Err(Error::Runtime(format!("load: {why}"))),
+        None => Ok(total),
+    }
 }
 
 fn load_thread(

@@ -58,6 +58,51 @@ impl Stats {
     }
 }
 
+/// `--max-failures`: how many failed operations a run may have and still exit 0.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FailureLimit {
+    /// No flag: only a run in which every operation failed is an error.
+    AllFailed,
+    /// `N`: more than N failed operations is an error.
+    Count(u64),
+    /// `P%`: failures above P percent of all operations (ok + failed) are an error.
+    Percent(f64),
+}
+
+impl FailureLimit {
+    /// Parses `N` or `P%` (P from 0 to 100, decimals allowed).
+    pub fn parse(s: &str) -> Option<FailureLimit> {
+        match s.strip_suffix('%') {
+            Some(p) => p
+                .parse::<f64>()
+                .ok()
+                .filter(|p| (0.0..=100.0).contains(p))
+                .map(FailureLimit::Percent),
+            None => s.parse().ok().map(FailureLimit::Count),
+        }
+    }
+
+    /// Why the run counts as failed, or `None` when it is within the limit.
+    pub fn exceeded(self, s: &Stats) -> Option<String> {
+        let failed = s.failed();
+        let total = s.ok + failed;
+        match self {
+            FailureLimit::AllFailed if failed > 0 && s.ok == 0 => Some(format!(
+                "every operation failed ({failed} of {failed}); pass --max-failures 100% if that is expected"
+            )),
+            FailureLimit::Count(n) if failed > n => Some(format!(
+                "{failed} of {total} operations failed, more than --max-failures {n}"
+            )),
+            // Compared as counts, so that 0% means no failure at all and 100% never fails.
+            FailureLimit::Percent(p) if failed as f64 > p / 100.0 * total as f64 => Some(format!(
+                "{failed} of {total} operations failed ({:.1}%), more than --max-failures {p}%",
+                100.0 * failed as f64 / total as f64
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// The run's settings echoed in the report.
 pub struct RunInfo<'a> {
     pub mode: &'a str,
@@ -165,4 +210,55 @@ pub fn to_text(info: &RunInfo<'_>, s: &Stats) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(ok: u64, failed: u64) -> Stats {
+        let mut s = Stats {
+            ok,
+            ..Stats::default()
+        };
+        if failed > 0 {
+            s.failures.insert("refused".into(), failed);
+        }
+        s
+    }
+
+    #[test]
+    fn parses_counts_and_percentages() {
+        assert_eq!(FailureLimit::parse("0"), Some(FailureLimit::Count(0)));
+        assert_eq!(FailureLimit::parse("12"), Some(FailureLimit::Count(12)));
+        assert_eq!(FailureLimit::parse("5%"), Some(FailureLimit::Percent(5.0)));
+        assert_eq!(
+            FailureLimit::parse("0.5%"),
+            Some(FailureLimit::Percent(0.5))
+        );
+        for bad in ["", "-1", "x", "101%", "%", "-1%", "NaN%", "5 %", "1e3"] {
+            assert_eq!(FailureLimit::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn default_fails_only_when_every_operation_failed() {
+        assert!(FailureLimit::AllFailed.exceeded(&stats(0, 3)).is_some());
+        assert!(FailureLimit::AllFailed.exceeded(&stats(1, 3)).is_none());
+        assert!(FailureLimit::AllFailed.exceeded(&stats(0, 0)).is_none());
+    }
+
+    #[test]
+    fn limits_compare_failures_with_the_threshold() {
+        assert!(FailureLimit::Count(2).exceeded(&stats(5, 2)).is_none());
+        assert!(FailureLimit::Count(2).exceeded(&stats(5, 3)).is_some());
+        assert!(FailureLimit::Percent(10.0).exceeded(&stats(9, 1)).is_none());
+        assert!(FailureLimit::Percent(10.0).exceeded(&stats(8, 2)).is_some());
+        assert!(FailureLimit::Percent(0.0).exceeded(&stats(9, 1)).is_some());
+        assert!(
+            FailureLimit::Percent(100.0)
+                .exceeded(&stats(0, 9))
+                .is_none()
+        );
+    }
 }
