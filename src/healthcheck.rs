@@ -6,7 +6,7 @@
 //! never printed as it came: a TLS record is named as such, and anything else is shown escaped
 //! and cut short.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
@@ -44,10 +44,17 @@ fn fetch_head(addr: SocketAddr, path: &str) -> std::io::Result<Vec<u8>> {
     let mut sock = TcpStream::connect_timeout(&addr, TIMEOUT)?;
     sock.set_read_timeout(Some(TIMEOUT))?;
     sock.set_write_timeout(Some(TIMEOUT))?;
-    write!(
-        sock,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
+    // One write: `write!` would send each piece of the format on its own, and a peer that
+    // answers the first piece and closes (a TLS server does) would fail the next with EPIPE.
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    // Even if the write fails, the peer may have answered before closing: that answer says more
+    // than the write error, which is reported only when nothing came.
+    let written = match sock.write_all(request.as_bytes()) {
+        Err(e) if !matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset) => {
+            return Err(e);
+        }
+        written => written,
+    };
     let mut head = Vec::with_capacity(256);
     let mut buf = [0u8; 256];
     while !head.contains(&b'\n') && head.len() < 4096 {
@@ -55,13 +62,16 @@ fn fetch_head(addr: SocketAddr, path: &str) -> std::io::Result<Vec<u8>> {
             Ok(0) => break,
             Ok(n) => head.extend_from_slice(&buf[..n]),
             // A TLS server may reset the connection right after its alert; what it sent counts.
-            Err(e) if !head.is_empty() && e.kind() == std::io::ErrorKind::ConnectionReset => {
+            Err(e) if !head.is_empty() && e.kind() == ErrorKind::ConnectionReset => {
                 break;
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(written.err().unwrap_or(e)),
         }
     }
-    Ok(head)
+    match written {
+        Err(e) if head.is_empty() => Err(e),
+        _ => Ok(head),
+    }
 }
 
 /// What the peer answered, as far as a health check cares.
