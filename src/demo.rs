@@ -2,10 +2,15 @@
 //! starts an echo upstream and `serve` in-process on port 0, then shows a client with a
 //! certificate getting its bytes echoed and a client without one refused with an alert. It
 //! succeeds only if both happen, and prints the commands to try the same by hand.
+//!
+//! The throw-away PKI holds private keys, so its directory is removed when the demo ends,
+//! however it ends. The printed commands therefore cannot use it: they start with `ringtls pki`
+//! writing a PKI of their own into `./ringtls-demo`, name this very binary by its full path
+//! (after `cargo run` no `ringtls` is on the PATH), and start the upstream they forward to.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -20,10 +25,53 @@ use crate::tls::TlsSettings;
 
 const MESSAGE: &[u8] = b"hello through mutual TLS\n";
 
+/// The ports of the printed commands: fixed, so that a person can paste them as they are.
+pub const HINT_UPSTREAM: &str = "127.0.0.1:8080";
+pub const HINT_LISTEN: &str = "127.0.0.1:8443";
+/// Where the printed commands write their PKI, under the current directory.
+const HINT_PKI_DIR: &str = "ringtls-demo";
+
+/// The demo's temporary directory, removed on drop: on success, on error and on a panic.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A new directory only this user can enter; an existing one (another run's, or one made
+    /// to catch our keys) is an error, never reused.
+    fn create() -> Result<TempDir, Error> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let dir =
+            std::env::temp_dir().join(format!("ringtls-demo-{}-{nanos:x}", std::process::id()));
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(&dir).map_err(|e| {
+            Error::Runtime(format!(
+                "demo: cannot create the temporary directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        Ok(TempDir(dir))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            eprintln!(
+                "ringtls: warning: demo: cannot remove {}: {e}",
+                self.0.display()
+            );
+        }
+    }
+}
+
 /// Runs the demo; `Ok(true)` when both outcomes were as expected.
 pub fn run_demo() -> Result<bool, Error> {
-    let dir = std::env::temp_dir().join(format!("ringtls-demo-{}", std::process::id()));
-    crate::pki::write_dev_pki(&dir)?;
+    let temp = TempDir::create()?;
+    let dir = temp.0.as_path();
+    crate::pki::write_dev_pki(dir)?;
     let (upstream, accepted) = start_echo_upstream()?;
 
     let config = ServeConfig {
@@ -51,10 +99,13 @@ pub fn run_demo() -> Result<bool, Error> {
     let server = crate::start(&config)?;
     let addr = server.local_addrs()[0];
     println!("ringtls is listening on {addr}, forwarding to an echo upstream on {upstream}");
-    println!("dev PKI written to {}", dir.display());
+    println!(
+        "dev PKI written to {} (removed when the demo ends)",
+        dir.display()
+    );
     println!();
 
-    let with_cert = client_config(&dir, true)?;
+    let with_cert = client_config(dir, true)?;
     let good = match talk(addr, with_cert) {
         Ok(echo) if echo == MESSAGE => {
             println!(
@@ -72,7 +123,7 @@ pub fn run_demo() -> Result<bool, Error> {
             false
         }
     };
-    let without_cert = client_config(&dir, false)?;
+    let without_cert = client_config(dir, false)?;
     let refused = match talk(addr, without_cert) {
         Err(rustls::Error::AlertReceived(alert)) => {
             println!(
@@ -96,21 +147,69 @@ pub fn run_demo() -> Result<bool, Error> {
     );
     let isolated = upstream_conns == 1;
 
-    let d = dir.display();
     println!();
-    println!("Try it by hand (in another terminal, with the same files):");
-    println!("  ringtls serve --listen 127.0.0.1:8443 --upstream 127.0.0.1:8080 \\");
-    println!("      --crt {d}/server.pem --key {d}/server.key --mutual-tls-cas {d}/ca.pem");
-    println!(
-        "  curl --cacert {d}/ca.pem --cert {d}/client-cert-and-key.pem https://localhost:8443/"
-    );
-    println!(
-        "  openssl s_client -connect 127.0.0.1:8443 -CAfile {d}/ca.pem -cert {d}/client.pem -key {d}/client.key"
-    );
+    print!("{}", hint());
     println!();
     let ok = good && refused && isolated;
     println!("demo {}", if ok { "passed" } else { "FAILED" });
     Ok(ok)
+}
+
+/// The commands to do the same by hand, for pasting into a shell: a PKI of their own (the
+/// demo's is gone by then), an upstream, `serve`, and a client with and one without a
+/// certificate. Lines indented by two spaces are commands; the others say where to paste them.
+fn hint() -> String {
+    let bin = std::env::current_exe()
+        .map(|p| shell_quote(&p.to_string_lossy()))
+        .unwrap_or_else(|_| "cargo run --release --".to_owned());
+    let pki = std::env::current_dir()
+        .map(|d| d.join(HINT_PKI_DIR))
+        .unwrap_or_else(|_| PathBuf::from(HINT_PKI_DIR));
+    let file = |name: &str| shell_quote(&pki.join(name).to_string_lossy());
+    let port = HINT_LISTEN.rsplit(':').next().unwrap_or_default();
+    let mut out = String::new();
+    out.push_str(
+        "Try it by hand. The demo's files are gone once it ends, so these commands write their own\n\
+         dev PKI first. In one terminal (serve stays in the foreground; Ctrl-C stops it, then\n\
+         `kill %1` the upstream):\n",
+    );
+    out.push_str(&format!(
+        "  {bin} pki {}\n",
+        shell_quote(&pki.to_string_lossy())
+    ));
+    out.push_str(&format!("  {bin} upstream --listen {HINT_UPSTREAM} &\n"));
+    out.push_str(&format!(
+        "  {bin} serve --listen {HINT_LISTEN} --upstream {HINT_UPSTREAM} --crt {} --key {} --mutual-tls-cas {}\n",
+        file("server.pem"),
+        file("server.key"),
+        file("ca.pem"),
+    ));
+    out.push_str(
+        "In another, once serve printed its {\"listening\":[...]} line: a client with a certificate\n\
+         (type a line and it comes back), then one without (refused: alert certificate required):\n",
+    );
+    out.push_str(&format!(
+        "  openssl s_client -quiet -connect {HINT_LISTEN} -CAfile {} -cert {} -key {}\n",
+        file("ca.pem"),
+        file("client.pem"),
+        file("client.key"),
+    ));
+    out.push_str(&format!(
+        "  curl --cacert {} https://localhost:{port}/\n",
+        file("ca.pem")
+    ));
+    out
+}
+
+/// `s` as one POSIX shell word: as it is when it is made of safe characters only, otherwise in
+/// single quotes (a `'` inside becoming `'\''`).
+fn shell_quote(s: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "/._-+:=,@%".contains(c);
+    if !s.is_empty() && s.chars().all(safe) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
 }
 
 /// An echo server on 127.0.0.1:0 counting the connections it accepted.
@@ -187,4 +286,17 @@ fn talk(addr: SocketAddr, config: Arc<ClientConfig>) -> Result<Vec<u8>, rustls::
     let mut echo = vec![0u8; MESSAGE.len()];
     tls.read_exact(&mut echo).map_err(io_err)?;
     Ok(echo)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote;
+
+    #[test]
+    fn quotes_what_the_shell_would_split_or_expand() {
+        assert_eq!(shell_quote("/usr/bin/ringtls"), "/usr/bin/ringtls");
+        assert_eq!(shell_quote("/a b/ringtls"), "'/a b/ringtls'");
+        assert_eq!(shell_quote("/it's/$HOME"), r"'/it'\''s/$HOME'");
+        assert_eq!(shell_quote(""), "''");
+    }
 }

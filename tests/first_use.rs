@@ -6,9 +6,15 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
+use common::process::{Spawned, bin, have_program, run_command};
 use common::{KeyFormat, Setup, Upstream, run};
+// The fixed ports the hint names for a person to paste; the test swaps in ports of its own.
+use ringtls::demo::{HINT_LISTEN, HINT_UPSTREAM};
 
 // `check` names the flags that were given, and only those.
 
@@ -290,4 +296,146 @@ fn load_refuses_a_bad_max_failures_value() {
             out.stderr
         );
     }
+}
+
+// The `demo` hint, pasted as printed, and the keys the demo leaves behind: none.
+
+const DEMO_TIMEOUT: Duration = Duration::from_secs(90);
+const STEP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Runs `demo` with its temporary directory under `tmp` and `cwd` as the current directory.
+fn run_demo(tmp: &Path, cwd: &Path) -> common::Output {
+    let mut cmd = Command::new(bin());
+    cmd.arg("demo").env("TMPDIR", tmp).current_dir(cwd);
+    let out = run_command(cmd, DEMO_TIMEOUT);
+    out.assert_code(0);
+    out
+}
+
+/// The hint's command lines: the ones indented by two spaces after "Try it by hand".
+fn hint_commands(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Try it by hand"))
+        .filter_map(|l| l.strip_prefix("  "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `line` run by `sh`, as a paste would, with `exec` so that killing it kills the program.
+fn shell(line: &str, cwd: &Path) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(format!("exec {line}")).current_dir(cwd);
+    cmd
+}
+
+/// Waits for the `{"listening":["ADDR"]}` line of a pasted `upstream` or `serve`.
+fn listening(spawned: &Spawned, what: &str) -> SocketAddr {
+    let ready = spawned
+        .stdout
+        .wait_for(STEP_TIMEOUT, |out| out.contains("\"]"));
+    assert!(
+        ready,
+        "{what} printed no listening line\n{}",
+        spawned.output()
+    );
+    let text = spawned.stdout.text();
+    let start = text.find("[\"").expect("listening line") + 2;
+    let end = start + text[start..].find('"').expect("end of address");
+    text[start..end].parse().expect("listening address")
+}
+
+/// The real clients the hint names; the test says so when one is missing.
+fn have_clients() -> bool {
+    for program in ["openssl", "curl", "sh"] {
+        if !have_program(program) {
+            eprintln!("SKIPPED: demo hint test: {program} is not installed");
+            return false;
+        }
+    }
+    true
+}
+
+#[test]
+fn demo_hint_works_when_pasted_into_a_shell() {
+    if !have_clients() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let cwd = tempfile::tempdir().expect("work dir");
+    let out = run_demo(tmp.path(), cwd.path());
+    let lines = hint_commands(&out.stdout);
+    let find = |needle: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no hint line with {needle:?}:\n{}", out.stdout))
+            .clone()
+    };
+    let pki = find(" pki ");
+    let upstream = find(" upstream ");
+    let serve = find(" serve ");
+    let openssl = find("openssl s_client");
+    let curl = find("curl ");
+    assert_eq!(lines.len(), 5, "five commands:\n{}", out.stdout);
+    assert!(upstream.contains(HINT_UPSTREAM) && serve.contains(HINT_LISTEN));
+
+    // First the PKI the demo no longer has, exactly as printed.
+    let made = run_command(shell(&pki, cwd.path()), STEP_TIMEOUT);
+    made.assert_code(0);
+
+    // The upstream and serve lines end in `&` or stay in the foreground: either way they run
+    // until killed. Their fixed ports become ports of this test's own.
+    let upstream_line = upstream
+        .trim_end_matches('&')
+        .replace(HINT_UPSTREAM, "127.0.0.1:0");
+    let up = Spawned::spawn(shell(&upstream_line, cwd.path()));
+    let up_addr = listening(&up, "the pasted upstream");
+    let serve_line = serve
+        .replace(HINT_UPSTREAM, &up_addr.to_string())
+        .replace(HINT_LISTEN, "127.0.0.1:0");
+    let server = Spawned::spawn(shell(&serve_line, cwd.path()));
+    let addr = listening(&server, "the pasted serve");
+    let hint_port = HINT_LISTEN.rsplit(':').next().unwrap();
+    let to_server = |line: &str| {
+        line.replace(HINT_LISTEN, &addr.to_string())
+            .replace(&format!(":{hint_port}/"), &format!(":{}/", addr.port()))
+    };
+
+    // With the certificate: a typed line comes back through the echo upstream.
+    let mut with_cert = Spawned::spawn(shell(&to_server(&openssl), cwd.path()));
+    assert!(
+        with_cert.echoes("typed by hand", STEP_TIMEOUT),
+        "the client with a certificate got no echo\n{}\n--- serve ---\n{}",
+        with_cert.output(),
+        server.output()
+    );
+    with_cert.finish(STEP_TIMEOUT);
+
+    // Without one: refused with the certificate_required alert (116).
+    let refused = run_command(shell(&to_server(&curl), cwd.path()), STEP_TIMEOUT);
+    assert_ne!(
+        refused.code,
+        Some(0),
+        "curl without a certificate got through"
+    );
+    assert!(
+        refused.stderr.contains("alert certificate required"),
+        "curl without a certificate: {}",
+        refused.stderr
+    );
+}
+
+#[test]
+fn demo_removes_its_temporary_directory() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let cwd = tempfile::tempdir().expect("work dir");
+    let out = run_demo(tmp.path(), cwd.path());
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .expect("read temp dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert!(left.is_empty(), "demo left {left:?} behind\n{}", out.stdout);
+    // The hint wrote nothing either: only pasting its first line does.
+    assert_eq!(std::fs::read_dir(cwd.path()).expect("read cwd").count(), 0);
 }
