@@ -34,7 +34,7 @@ pub fn report(files: &TlsSettings, material: &TlsMaterial) -> String {
                     a.file.display().to_string(),
                     a.info.subject,
                     a.fingerprint,
-                    x509::format_time(a.info.not_after),
+                    crate::time_format::spelled(a.info.not_after),
                 );
             }
         }
@@ -64,7 +64,7 @@ pub fn report(files: &TlsSettings, material: &TlsMaterial) -> String {
         for c in &material.crls.infos {
             let next = c
                 .next_update
-                .map(x509::format_time)
+                .map(crate::time_format::spelled)
                 .unwrap_or_else(|| "none".into());
             let _ = writeln!(
                 out,
@@ -99,7 +99,7 @@ pub fn report(files: &TlsSettings, material: &TlsMaterial) -> String {
             let _ = writeln!(
                 out,
                 "  not after: {}{expiry}",
-                x509::format_time(leaf.not_after)
+                crate::time_format::spelled(leaf.not_after)
             );
             let _ = writeln!(
                 out,

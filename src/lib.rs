@@ -15,6 +15,7 @@
 //! - `sys`: the only `unsafe`: signals, inotify, listener shutdown, socket activation
 //!   (LISTEN_FDS), raising RLIMIT_NOFILE
 //! - `telemetry`: the event log, metrics and health endpoints
+//! - `time_format`: how times are written (RFC 3339 and a spelled-out form), with the `time` crate
 //! - `engine`: the sans-I/O adapter between owned buffers and rustls (server and client side)
 //! - `load`: the mTLS load generator (`ringtls load`)
 //! - `check`, `pki`, `demo`, `upstream`, `healthcheck`: the other subcommands
@@ -34,6 +35,7 @@ pub mod proxy;
 pub mod runtime;
 pub mod sys;
 pub mod telemetry;
+pub mod time_format;
 pub mod tls;
 pub mod upstream;
 

@@ -11,9 +11,9 @@
 
 use std::fmt::{self, Write as _};
 use std::sync::OnceLock;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::sink;
+use crate::time_format::Utc;
 
 /// Severity of an event line, lowest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -287,46 +287,6 @@ fn quote(
     f.write_str("\"")
 }
 
-/// A wall-clock instant formatted as RFC 3339 UTC with milliseconds.
-pub struct Utc(SystemTime);
-
-impl Utc {
-    pub fn now() -> Self {
-        Utc(SystemTime::now())
-    }
-}
-
-impl fmt::Display for Utc {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let since = self.0.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let secs = since.as_secs() as i64;
-        let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-        let rem = secs.rem_euclid(86_400);
-        write!(
-            f,
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-            rem / 3600,
-            (rem / 60) % 60,
-            rem % 60,
-            since.subsec_millis()
-        )
-    }
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 /// Quotes a value for a `key="value"` field when it holds spaces, quotes or control characters,
 /// so a hostile certificate subject cannot forge extra fields or lines.
 pub struct Quoted<'a>(pub &'a str);
@@ -342,13 +302,6 @@ impl fmt::Display for Quoted<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn formats_epoch_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_786), (2026, 11, 29));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-    }
 
     #[test]
     fn escapes_json_strings() {

@@ -96,12 +96,12 @@ pub fn add_bundle(
         let fingerprint = x509::sha256_hex(&block.der);
         let mut warnings = Vec::new();
         if info.not_after < now {
-            warnings.push(format!("expired on {}", x509::format_time(info.not_after)));
+            warnings.push(format!("expired on {}", crate::time_format::spelled(info.not_after)));
         }
         if info.not_before > now {
             warnings.push(format!(
                 "not valid before {}",
-                x509::format_time(info.not_before)
+                crate::time_format::spelled(info.not_before)
             ));
         }
         if let Some(first) = store.anchors.iter().find(|a| a.fingerprint == fingerprint) {

@@ -290,30 +290,6 @@ fn key_type(cert: &X509Certificate<'_>) -> String {
     }
 }
 
-/// Formats a Unix timestamp as `2026-11-29 14:00:00 UTC`.
-pub fn format_time(ts: i64) -> String {
-    let (y, m, d) = crate::telemetry::log::civil_from_days(ts.div_euclid(86_400));
-    let rem = ts.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
-}
-
-/// Formats a Unix timestamp as RFC 3339: `2026-11-29T14:00:00Z`.
-pub fn format_rfc3339(ts: i64) -> String {
-    let (y, m, d) = crate::telemetry::log::civil_from_days(ts.div_euclid(86_400));
-    let rem = ts.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
-}
-
 /// Lowercase hex SHA-256 of `der`, colon-free, for fingerprints.
 pub fn sha256_hex(der: &[u8]) -> String {
     hex(&sha256(der))
