@@ -158,6 +158,12 @@ if ! command -v qemu-system-x86_64 > /dev/null; then
         cannot_run "qemu-system-x86_64 is missing and scripts/apt-install.sh qemu-system-x86 failed: $(tail -n2 "$WORK/apt.log")"
     command -v qemu-system-x86_64 > /dev/null || cannot_run "qemu-system-x86 installed, but no qemu-system-x86_64 on PATH"
 fi
+# depmod (kmod) orders the kernel's modules for the initramfs (modules.dep).
+if ! command -v depmod > /dev/null; then
+    log "installing kmod (depmod)"
+    timeout 900 bash "$ROOT/scripts/apt-install.sh" kmod 2> "$WORK/apt.log" ||
+        cannot_run "depmod is missing and scripts/apt-install.sh kmod failed: $(tail -n2 "$WORK/apt.log")"
+fi
 
 # apt-get download PKG into DIR (it downloads into the current directory), refreshing the lists
 # once if the version they name is gone from the mirror.

@@ -31,7 +31,7 @@ const BOUND: Duration = Duration::from_secs(31 * 60);
 #[test]
 #[cfg_attr(
     not(has = "ktls-vm"),
-    ignore = "SKIPPED: qemu-system-x86_64 not found (apt-get install qemu-system-x86) or RINGTLS_KTLS_VM=0; tests/ktls.rs ran on this host's kernel only"
+    ignore = "SKIPPED: qemu-system-x86_64 or depmod not found (apt-get install qemu-system-x86 kmod) or RINGTLS_KTLS_VM=0; tests/ktls.rs ran on this host's kernel only"
 )]
 fn ktls_tests_pass_inside_a_vm_with_kernel_tls() {
     common::need("ktls-vm");
@@ -41,7 +41,7 @@ fn ktls_tests_pass_inside_a_vm_with_kernel_tls() {
 #[test]
 #[cfg_attr(
     not(has = "ktls-vm"),
-    ignore = "SKIPPED: qemu-system-x86_64 not found (apt-get install qemu-system-x86) or RINGTLS_KTLS_VM=0; no rekey test on a kernel with TLS 1.3 rekey"
+    ignore = "SKIPPED: qemu-system-x86_64 or depmod not found (apt-get install qemu-system-x86 kmod) or RINGTLS_KTLS_VM=0; no rekey test on a kernel with TLS 1.3 rekey"
 )]
 fn ktls_tests_pass_inside_a_vm_whose_kernel_rekeys() {
     common::need("ktls-vm");

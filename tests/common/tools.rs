@@ -78,7 +78,7 @@ pub const TOOLS: &[Tool] = &[
     },
     Tool {
         name: "ktls-vm",
-        remedy: "apt-get install qemu-system-x86 (scripts/ktls-vm.sh fetches the rest); \
+        remedy: "apt-get install qemu-system-x86 kmod (scripts/ktls-vm.sh fetches the rest); \
                  RINGTLS_KTLS_VM=0 skips it on purpose",
         probe: Probe::Other(ktls_vm),
     },
@@ -188,9 +188,13 @@ fn ktls_vm() -> Result<(), String> {
     if std::env::var("RINGTLS_KTLS_VM").as_deref() == Ok("0") {
         return Err("RINGTLS_KTLS_VM=0".to_owned());
     }
-    find_program("qemu-system-x86_64")
+    find_program("qemu-system-x86_64").ok_or("qemu-system-x86_64 not found on PATH")?;
+    // scripts/ktls-vm.sh orders the kernel's modules with it (Debian puts it in /usr/sbin).
+    ["depmod", "/usr/sbin/depmod", "/sbin/depmod"]
+        .into_iter()
+        .find_map(find_program)
         .map(drop)
-        .ok_or_else(|| "qemu-system-x86_64 not found on PATH".to_owned())
+        .ok_or_else(|| "depmod not found (apt-get install kmod)".to_owned())
 }
 
 /// The two loopback addresses `localhost` resolves to here, first and last, when it has two and
