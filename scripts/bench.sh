@@ -105,9 +105,7 @@ command -v taskset > /dev/null || need_pkgs+=(util-linux)
 command -v timeout > /dev/null || need_pkgs+=(coreutils)
 if [[ ${#need_pkgs[@]} -gt 0 ]]; then
     log "installing ${need_pkgs[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q > /dev/null
-    apt-get install -y -q --no-install-recommends "${need_pkgs[@]}" > /dev/null
+    bash "$ROOT/scripts/apt-install.sh" "${need_pkgs[@]}" || die "could not install ${need_pkgs[*]} (above)"
     # The packages start their system services; the benchmark runs its own instances.
     for svc in haproxy nginx stunnel4; do
         systemctl disable --now "$svc" > /dev/null 2>&1 || true

@@ -154,12 +154,15 @@ mkdir -p "$CACHE"
 command -v timeout > /dev/null || cannot_run "timeout (coreutils) is missing"
 if ! command -v qemu-system-x86_64 > /dev/null; then
     log "installing qemu-system-x86"
-    export DEBIAN_FRONTEND=noninteractive
-    { timeout 600 apt-get install -y -q --no-install-recommends qemu-system-x86 > "$WORK/apt.log" 2>&1 ||
-        { timeout 300 apt-get update -q > /dev/null 2>&1 &&
-            timeout 600 apt-get install -y -q --no-install-recommends qemu-system-x86 > "$WORK/apt.log" 2>&1; }; } ||
-        cannot_run "qemu-system-x86_64 is missing and apt-get install qemu-system-x86 failed: $(tail -n2 "$WORK/apt.log")"
+    timeout 900 bash "$ROOT/scripts/apt-install.sh" qemu-system-x86 2> "$WORK/apt.log" ||
+        cannot_run "qemu-system-x86_64 is missing and scripts/apt-install.sh qemu-system-x86 failed: $(tail -n2 "$WORK/apt.log")"
     command -v qemu-system-x86_64 > /dev/null || cannot_run "qemu-system-x86 installed, but no qemu-system-x86_64 on PATH"
+fi
+# depmod (kmod) orders the kernel's modules for the initramfs (modules.dep).
+if ! command -v depmod > /dev/null; then
+    log "installing kmod (depmod)"
+    timeout 900 bash "$ROOT/scripts/apt-install.sh" kmod 2> "$WORK/apt.log" ||
+        cannot_run "depmod is missing and scripts/apt-install.sh kmod failed: $(tail -n2 "$WORK/apt.log")"
 fi
 
 # apt-get download PKG into DIR (it downloads into the current directory), refreshing the lists

@@ -55,9 +55,7 @@ command -v openssl > /dev/null || need_pkgs+=(openssl)
 command -v timeout > /dev/null || need_pkgs+=(coreutils)
 if [[ ${#need_pkgs[@]} -gt 0 ]]; then
     log "installing ${need_pkgs[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q > /dev/null
-    apt-get install -y -q --no-install-recommends "${need_pkgs[@]}" > /dev/null
+    bash "$ROOT/scripts/apt-install.sh" "${need_pkgs[@]}" || die "could not install ${need_pkgs[*]} (above)"
 fi
 # The parser is checked before minutes are spent on a scan it could not read.
 python3 "$ROOT/scripts/scan/check.py" --self-test > /dev/null || die "scripts/scan/check.py --self-test fails"

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::pki::filler_cas;
-use common::process::{Spawned, have_program, run, run_command};
+use common::process::{Spawned, run, run_command};
 use common::{Failure, Serve, Setup, Upstream, connect, expect_alert};
 use rcgen::{DistinguishedName, DnType};
 use rustls::client::ResolvesClientCert;
@@ -88,15 +88,6 @@ impl Lab {
             None => serve,
         }
     }
-}
-
-/// One small fn for "is this client here", so the mechanism can change in one place.
-fn skip_without(program: &str) -> bool {
-    if have_program(program) {
-        return false;
-    }
-    eprintln!("SKIPPED: {program} not found");
-    true
 }
 
 /// A rustls client certificate resolver that remembers how many CA names the server's
@@ -199,7 +190,12 @@ fn auto_omits_the_names_of_a_2000_ca_bundle_and_warns_at_start() {
 }
 
 #[test]
+#[cfg_attr(
+    not(has = "openssl"),
+    ignore = "SKIPPED: openssl not found (apt-get install openssl)"
+)]
 fn client_without_certificate_is_still_refused_with_certificate_required() {
+    common::need("openssl");
     let lab = Lab::new();
     let upstream = Upstream::echo();
     let server = lab.serve(&upstream, None).start();
@@ -207,7 +203,7 @@ fn client_without_certificate_is_still_refused_with_certificate_required() {
         connect(server.addr(), &lab.setup.anonymous()),
         AlertDescription::CertificateRequired,
     );
-    if !skip_without("openssl") {
+    {
         let mut client = s_client(&server, &lab.setup, None);
         // Keep stdin open (and send a line) so only the server's alert can end the session.
         let _ = client.stdin.as_mut().unwrap().write_all(b"let me in\n");
@@ -225,10 +221,12 @@ fn client_without_certificate_is_still_refused_with_certificate_required() {
 }
 
 #[test]
+#[cfg_attr(
+    not(has = "curl"),
+    ignore = "SKIPPED: curl not found (apt-get install curl)"
+)]
 fn curl_with_certificate_of_a_ca_in_a_2000_ca_bundle_gets_the_response() {
-    if skip_without("curl") {
-        return;
-    }
+    common::need("curl");
     let lab = Lab::new();
     let body = "hello through 2001 CAs\n";
     let upstream = Upstream::http(body);
@@ -252,10 +250,12 @@ fn curl_with_certificate_of_a_ca_in_a_2000_ca_bundle_gets_the_response() {
 }
 
 #[test]
+#[cfg_attr(
+    not(has = "openssl"),
+    ignore = "SKIPPED: openssl not found (apt-get install openssl)"
+)]
 fn openssl_s_client_with_certificate_of_a_ca_in_a_2000_ca_bundle_sees_echo() {
-    if skip_without("openssl") {
-        return;
-    }
+    common::need("openssl");
     let lab = Lab::new();
     let upstream = Upstream::echo();
     let server = lab.serve(&upstream, None).start();
@@ -338,7 +338,12 @@ fn all_sends_names_a_rustls_client_cannot_buffer_and_auto_does_not() {
 }
 
 #[test]
+#[cfg_attr(
+    not(has = "openssl"),
+    ignore = "SKIPPED: openssl not found (apt-get install openssl)"
+)]
 fn none_sends_no_names_and_auto_sends_a_small_bundles_names() {
+    common::need("openssl");
     let setup = Setup::new();
     let upstream = Upstream::echo();
     let leaf = setup.ca.client("rustls client");
@@ -350,7 +355,7 @@ fn none_sends_no_names_and_auto_sends_a_small_bundles_names() {
     let (seen, result) = hints(&none, &setup, Some(&leaf));
     assert_eq!(seen, Some(0), "--ca-names none sent names");
     result.expect("client gets through without hints");
-    if !skip_without("openssl") {
+    {
         let mut client = s_client(&none, &setup, None);
         let _ = client.stdin.as_mut().unwrap().write_all(b"hello\n");
         let said = client.stdout.wait_for(CLIENT_TIMEOUT, |out| {

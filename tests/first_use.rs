@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::process::{Spawned, bin, have_program, run_command};
+use common::process::{Spawned, bin, run_command};
 use common::{KeyFormat, Setup, Upstream, run};
 // The fixed ports the hint names for a person to paste; the test swaps in ports of its own.
 use ringtls::demo::{HINT_LISTEN, HINT_UPSTREAM};
@@ -345,22 +345,18 @@ fn listening(spawned: &Spawned, what: &str) -> SocketAddr {
     text[start..end].parse().expect("listening address")
 }
 
-/// The real clients the hint names; the test says so when one is missing.
-fn have_clients() -> bool {
-    for program in ["openssl", "curl", "sh"] {
-        if !have_program(program) {
-            eprintln!("SKIPPED: demo hint test: {program} is not installed");
-            return false;
-        }
-    }
-    true
-}
-
 #[test]
+#[cfg_attr(
+    not(has = "openssl"),
+    ignore = "SKIPPED: openssl not found (apt-get install openssl)"
+)]
+#[cfg_attr(
+    not(has = "curl"),
+    ignore = "SKIPPED: curl not found (apt-get install curl)"
+)]
 fn demo_hint_works_when_pasted_into_a_shell() {
-    if !have_clients() {
-        return;
-    }
+    common::need("openssl");
+    common::need("curl");
     let tmp = tempfile::tempdir().expect("temp dir");
     let cwd = tempfile::tempdir().expect("work dir");
     let out = run_demo(tmp.path(), cwd.path());

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use common::client::tcp_connect;
 use common::process::Spawned;
-use common::process::have_program;
 use common::{Setup, Upstream, connect, expect_alert, probe};
 use rustls::AlertDescription;
 
@@ -284,7 +283,7 @@ fn refuses_a_client_certificate_message_over_64_kib() {
 }
 
 #[test]
-fn offers_no_early_data_and_refuses_renegotiation() {
+fn offers_no_early_data() {
     let setup = Setup::new();
     let upstream = Upstream::echo();
     let server = setup.serve(upstream.addr).args(["--threads", "1"]).start();
@@ -302,12 +301,20 @@ fn offers_no_early_data_and_refuses_renegotiation() {
         conn.early_data().is_none(),
         "the server's ticket allows early data"
     );
+}
 
-    // Renegotiation (TLS 1.2): openssl s_client's `R` command asks for it.
-    if !have_program("openssl") {
-        eprintln!("SKIPPED: renegotiation part: openssl not found");
-        return;
-    }
+/// Renegotiation (TLS 1.2): openssl s_client's `R` command asks for it.
+#[test]
+#[cfg_attr(
+    not(has = "openssl"),
+    ignore = "SKIPPED: openssl not found (apt-get install openssl)"
+)]
+fn refuses_renegotiation() {
+    common::need("openssl");
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let server = setup.serve(upstream.addr).args(["--threads", "1"]).start();
+    let alice = setup.ca.client("Alice");
     let dir = &setup.dir;
     let crt = dir.write("alice.pem", alice.chain_pem());
     let key = dir.write("alice.key", alice.key_pem(common::KeyFormat::Pkcs8));

@@ -83,14 +83,13 @@ fn sends_no_header_without_the_flag() {
 /// HAProxy as the upstream (`accept-proxy`): a real peer proves the encoding. HAProxy 2.6 logs
 /// the addresses it took from the header and the AUTHORITY and UNIQUE_ID TLVs.
 #[test]
+#[cfg_attr(
+    not(has = "haproxy"),
+    ignore = "SKIPPED: haproxy not found (apt-get install haproxy); PROXY v2 not checked against a real peer"
+)]
 fn haproxy_accepts_our_proxy_header() {
-    use common::process::{Spawned, have_program};
-    if !have_program("haproxy") {
-        eprintln!(
-            "SKIPPED: haproxy not found (apt-get install haproxy); PROXY v2 not checked against a real peer"
-        );
-        return;
-    }
+    use common::process::Spawned;
+    common::need("haproxy");
     let setup = Setup::new();
     let echo = Upstream::echo();
     // A free port for HAProxy: bound, read and released (HAProxy cannot report a port 0 bind).

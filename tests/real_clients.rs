@@ -1,6 +1,6 @@
 //! The terminator as users will first try it: credentials from `ringtls pki DIR`, then curl and
-//! `openssl s_client` against `serve`. Without the tool installed a test says so loudly on
-//! stderr (`SKIPPED: ...`) and returns.
+//! `openssl s_client` against `serve`. Without the tool a test is ignored, `SKIPPED: ...` its reason
+//! (tests/common/tools.rs), and fails under `RINGTLS_REQUIRE_TOOLS=1`.
 
 mod common;
 
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::process::{Spawned, have_program, run_command};
+use common::process::{Spawned, run_command};
 use common::{Dir, Serve, Server, Upstream, run};
 
 const BODY: &str = "hello from upstream\n";
@@ -46,14 +46,6 @@ impl Lab {
     }
 }
 
-fn skip_without(program: &str) -> bool {
-    if have_program(program) {
-        return false;
-    }
-    eprintln!("SKIPPED: {program} not found");
-    true
-}
-
 /// curl against the lab, resolving localhost to the IPv4 address the server listens on.
 fn curl(lab: &Lab, extra: &[&Path], args: &[&str]) -> common::Output {
     let port = lab.port();
@@ -69,10 +61,12 @@ fn curl(lab: &Lab, extra: &[&Path], args: &[&str]) -> common::Output {
 }
 
 #[test]
+#[cfg_attr(
+    not(has = "curl"),
+    ignore = "SKIPPED: curl not found (apt-get install curl)"
+)]
 fn curl_with_client_certificate_gets_response() {
-    if skip_without("curl") {
-        return;
-    }
+    common::need("curl");
     let lab = Lab::start(Upstream::http(BODY));
     let cert = lab.file("client-cert-and-key.pem");
     let out = curl(&lab, &[], &["--cert", cert.to_str().unwrap()]);
@@ -82,10 +76,12 @@ fn curl_with_client_certificate_gets_response() {
 }
 
 #[test]
+#[cfg_attr(
+    not(has = "curl"),
+    ignore = "SKIPPED: curl not found (apt-get install curl)"
+)]
 fn curl_with_client_certificate_over_tls12_gets_response() {
-    if skip_without("curl") {
-        return;
-    }
+    common::need("curl");
     let lab = Lab::start(Upstream::http(BODY));
     let cert = lab.file("client-cert-and-key.pem");
     let out = curl(
@@ -98,10 +94,12 @@ fn curl_with_client_certificate_over_tls12_gets_response() {
 }
 
 #[test]
+#[cfg_attr(
+    not(has = "curl"),
+    ignore = "SKIPPED: curl not found (apt-get install curl)"
+)]
 fn curl_without_client_certificate_is_refused() {
-    if skip_without("curl") {
-        return;
-    }
+    common::need("curl");
     let lab = Lab::start(Upstream::http(BODY));
     let refused = curl(&lab, &[], &[]);
     assert_ne!(
@@ -122,10 +120,12 @@ fn curl_without_client_certificate_is_refused() {
 }
 
 #[test]
+#[cfg_attr(
+    not(has = "curl"),
+    ignore = "SKIPPED: curl not found (apt-get install curl)"
+)]
 fn curl_with_a_certificate_from_another_dev_pki_is_an_unknown_ca() {
-    if skip_without("curl") {
-        return;
-    }
+    common::need("curl");
     let lab = Lab::start(Upstream::http(BODY));
     let other = Dir::new();
     run(["pki".as_ref(), other.path().as_os_str()]).assert_code(0);
@@ -160,10 +160,12 @@ fn s_client(lab: &Lab, with_cert: bool) -> Spawned {
 }
 
 #[test]
+#[cfg_attr(
+    not(has = "openssl"),
+    ignore = "SKIPPED: openssl not found (apt-get install openssl)"
+)]
 fn openssl_s_client_with_certificate_sees_echo() {
-    if skip_without("openssl") {
-        return;
-    }
+    common::need("openssl");
     let lab = Lab::start(Upstream::echo());
     let mut client = s_client(&lab, true);
     let echoed = client.echoes("ringtls-s_client-marker-7d1f", CLIENT_TIMEOUT);
@@ -178,10 +180,12 @@ fn openssl_s_client_with_certificate_sees_echo() {
 }
 
 #[test]
+#[cfg_attr(
+    not(has = "openssl"),
+    ignore = "SKIPPED: openssl not found (apt-get install openssl)"
+)]
 fn openssl_s_client_without_certificate_reports_alert() {
-    if skip_without("openssl") {
-        return;
-    }
+    common::need("openssl");
     let lab = Lab::start(Upstream::echo());
     let mut client = s_client(&lab, false);
     // Keep stdin open (and send a line) so only the server's alert can end the session.

@@ -2,13 +2,12 @@
 //! system calls fail with EPERM): `serve` falls back to epoll, says so in a warning, and serves.
 //!
 //! The filter is installed by python3 through libseccomp's C API (ctypes), right before it
-//! execs ringtls; both are on every machine of this kind, and the test says SKIPPED otherwise.
+//! execs ringtls; both are on every machine of this kind, and the test is ignored otherwise
+//! (`SKIPPED: ...`, tests/common/tools.rs's `libseccomp`).
 
 mod common;
 
-use std::process::Command;
-
-use common::process::{have_program, launched_by};
+use common::process::launched_by;
 use common::{Setup, Upstream, connect};
 
 /// Denies io_uring_setup, io_uring_enter and io_uring_register (x86_64 numbers 425-427) with
@@ -24,21 +23,13 @@ assert lib.seccomp_load(ctx) == 0
 os.execv(sys.argv[1], sys.argv[1:])
 "#;
 
-fn can_filter() -> bool {
-    have_program("python3")
-        && Command::new("python3")
-            .args(["-c", "import ctypes; ctypes.CDLL('libseccomp.so.2')"])
-            .status()
-            .is_ok_and(|s| s.success())
-        && cfg!(target_arch = "x86_64")
-}
-
 #[test]
+#[cfg_attr(
+    not(has = "libseccomp"),
+    ignore = "SKIPPED: needs python3 and libseccomp.so.2 on x86_64 to install the filter (apt-get install python3 libseccomp2)"
+)]
 fn falls_back_to_epoll_and_says_so_when_seccomp_blocks_io_uring() {
-    if !can_filter() {
-        eprintln!("SKIPPED: needs python3 and libseccomp.so.2 on x86_64 to install the filter");
-        return;
-    }
+    common::need("libseccomp");
     let setup = Setup::new();
     let upstream = Upstream::echo();
     let server = setup

@@ -601,12 +601,13 @@ fn check_accepts_credentials_without_trust_store() {
 }
 
 #[test]
+#[cfg_attr(
+    not(has = "openssl"),
+    ignore = "SKIPPED: openssl not found (apt-get install openssl)"
+)]
 fn generated_key_files_parse_with_openssl() {
     // Guards the harness itself: SEC1 and PKCS#1 are hand-derived from PKCS#8.
-    if !common::process::have_program("openssl") {
-        eprintln!("SKIPPED: openssl not found");
-        return;
-    }
+    common::need("openssl");
     let setup = Setup::new();
     let rsa = setup.ca.server_rsa();
     for (name, pem) in [
@@ -624,17 +625,13 @@ fn generated_key_files_parse_with_openssl() {
 }
 
 #[test]
+#[cfg_attr(
+    not(has = "strace"),
+    ignore = "SKIPPED: strace not found or not permitted to trace (apt-get install strace)"
+)]
 fn check_opens_no_socket() {
     // `check` must be safe to run next to a live server: it validates files and nothing else.
-    let strace_works = common::process::have_program("strace") && {
-        let mut probe = std::process::Command::new("strace");
-        probe.args(["-qq", "-o", "/dev/null", "true"]);
-        common::process::run_command(probe, std::time::Duration::from_secs(20)).code == Some(0)
-    };
-    if !strace_works {
-        eprintln!("SKIPPED: strace not found or not permitted to trace");
-        return;
-    }
+    common::need("strace");
     let setup = Setup::new();
     let trace = setup.dir.join("check.strace");
     let mut cmd = std::process::Command::new("strace");

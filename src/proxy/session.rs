@@ -95,7 +95,10 @@ impl SessionFacts {
                 .word("serial", &client.info.serial_hex)
                 .text("sans", &client.info.sans.join(","))
                 .word("sha256", x509::hex(&client.sha256))
-                .word("not_after", crate::time_format::rfc3339(client.info.not_after)),
+                .word(
+                    "not_after",
+                    crate::time_format::rfc3339(client.info.not_after),
+                ),
             None => event,
         }
     }

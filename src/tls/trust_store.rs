@@ -96,7 +96,10 @@ pub fn add_bundle(
         let fingerprint = x509::sha256_hex(&block.der);
         let mut warnings = Vec::new();
         if info.not_after < now {
-            warnings.push(format!("expired on {}", crate::time_format::spelled(info.not_after)));
+            warnings.push(format!(
+                "expired on {}",
+                crate::time_format::spelled(info.not_after)
+            ));
         }
         if info.not_before > now {
             warnings.push(format!(

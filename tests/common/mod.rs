@@ -8,6 +8,29 @@
 //! - `upstream`: std-thread plaintext upstreams on 127.0.0.1:0 that count accepted connections.
 //! - `client`: a rustls client that reports the alert a rejected handshake ended with, and a
 //!   duplex split of a TLS stream for tests that move bytes both ways at once.
+//! - `tools`: the external tools and host conditions tests need (curl, openssl, haproxy,
+//!   gnutls-cli, tlslite, strace, ...), probed by build.rs and checked again by [`need`].
+//!
+//! ## A test that needs a tool
+//! A test must not pass without testing, and cargo hides a passing test's stderr, so a missing
+//! tool is never `eprintln!("SKIPPED: ...")` and `return`. Instead (one attribute, one call):
+//!
+//! ```text
+//! #[test]
+//! #[cfg_attr(not(has = "gnutls-cli"), ignore = "SKIPPED: gnutls-cli not found (apt-get install gnutls-bin)")]
+//! fn gnutls_cli_with_client_certificate_sees_echo() {
+//!     common::need("gnutls-cli");
+//!     ...
+//! }
+//! ```
+//!
+//! Without the tool, cargo lists the test as `ignored, SKIPPED: ...` and counts it in its
+//! `test result:` line; with `RINGTLS_REQUIRE_TOOLS=1` (.ci/run) it runs, and `need` fails it
+//! with what is missing and how to get it. The names are [`tools::TOOLS`]'s (`curl`, `openssl`,
+//! `haproxy`, `gnutls-cli`, `systemd-analyze`, `promtool`, `python3`, `qemu-system-x86_64`,
+//! `strace`, `tlslite`, `libseccomp`, `ktls-vm`, `two-localhost-addresses`); a new one is a row
+//! there (cargo's check-cfg then accepts its `has` value) and a package in .ci/run. A test of
+//! which only a part needs a tool is split, so the rest still runs everywhere.
 //!
 //! Each test binary uses a different subset, hence the `dead_code`/`unused_imports` allowance.
 #![allow(dead_code, unused_imports)]
@@ -16,6 +39,7 @@ pub mod client;
 pub mod pki;
 pub mod process;
 pub mod proxy_header;
+pub mod tools;
 pub mod upstream;
 
 use std::io::{Read, Write};
@@ -27,6 +51,7 @@ pub use client::{
 };
 pub use pki::{Ca, CaFlaw, ClientFlaw, Dir, KeyFormat, Leaf};
 pub use process::{Driver, Output, Serve, Server, StderrMode, run};
+pub use tools::need;
 pub use upstream::Upstream;
 
 /// Bytes the probe writes and expects back through an echo upstream.
