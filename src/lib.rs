@@ -17,27 +17,23 @@
 //! - `telemetry`: the event log, metrics and health endpoints
 //! - `time_format`: how times are written (RFC 3339 and a spelled-out form), with the `time` crate
 //! - `engine`: the sans-I/O adapter between owned buffers and rustls (server and client side)
-//! - `load`: the mTLS load generator (`ringtls load`)
-//! - `check`, `pki`, `demo`, `upstream`, `healthcheck`: the other subcommands
+//! - `tools`: the subcommands that are not the terminator (`load`, `demo`, `check`, `pki`,
+//!   `healthcheck`, and `peer`, the plaintext test service behind `ringtls upstream`); the
+//!   serve path imports none of them
 
-pub mod check;
 pub mod cli;
 pub mod config;
 pub mod control;
-pub mod demo;
 pub mod engine;
 pub mod error;
-pub mod healthcheck;
 pub mod listen;
-pub mod load;
-pub mod pki;
 pub mod proxy;
 pub mod runtime;
 pub mod sys;
 pub mod telemetry;
 pub mod time_format;
 pub mod tls;
-pub mod upstream;
+pub mod tools;
 
 use std::sync::Arc;
 

@@ -72,35 +72,35 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             let files = config::check_files(args)?;
             let material = ringtls::tls::load_tls(&files)?;
             ringtls::log_trust_warnings(&material);
-            print!("{}", ringtls::check::report(&files, &material));
+            print!("{}", ringtls::tools::check::report(&files, &material));
             Ok(ExitCode::SUCCESS)
         }
         Command::Pki(args) => {
-            for path in ringtls::pki::write_dev_pki(&args.dir)? {
+            for path in ringtls::tools::pki::write_dev_pki(&args.dir)? {
                 println!("wrote {}", path.display());
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Load(args) => {
-            let plan = config::load_plan(args)?;
-            ringtls::load::run_load(plan).map(|_| ExitCode::SUCCESS)
+            let plan = ringtls::tools::load::load_plan(args)?;
+            ringtls::tools::load::run_load(plan).map(|_| ExitCode::SUCCESS)
         }
         Command::Upstream(args) => {
             let addr = args
                 .listen
                 .parse()
                 .map_err(|_| Error::Usage(format!("--listen {}: expected IP:PORT", args.listen)))?;
-            let mode = ringtls::upstream::UpstreamMode::parse(&args.mode)?;
-            ringtls::upstream::run_upstream(addr, mode, |bound| {
+            let mode = ringtls::tools::peer::PeerMode::parse(&args.mode)?;
+            ringtls::tools::peer::run_peer(addr, mode, |bound| {
                 println!("{{\"listening\":[\"{bound}\"]}}");
             })
             .map(|()| ExitCode::SUCCESS)
         }
         Command::Healthcheck(args) => {
-            ringtls::healthcheck::run_healthcheck(&args.metrics, &args.path)
+            ringtls::tools::healthcheck::run_healthcheck(&args.metrics, &args.path)
                 .map(|()| ExitCode::SUCCESS)
         }
-        Command::Demo(_) => ringtls::demo::run_demo().map(|ok| {
+        Command::Demo(_) => ringtls::tools::demo::run_demo().map(|ok| {
             if ok {
                 ExitCode::SUCCESS
             } else {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::process::{Spawned, bin, run_command};
 use common::{KeyFormat, Setup, Upstream, run};
 // The fixed ports the hint names for a person to paste; the test swaps in ports of its own.
-use ringtls::demo::{HINT_LISTEN, HINT_UPSTREAM};
+use ringtls::tools::demo::{HINT_LISTEN, HINT_UPSTREAM};
 
 // `check` names the flags that were given, and only those.
 

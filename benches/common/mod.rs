@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ringtls::engine;
-use ringtls::pki::DevPki;
 use ringtls::tls::{TlsSettings, load_tls};
+use ringtls::tools::pki::DevPki;
 use rustls::client::Resumption;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};

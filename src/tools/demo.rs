@@ -71,7 +71,7 @@ impl Drop for TempDir {
 pub fn run_demo() -> Result<bool, Error> {
     let temp = TempDir::create()?;
     let dir = temp.0.as_path();
-    crate::pki::write_dev_pki(dir)?;
+    crate::tools::pki::write_dev_pki(dir)?;
     let (upstream, accepted) = start_echo_upstream()?;
 
     let config = ServeConfig {

@@ -11,20 +11,20 @@ use monoio::{FusionDriver, RuntimeBuilder};
 
 use crate::error::Error;
 
-/// What the upstream does with a connection.
+/// What the peer does with a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpstreamMode {
+pub enum PeerMode {
     Echo,
     Sink,
     Source,
 }
 
-impl UpstreamMode {
-    pub fn parse(s: &str) -> Result<UpstreamMode, Error> {
+impl PeerMode {
+    pub fn parse(s: &str) -> Result<PeerMode, Error> {
         match s {
-            "echo" => Ok(UpstreamMode::Echo),
-            "sink" => Ok(UpstreamMode::Sink),
-            "source" => Ok(UpstreamMode::Source),
+            "echo" => Ok(PeerMode::Echo),
+            "sink" => Ok(PeerMode::Sink),
+            "source" => Ok(PeerMode::Source),
             _ => Err(Error::Usage(format!(
                 "--mode {s}: expected echo, sink or source"
             ))),
@@ -33,9 +33,9 @@ impl UpstreamMode {
 }
 
 /// Binds `addr`, calls `ready` with the bound address, then serves forever.
-pub fn run_upstream(
+pub fn run_peer(
     addr: SocketAddr,
-    mode: UpstreamMode,
+    mode: PeerMode,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), Error> {
     let listener = std::net::TcpListener::bind(addr)
@@ -68,22 +68,22 @@ pub fn run_upstream(
     })
 }
 
-async fn serve(mut stream: TcpStream, mode: UpstreamMode) -> io::Result<()> {
+async fn serve(mut stream: TcpStream, mode: PeerMode) -> io::Result<()> {
     let mut buf = vec![0u8; 64 * 1024];
     match mode {
-        UpstreamMode::Source => loop {
+        PeerMode::Source => loop {
             let (res, b) = stream.write_all(buf).await;
             buf = b;
             res?;
         },
-        UpstreamMode::Echo | UpstreamMode::Sink => loop {
+        PeerMode::Echo | PeerMode::Sink => loop {
             buf.clear();
             let (res, b) = stream.read(buf).await;
             buf = b;
             if res? == 0 {
                 return stream.shutdown().await;
             }
-            if mode == UpstreamMode::Echo {
+            if mode == PeerMode::Echo {
                 let (res, b) = stream.write_all(buf).await;
                 buf = b;
                 res?;

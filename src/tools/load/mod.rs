@@ -8,7 +8,10 @@
 //! (request/response round trips, optionally paced at a fixed rate), `idle` (hold connections).
 
 mod client;
+mod plan;
 pub mod stats;
+
+pub use plan::load_plan;
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
