@@ -162,22 +162,33 @@ fn turns_away_garbage_obsolete_protocols_and_malformed_records() {
             client_hello(0x0301, 0x0302),
             Some(HANDSHAKE_FAILURE),
         ),
-        // Nothing to answer: the client ended mid-record.
-        ("truncated record, then EOF", truncated, None),
+        // The client ended mid-ClientHello: rustls says nothing, we answer decode_error
+        // (RFC 8446 §6.2: "the length of the message was incorrect").
+        ("truncated record, then EOF", truncated, Some(DECODE_ERROR)),
         ("oversized record", oversized, Some(DECODE_ERROR)),
     ];
-    let count = cases.len();
-    for (name, bytes, want) in cases {
+    for (i, (name, bytes, want)) in cases.into_iter().enumerate() {
         let answer = send_raw(server.addr(), &bytes, true);
         assert!(
             !answer.handshake,
             "{name}: the server went on with a handshake"
         );
         assert_eq!(answer.alert, want, "{name}: {answer:?}");
+        // The log names the alert the client received.
+        let text = server.wait_for_stderr(&format!("rejection {}", i + 1), |s| {
+            s.lines().filter(|l| l.contains("conn.rejected")).count() > i
+        });
+        let line = text
+            .lines()
+            .filter(|l| l.contains("conn.rejected"))
+            .nth(i)
+            .unwrap_or_default();
+        let logged = want.map_or("none".to_owned(), |a| a.to_string());
+        assert!(
+            line.contains(&format!(" alert={logged} ")),
+            "{name}: received {want:?}, logged {line}"
+        );
     }
-    server.wait_for_stderr(&format!("{count} rejections"), |s| {
-        s.lines().filter(|l| l.contains("conn.rejected")).count() >= count
-    });
     let alice = setup.ca.client("Alice");
     connect(server.addr(), &setup.client(&alice)).expect("a good client after the garbage");
     assert_eq!(upstream.accepted(), 1, "garbage reached the upstream");

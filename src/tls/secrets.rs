@@ -1,36 +1,39 @@
-//! The TLS 1.3 application traffic secrets of connections that may go to kernel TLS, kept so
-//! that a KeyUpdate can be followed there (RFC 8446 §4.6.3, §7.2).
+//! TLS 1.3 secrets from rustls' key log: the application traffic secrets of connections that
+//! may go to kernel TLS, kept so that a KeyUpdate can be followed there (RFC 8446 §4.6.3,
+//! §7.2), and the server's handshake and traffic secrets of every handshake, so that the alert
+//! rustls sealed when it refused a client can be read back for the log (`open_alert`).
 //!
-//! rustls' buffered connection hands over keys and IVs (`dangerous_extract_secrets`), not the
-//! traffic secrets the next keys derive from. The one place it gives those out is the key log:
-//! `KeyLogs` records `CLIENT_TRAFFIC_SECRET_0` and `SERVER_TRAFFIC_SECRET_0` into a slot of the
-//! worker thread, which the handshake empties right after each `process_new_packets`, before any
-//! await, so what it takes is surely that connection's (the same discipline as the refused-leaf
-//! slot in `verify_cache`). It also writes `--unsafe-keylog`'s file when that is on.
+//! rustls' buffered connection hands over keys and IVs (`dangerous_extract_secrets`), and only
+//! after a successful handshake; the one place it gives out traffic secrets is the key log.
+//! `KeyLogs` records them into the per-handshake slot of `capture`, armed around each
+//! `process_new_packets` of one connection, so what it holds is surely that connection's. It
+//! also writes `--unsafe-keylog`'s file when that is on. The handshake drops them when it ends
+//! (kernel TLS keeps the application secrets); they are never logged.
+//!
+//! Cost: rustls derives these secrets whether or not they are logged; capturing is a copy of
+//! two or three 32-48 byte blocks per handshake (measured in the report of this change with
+//! `scripts/handshake-cpu.sh`).
 //!
 //! `Rekey` then derives each next secret and its key and IV with the suite's own HKDF.
 
-use std::cell::RefCell;
-
 use rustls::KeyLog;
 use rustls::crypto::tls13::{Hkdf, HkdfExpander, OkmBlock};
-use rustls::{SupportedCipherSuite, Tls13CipherSuite};
+use rustls::{CipherSuite, SupportedCipherSuite, Tls13CipherSuite};
 
+use super::capture::{self, Secrets};
 use super::keylog::KeyLogFile;
 
 const CLIENT: &str = "CLIENT_TRAFFIC_SECRET_0";
 const SERVER: &str = "SERVER_TRAFFIC_SECRET_0";
+const SERVER_HANDSHAKE: &str = "SERVER_HANDSHAKE_TRAFFIC_SECRET";
 
-thread_local! {
-    /// (client, server) secrets logged on this worker since the last `take`.
-    static SLOT: RefCell<(Option<OkmBlock>, Option<OkmBlock>)> = const { RefCell::new((None, None)) };
-}
-
-/// The server config's key log: the `--unsafe-keylog` file, the capture for kernel TLS, or both.
+/// The server config's key log: the `--unsafe-keylog` file, the server's secrets of every
+/// handshake (to read back a sealed alert), and the client's for kernel TLS.
 #[derive(Debug)]
 pub struct KeyLogs {
     pub file: Option<KeyLogFile>,
-    pub capture: bool,
+    /// Also keep `CLIENT_TRAFFIC_SECRET_0`, for following key updates on kernel TLS.
+    pub kernel: bool,
 }
 
 impl KeyLog for KeyLogs {
@@ -38,20 +41,22 @@ impl KeyLog for KeyLogs {
         if let Some(file) = &self.file {
             file.log(label, client_random, secret);
         }
-        if self.capture {
-            SLOT.with(|slot| {
-                let mut slot = slot.borrow_mut();
-                match label {
-                    CLIENT => slot.0 = Some(OkmBlock::new(secret)),
-                    SERVER => slot.1 = Some(OkmBlock::new(secret)),
-                    _ => {}
-                }
-            });
-        }
+        capture::record(|captured| {
+            let slot = &mut captured.secrets;
+            match label {
+                SERVER_HANDSHAKE => slot.server_handshake = Some(OkmBlock::new(secret)),
+                SERVER => slot.server_traffic = Some(OkmBlock::new(secret)),
+                CLIENT if self.kernel => slot.client_traffic = Some(OkmBlock::new(secret)),
+                _ => {}
+            }
+        });
     }
 
     fn will_log(&self, label: &str) -> bool {
-        self.file.is_some() || (self.capture && (label == CLIENT || label == SERVER))
+        self.file.is_some()
+            || label == SERVER_HANDSHAKE
+            || label == SERVER
+            || (self.kernel && label == CLIENT)
     }
 }
 
@@ -67,13 +72,85 @@ impl std::fmt::Debug for TrafficSecrets {
     }
 }
 
-/// Empties this worker's slot: the secrets the last `process_new_packets` logged, if it logged
-/// both. Call it after every `process_new_packets` of a handshake, before any await.
-pub fn take() -> Option<TrafficSecrets> {
-    SLOT.with(|slot| match std::mem::take(&mut *slot.borrow_mut()) {
-        (Some(client), Some(server)) => Some(TrafficSecrets { client, server }),
-        _ => None,
-    })
+impl TrafficSecrets {
+    /// Both application secrets, if the handshake logged both (kernel TLS only).
+    pub fn take(secrets: &mut Secrets) -> Option<TrafficSecrets> {
+        match (secrets.client_traffic.take(), secrets.server_traffic.take()) {
+            (Some(client), Some(server)) => Some(TrafficSecrets { client, server }),
+            _ => None,
+        }
+    }
+}
+
+/// What a sealed record of ours held.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Opened {
+    /// An alert with this description.
+    Alert(u8),
+    /// Something else (a handshake message).
+    NotAnAlert,
+    /// No secret and sequence number authenticated it.
+    Unreadable,
+}
+
+/// Reads the alert in a TLS 1.3 record we sealed (`record`: header and body) with one of the
+/// server's secrets: tries each secret and each sequence number up to `max_seq` (AEAD
+/// authentication tells the right one). Only on a refusal, so the few tries cost nothing
+/// that matters.
+pub fn open_alert(
+    suite: &Tls13CipherSuite,
+    secrets: &Secrets,
+    record: &[u8],
+    max_seq: u64,
+) -> Opened {
+    use aws_lc_rs::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
+    let algorithm = match suite.common.suite {
+        CipherSuite::TLS13_AES_128_GCM_SHA256 => &aead::AES_128_GCM,
+        CipherSuite::TLS13_AES_256_GCM_SHA384 => &aead::AES_256_GCM,
+        CipherSuite::TLS13_CHACHA20_POLY1305_SHA256 => &aead::CHACHA20_POLY1305,
+        _ => return Opened::Unreadable,
+    };
+    let (Some(Ok(header)), Some(body)) =
+        (record.get(..5).map(<[u8; 5]>::try_from), record.get(5..))
+    else {
+        return Opened::Unreadable;
+    };
+    for secret in [&secrets.server_handshake, &secrets.server_traffic]
+        .into_iter()
+        .flatten()
+    {
+        let expander = suite.hkdf_provider.expander_for_okm(secret);
+        let mut key = vec![0u8; algorithm.key_len()];
+        expand_label(expander.as_ref(), b"key", &mut key);
+        let mut iv = [0u8; 12];
+        expand_label(expander.as_ref(), b"iv", &mut iv);
+        let key = UnboundKey::new(algorithm, &key).map(LessSafeKey::new);
+        let Ok(key) = key else { continue };
+        for seq in 0..=max_seq {
+            // RFC 8446 §5.3: the per-record nonce is the IV xor the sequence number.
+            let mut nonce = iv;
+            for (n, s) in nonce[4..].iter_mut().zip(seq.to_be_bytes()) {
+                *n ^= s;
+            }
+            let mut buf = body.to_vec();
+            let Ok(plain) = key.open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(header),
+                &mut buf,
+            ) else {
+                continue;
+            };
+            // TLSInnerPlaintext (RFC 8446 §5.2): content, the real type, then zero padding.
+            return match plain.iter().rposition(|&b| b != 0) {
+                Some(end) => match (plain[end], &plain[..end]) {
+                    (21, [_level, description]) => Opened::Alert(*description),
+                    _ => Opened::NotAnAlert,
+                },
+                None => Opened::NotAnAlert,
+            };
+        }
+    }
+    Opened::Unreadable
 }
 
 /// A key and IV for one direction, for the kernel (zeroed when dropped, best effort).
@@ -215,7 +292,7 @@ mod tests {
             server_config.enable_secret_extraction = true;
             server_config.key_log = Arc::new(KeyLogs {
                 file: None,
-                capture: true,
+                kernel: true,
             });
             let mut roots = rustls::RootCertStore::empty();
             roots.add(der).expect("root");
@@ -232,15 +309,18 @@ mod tests {
             .expect("client");
             let mut server =
                 rustls::ServerConnection::new(Arc::new(server_config)).expect("server");
-            let mut captured = None;
+            let mut captured = Secrets::default();
             while client.is_handshaking() || server.is_handshaking() {
-                pump(&mut client, &mut server);
-                captured = captured.or_else(take);
+                let ((), step) = capture::during(|| pump(&mut client, &mut server));
+                captured.merge(step.secrets);
                 pump(&mut server, &mut client);
             }
             let negotiated = server.negotiated_cipher_suite().expect("suite");
-            let mut rekey =
-                Rekey::new(negotiated, captured.expect("secrets captured")).expect("TLS 1.3");
+            let mut rekey = Rekey::new(
+                negotiated,
+                TrafficSecrets::take(&mut captured).expect("secrets"),
+            )
+            .expect("TLS 1.3");
 
             client.refresh_traffic_keys().expect("key update");
             pump(&mut client, &mut server); // the client's KeyUpdate(update_requested)
