@@ -6,9 +6,10 @@
 //! A plaintext alert record (type 21, two bytes) names its description. A TLS 1.3 alert after
 //! ServerHello is sealed (type 23) under the server handshake traffic secret, or the server
 //! application secret once our Finished is out; the handshake keeps both (`tls::capture`) and
-//! the record is opened here with the negotiated suite's AEAD. A TLS 1.2 alert after our
-//! ChangeCipherSpec (a resumed handshake) is sealed under keys we do not derive: it is logged
-//! as `sealed`, which says an alert went out without pretending to know which.
+//! the record is opened here with the negotiated suite's AEAD. A TLS 1.2 alert is plaintext
+//! until our ChangeCipherSpec (in a full handshake, every refusal comes before it); after it
+//! (a resumed handshake) it is opened with the keys the master secret gives. A record no key
+//! opens is logged as `sealed`, which says something went out without pretending to know what.
 //!
 //! Where rustls closes without any alert while nothing of ours is encrypted yet (RFC 8446 §6
 //! requires one), `ours` picks the alert we then send ourselves, in plaintext.
@@ -46,6 +47,7 @@ pub const DECODE_ERROR: u8 = 50;
 /// TLS record content types (RFC 8446 §5.1).
 const CHANGE_CIPHER_SPEC: u8 = 20;
 const ALERT: u8 = 21;
+const HANDSHAKE: u8 = 22;
 const APPLICATION_DATA: u8 = 23;
 
 /// The complete records in `out`, each with its header.
@@ -69,6 +71,10 @@ pub struct Written {
     pub encrypting: bool,
     /// Whether anything at all went out.
     pub any: bool,
+    /// The random of our ServerHello (to derive TLS 1.2 keys).
+    pub server_random: Option<[u8; 32]>,
+    /// Records since our last ChangeCipherSpec (TLS 1.2 sequence numbers restart there).
+    pub since_ccs: u64,
 }
 
 impl Written {
@@ -76,12 +82,26 @@ impl Written {
     pub fn add(&mut self, out: &[u8]) {
         for record in records(out) {
             self.any = true;
+            self.since_ccs += 1;
             match record[0] {
                 APPLICATION_DATA => {
                     self.sealed += 1;
                     self.encrypting = true;
                 }
-                CHANGE_CIPHER_SPEC => self.encrypting = true,
+                CHANGE_CIPHER_SPEC => {
+                    self.encrypting = true;
+                    self.since_ccs = 0;
+                }
+                // The first ServerHello (RFC 8446 §4.1.3): type 2, length, version, random.
+                HANDSHAKE if !self.encrypting && self.server_random.is_none() => {
+                    if let Some(random) = record
+                        .get(5..)
+                        .filter(|m| m.first() == Some(&2))
+                        .and_then(|m| m.get(6..38))
+                    {
+                        self.server_random = random.try_into().ok();
+                    }
+                }
                 _ => {}
             }
         }
@@ -94,19 +114,26 @@ pub fn read(out: &[u8], conn: &ServerConnection, secrets: &Secrets, before: &Wri
     let Some(last) = records(out).last() else {
         return Sent::None;
     };
-    let sealed_here = records(out).filter(|r| r[0] == APPLICATION_DATA).count() as u64;
+    let mut upto = *before;
+    upto.add(out);
+    let opened = |opened| match opened {
+        secrets::Opened::Alert(description) => Sent::Alert(description),
+        secrets::Opened::NotAnAlert => Sent::None,
+        // It authenticated under none of our keys: we cannot say what it was.
+        secrets::Opened::Unreadable => Sent::Sealed,
+    };
     match (last[0], last.len() - 5) {
         (ALERT, 2) => Sent::Alert(last[6]),
-        // TLS 1.2 after our ChangeCipherSpec: explicit nonce, description and tag.
-        (ALERT, _) => Sent::Sealed,
+        // TLS 1.2 after our ChangeCipherSpec: sealed under keys from the master secret.
+        (ALERT, _) => match (conn.negotiated_cipher_suite(), upto.server_random) {
+            (Some(SupportedCipherSuite::Tls12(suite)), Some(random)) => opened(
+                secrets::open_tls12_alert(suite, secrets, &random, last, upto.since_ccs),
+            ),
+            _ => Sent::Sealed,
+        },
         (APPLICATION_DATA, _) => match conn.negotiated_cipher_suite() {
             Some(SupportedCipherSuite::Tls13(suite)) => {
-                match secrets::open_alert(suite, secrets, last, before.sealed + sealed_here) {
-                    secrets::Opened::Alert(description) => Sent::Alert(description),
-                    secrets::Opened::NotAnAlert => Sent::None,
-                    // It authenticated under none of our keys: we cannot say what it was.
-                    secrets::Opened::Unreadable => Sent::Sealed,
-                }
+                opened(secrets::open_alert(suite, secrets, last, upto.sealed))
             }
             _ => Sent::Sealed,
         },

@@ -36,6 +36,9 @@ pub struct Secrets {
     pub server_traffic: Option<OkmBlock>,
     /// `CLIENT_TRAFFIC_SECRET_0`, only kept for kernel TLS.
     pub client_traffic: Option<OkmBlock>,
+    /// TLS 1.2's `CLIENT_RANDOM`: the client random and the master secret, which seals what
+    /// we send after our ChangeCipherSpec.
+    pub tls12_master: Option<([u8; 32], OkmBlock)>,
 }
 
 impl Secrets {
@@ -45,7 +48,11 @@ impl Secrets {
             server_handshake,
             server_traffic,
             client_traffic,
+            tls12_master,
         } = newer;
+        if tls12_master.is_some() {
+            self.tls12_master = tls12_master;
+        }
         if server_handshake.is_some() {
             self.server_handshake = server_handshake;
         }

@@ -18,7 +18,7 @@
 
 use rustls::KeyLog;
 use rustls::crypto::tls13::{Hkdf, HkdfExpander, OkmBlock};
-use rustls::{CipherSuite, SupportedCipherSuite, Tls13CipherSuite};
+use rustls::{CipherSuite, SupportedCipherSuite, Tls12CipherSuite, Tls13CipherSuite};
 
 use super::capture::{self, Secrets};
 use super::keylog::KeyLogFile;
@@ -26,6 +26,7 @@ use super::keylog::KeyLogFile;
 const CLIENT: &str = "CLIENT_TRAFFIC_SECRET_0";
 const SERVER: &str = "SERVER_TRAFFIC_SECRET_0";
 const SERVER_HANDSHAKE: &str = "SERVER_HANDSHAKE_TRAFFIC_SECRET";
+const TLS12_MASTER: &str = "CLIENT_RANDOM";
 
 /// The server config's key log: the `--unsafe-keylog` file, the server's secrets of every
 /// handshake (to read back a sealed alert), and the client's for kernel TLS.
@@ -47,6 +48,11 @@ impl KeyLog for KeyLogs {
                 SERVER_HANDSHAKE => slot.server_handshake = Some(OkmBlock::new(secret)),
                 SERVER => slot.server_traffic = Some(OkmBlock::new(secret)),
                 CLIENT if self.kernel => slot.client_traffic = Some(OkmBlock::new(secret)),
+                TLS12_MASTER => {
+                    if let Ok(random) = <[u8; 32]>::try_from(client_random) {
+                        slot.tls12_master = Some((random, OkmBlock::new(secret)));
+                    }
+                }
                 _ => {}
             }
         });
@@ -56,6 +62,7 @@ impl KeyLog for KeyLogs {
         self.file.is_some()
             || label == SERVER_HANDSHAKE
             || label == SERVER
+            || label == TLS12_MASTER
             || (self.kernel && label == CLIENT)
     }
 }
@@ -147,6 +154,85 @@ pub fn open_alert(
                     _ => Opened::NotAnAlert,
                 },
                 None => Opened::NotAnAlert,
+            };
+        }
+    }
+    Opened::Unreadable
+}
+
+/// Reads the alert in a TLS 1.2 record we sealed after our ChangeCipherSpec (`record`: header
+/// and body), with the keys the master secret gives (RFC 5246 §6.3: key_block = PRF(master,
+/// "key expansion", server_random + client_random)), trying each sequence number up to
+/// `max_seq`. AEAD suites only, as rustls offers no others.
+pub fn open_tls12_alert(
+    suite: &Tls12CipherSuite,
+    secrets: &Secrets,
+    server_random: &[u8; 32],
+    record: &[u8],
+    max_seq: u64,
+) -> Opened {
+    use aws_lc_rs::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
+    let Some((client_random, master)) = &secrets.tls12_master else {
+        return Opened::Unreadable;
+    };
+    // (algorithm, fixed IV length, explicit nonce in the record): RFC 5288 §3 for AES-GCM,
+    // RFC 7905 §2 for ChaCha20-Poly1305.
+    let (algorithm, fixed_iv, explicit) = match suite.common.suite {
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+        | CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => (&aead::AES_128_GCM, 4, 8),
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+        | CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => (&aead::AES_256_GCM, 4, 8),
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+        | CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => {
+            (&aead::CHACHA20_POLY1305, 12, 0)
+        }
+        _ => return Opened::Unreadable,
+    };
+    let key_len = algorithm.key_len();
+    let mut seed = [0u8; 64];
+    seed[..32].copy_from_slice(server_random);
+    seed[32..].copy_from_slice(client_random);
+    // client key, server key, client IV, server IV.
+    let mut block = vec![0u8; 2 * key_len + 2 * fixed_iv];
+    suite
+        .prf_provider
+        .for_secret(&mut block, master.as_ref(), b"key expansion", &seed);
+    let server_key = &block[key_len..2 * key_len];
+    let mut server_iv = [0u8; 12];
+    server_iv[..fixed_iv].copy_from_slice(&block[2 * key_len + fixed_iv..]);
+    let key = UnboundKey::new(algorithm, server_key).map(LessSafeKey::new);
+    block.iter_mut().for_each(|b| *b = 0);
+    let (Ok(key), Some(body)) = (key, record.get(5..)) else {
+        return Opened::Unreadable;
+    };
+    let Some(sealed_len) = body.len().checked_sub(explicit + algorithm.tag_len()) else {
+        return Opened::Unreadable;
+    };
+    for seq in 0..=max_seq {
+        let mut nonce = [0u8; 12];
+        if explicit == 0 {
+            nonce = server_iv;
+            for (n, s) in nonce[4..].iter_mut().zip(seq.to_be_bytes()) {
+                *n ^= s;
+            }
+        } else {
+            nonce[..4].copy_from_slice(&server_iv[..4]);
+            nonce[4..].copy_from_slice(&body[..8]);
+        }
+        // RFC 5246 §6.2.3.3: seq_num + type + version + length.
+        let mut aad = [0u8; 13];
+        aad[..8].copy_from_slice(&seq.to_be_bytes());
+        aad[8..11].copy_from_slice(&record[..3]);
+        aad[11..].copy_from_slice(&(sealed_len as u16).to_be_bytes());
+        let mut buf = body[explicit..].to_vec();
+        if let Ok(plain) = key.open_in_place(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad),
+            &mut buf,
+        ) {
+            return match (record[0], &plain[..]) {
+                (21, [_level, description]) => Opened::Alert(*description),
+                _ => Opened::NotAnAlert,
             };
         }
     }
