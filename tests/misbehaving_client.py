@@ -201,6 +201,8 @@ def cases(addr, cert, key):
         "no_certificate_tls12": lambda: tls_case(
             addr, cert, key, present_cert=False, version=(3, 3)),
         "application_data_first": lambda: raw_case(addr, records(23, b"hello")),
+        # A fatal alert of the client's own: RFC 8446 §6.2 wants no answer.
+        "alert_first": lambda: raw_case(addr, records(21, bytes([2, 40]))),
         "heartbeat_first": lambda: raw_case(addr, records(24, b"\x01\x00\x10" + b"\0" * 16)),
         "plaintext_http": lambda: raw_case(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
         "malformed_client_hello": lambda: raw_case(addr, malformed_hello()),

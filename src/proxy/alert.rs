@@ -149,9 +149,11 @@ pub fn read(out: &[u8], conn: &ServerConnection, secrets: &Secrets, before: &Wri
 ///   incorrect"); rustls itself answers every other `InvalidMessage` with decode_error;
 /// - unexpected_message (10) for a record or message not allowed where it came;
 /// - illegal_parameter (47) for other misbehaviour, handshake_failure (40) for an
-///   incompatible peer, and internal_error (80) when the refusal is not the client's doing.
-pub fn ours(error: &Error) -> u8 {
-    match error {
+///   incompatible peer, and internal_error (80) when the refusal is not the client's doing;
+/// - none after the client's own fatal alert (§6.2: both sides then close at once).
+pub fn ours(error: &Error) -> Option<u8> {
+    Some(match error {
+        Error::AlertReceived(_) => return None,
         Error::InvalidMessage(_) => DECODE_ERROR,
         Error::InappropriateMessage { .. }
         | Error::InappropriateHandshakeMessage { .. }
@@ -159,7 +161,7 @@ pub fn ours(error: &Error) -> u8 {
         Error::PeerMisbehaved(_) => 47,
         Error::PeerIncompatible(_) => 40,
         _ => 80,
-    }
+    })
 }
 
 /// A fatal plaintext alert record (RFC 8446 §5.1, §6: level 2 = fatal).

@@ -129,9 +129,10 @@ pub async fn accept_client(
                 let mut after = written;
                 after.add(out);
                 if alert == Sent::None && !after.encrypting {
-                    let description = alert::ours(&error);
-                    out.extend_from_slice(&alert::plaintext_record(description));
-                    alert = Sent::Alert(description);
+                    if let Some(description) = alert::ours(&error) {
+                        out.extend_from_slice(&alert::plaintext_record(description));
+                        alert = Sent::Alert(description);
+                    }
                 }
                 // Best effort: the alert goes out unless the client is already gone (then it
                 // did not, and the log says so). The caller then lingers (`linger`), outside

@@ -122,8 +122,9 @@ pub async fn serve_connection(
         Ok(Err(err)) => {
             log_rejected(stats, peer, started, &err, &conn);
             if let HandshakeError::Tls { .. } = err {
-                // Not counted against --handshake-timeout: the verdict is already out (or, for
-                // the few errors rustls sends no alert for, at least a FIN and not a reset).
+                // Not counted against --handshake-timeout: the verdict is already out (or, where
+                // none could go out, after the client's own alert or a refusal rustls sends no
+                // alert for once our records are sealed, at least a FIN and not a reset).
                 handshake::linger(&mut stream).await;
             }
             return;
