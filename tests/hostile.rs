@@ -239,6 +239,10 @@ fn refuses_an_overlong_client_chain_with_an_alert() {
         line.contains("client chain has 13 certificates; at most 10"),
         "{line}"
     );
+    assert!(
+        line.contains(" alert=46 "),
+        "the alert the client got: {line}"
+    );
     assert_eq!(upstream.accepted(), 0);
 }
 
@@ -263,6 +267,10 @@ fn refuses_a_client_chain_over_32_kib_with_an_alert() {
     assert!(
         line.contains(&format!("client chain is {size} bytes")),
         "{line}"
+    );
+    assert!(
+        line.contains(" alert=46 "),
+        "the alert the client got: {line}"
     );
     assert_eq!(upstream.accepted(), 0);
 }

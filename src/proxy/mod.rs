@@ -147,14 +147,17 @@ pub async fn serve_connection(
         // rustls cannot send a fatal alert once the handshake is over; close_notify at least
         // tells the client the end is deliberate.
         conn.send_close_notify();
-        let _ = handshake::flush(&mut stream, &mut conn, &mut out).await;
-        // close_notify (a warning alert), not a refusal's fatal one: logged as no alert.
+        // What went out is close_notify (alert 0, a warning), unless the client is gone.
+        let alert = match handshake::flush(&mut stream, &mut conn, &mut out).await {
+            Ok(()) => Sent::Alert(0),
+            Err(_) => Sent::None,
+        };
         return log_reject(
             stats,
             peer,
             started,
             reason::classify(&e),
-            Sent::None,
+            alert,
             &format!("resumed session: {e}"),
         );
     }
