@@ -431,4 +431,101 @@ mod tests {
             );
         }
     }
+
+    /// A client without a certificate is refused with certificate_required, which rustls seals
+    /// under its application secret (its Finished is out); `open_alert` reads it from the
+    /// secrets the key log gave, for each TLS 1.3 suite.
+    #[test]
+    fn opens_the_alert_rustls_sealed_for_each_tls13_suite() {
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        for suite in [
+            rustls::crypto::aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256,
+            rustls::crypto::aws_lc_rs::cipher_suite::TLS13_AES_256_GCM_SHA384,
+            rustls::crypto::aws_lc_rs::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+        ] {
+            let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+            let der = CertificateDer::from(cert.cert.der().to_vec());
+            let key =
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(der.clone()).expect("root");
+            let roots = Arc::new(roots);
+            let only = Arc::new(rustls::crypto::CryptoProvider {
+                cipher_suites: vec![suite],
+                ..provider.clone()
+            });
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                roots.clone(),
+                only.clone(),
+            )
+            .build()
+            .expect("verifier");
+            let mut server_config = ServerConfig::builder_with_provider(only)
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .expect("versions")
+                .with_client_cert_verifier(verifier)
+                .with_single_cert(vec![der], key)
+                .expect("server config");
+            server_config.key_log = Arc::new(KeyLogs {
+                file: None,
+                kernel: false,
+            });
+            let client_config = ClientConfig::builder_with_provider(Arc::new(provider.clone()))
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            let mut client = ClientConnection::new(
+                Arc::new(client_config),
+                ServerName::try_from("localhost").expect("name"),
+            )
+            .expect("client");
+            let mut server =
+                rustls::ServerConnection::new(Arc::new(server_config)).expect("server");
+            let mut secrets = Secrets::default();
+            let mut sent = Vec::new();
+            let refused = loop {
+                let mut hello = Vec::new();
+                while client.wants_write() {
+                    client.write_tls(&mut hello).expect("client records");
+                }
+                let mut input = &hello[..];
+                server.read_tls(&mut input).expect("read_tls");
+                let (result, step) = capture::during(|| server.process_new_packets());
+                secrets.merge(step.secrets);
+                let mut out = Vec::new();
+                while server.wants_write() {
+                    server.write_tls(&mut out).expect("server records");
+                }
+                if result.is_err() {
+                    break out;
+                }
+                sent.extend_from_slice(&out);
+                let mut input = &out[..];
+                client.read_tls(&mut input).expect("client read_tls");
+                client.process_new_packets().expect("client accepts");
+            };
+            let sealed_before = crate::proxy::alert::records(&sent)
+                .filter(|r| r[0] == 23)
+                .count() as u64;
+            let last = crate::proxy::alert::records(&refused)
+                .last()
+                .expect("a record");
+            assert_eq!(last[0], 23, "{suite:?}: the alert is sealed");
+            let Some(SupportedCipherSuite::Tls13(negotiated)) = server.negotiated_cipher_suite()
+            else {
+                panic!("TLS 1.3");
+            };
+            assert_eq!(
+                open_alert(negotiated, &secrets, last, sealed_before + 1),
+                Opened::Alert(116),
+                "{suite:?}"
+            );
+            // Without the secrets, nothing is guessed.
+            assert_eq!(
+                open_alert(negotiated, &Secrets::default(), last, sealed_before + 1),
+                Opened::Unreadable
+            );
+        }
+    }
 }
