@@ -29,10 +29,11 @@ pub fn feed<D>(
     loop {
         if !input.is_empty() {
             // `read_tls` from a slice only fails when rustls' buffers are full; the plaintext is
-            // drained below after every round, so a full buffer means the peer floods us with
-            // records rustls cannot take: a protocol violation.
-            conn.read_tls(&mut input).map_err(|e| {
-                rustls::Error::General(format!("cannot buffer client records: {e}"))
+            // drained below after every round, so a full buffer means rustls is joining a
+            // handshake message whose records (headers included) pass its 64 KiB deframer
+            // buffer: the same refusal as a message announcing more than 64 KiB, named alike.
+            conn.read_tls(&mut input).map_err(|_| {
+                rustls::Error::InvalidMessage(rustls::InvalidMessage::HandshakePayloadTooLarge)
             })?;
         }
         let state = conn.process_new_packets()?;

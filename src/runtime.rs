@@ -468,7 +468,7 @@ async fn accept_loop(
                 peer,
                 Instant::now(),
                 Reject::MaxConns,
-                None,
+                proxy::alert::Sent::None,
                 "worker at its share of --max-conns",
             );
             continue;

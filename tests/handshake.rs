@@ -280,7 +280,17 @@ fn logs_rejection_with_alert_number() {
         connect(server.addr(), &setup.client(&stranger)),
         AlertDescription::UnknownCA,
     );
-    server.wait_for_line(&["conn.rejected", "alert=48"]);
+    // Read back from the record that went out: sealed under the server's application secret.
+    server.wait_for_line(&["conn.rejected", "TLSv1.3", "alert=48"]);
+    // In TLS 1.2 the same alert goes out in plaintext, before our ChangeCipherSpec.
+    expect_alert(
+        connect(
+            server.addr(),
+            &setup.client(&stranger).version(Version::Tls12),
+        ),
+        AlertDescription::UnknownCA,
+    );
+    server.wait_for_line(&["conn.rejected", "TLSv1.2", "alert=48"]);
 }
 
 #[test]
@@ -500,7 +510,13 @@ fn refuses_resumed_session_after_client_certificate_expired() {
         resumed.is_err(),
         "resumed with an expired client certificate"
     );
-    server.wait_for_line(&["conn.rejected", "reason=expired", "resumed session"]);
+    // The session was refused after the handshake: rustls can only close it, with close_notify.
+    server.wait_for_line(&[
+        "conn.rejected",
+        "reason=expired",
+        "alert=0",
+        "resumed session",
+    ]);
     assert_eq!(
         upstream.accepted(),
         1,
@@ -539,4 +555,76 @@ fn forwards_close_notify_sent_in_the_same_flight_as_finished() {
         received[0], b"last words",
         "data lost or upstream never saw EOF"
     );
+}
+
+/// A resumed TLS 1.2 handshake: our ChangeCipherSpec and Finished go out first, so an alert
+/// after them is sealed. The client answers our flight with an application-data record instead
+/// of its ChangeCipherSpec; the server refuses it (unexpected_message), and the log names the
+/// alert the client decrypts, for each AEAD the suites use.
+#[test]
+fn logs_the_sealed_alert_of_a_resumed_tls12_handshake() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let server = setup
+        .serve(upstream.addr)
+        .args(["--threads", "1", "--log-format", "json"])
+        .start();
+    let alice = setup.ca.client("Alice");
+    let suites = [
+        rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    ];
+    for (i, suite) in suites.into_iter().enumerate() {
+        let config = setup
+            .client(&alice)
+            .version(Version::Tls12)
+            .suite(suite)
+            .config();
+        assert_eq!(
+            client::connect_with(server.addr(), config.clone()),
+            rustls::HandshakeKind::Full
+        );
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let mut conn = rustls::ClientConnection::new(config, name).expect("client connection");
+        let mut sock = tcp_connect(server.addr());
+        conn.write_tls(&mut sock).expect("ClientHello");
+        // Our flight (ServerHello, ChangeCipherSpec, Finished); the client's answer is not sent.
+        while conn.is_handshaking() {
+            conn.read_tls(&mut sock).expect("server flight");
+            conn.process_new_packets().expect("server flight accepted");
+        }
+        assert_eq!(conn.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
+        sock.write_all(&[23, 3, 3, 0, 1, 0])
+            .expect("a record out of place");
+        let received = loop {
+            match conn.read_tls(&mut sock) {
+                Ok(0) => break None,
+                Ok(_) => {}
+                Err(e) => panic!("reading the answer: {e}"),
+            }
+            if let Err(rustls::Error::AlertReceived(alert)) = conn.process_new_packets() {
+                break Some(alert);
+            }
+        };
+        assert_eq!(
+            received,
+            Some(AlertDescription::UnexpectedMessage),
+            "{suite:?}"
+        );
+        let text = server.wait_for_stderr("the rejection", |s| {
+            s.lines().filter(|l| l.contains("conn.rejected")).count() > i
+        });
+        let line = text
+            .lines()
+            .filter(|l| l.contains("conn.rejected"))
+            .nth(i)
+            .unwrap_or_default();
+        let event: serde_json::Value = serde_json::from_str(line).expect("JSON event");
+        assert_eq!(event["tls"], "TLSv1.2", "{event}");
+        assert_eq!(
+            event["alert"], "10",
+            "{suite:?}: received unexpected_message: {event}"
+        );
+    }
 }

@@ -161,22 +161,33 @@ fn turns_away_garbage_obsolete_protocols_and_malformed_records() {
             client_hello(0x0301, 0x0302),
             Some(HANDSHAKE_FAILURE),
         ),
-        // Nothing to answer: the client ended mid-record.
-        ("truncated record, then EOF", truncated, None),
+        // The client ended mid-ClientHello: rustls says nothing, we answer decode_error
+        // (RFC 8446 §6.2: "the length of the message was incorrect").
+        ("truncated record, then EOF", truncated, Some(DECODE_ERROR)),
         ("oversized record", oversized, Some(DECODE_ERROR)),
     ];
-    let count = cases.len();
-    for (name, bytes, want) in cases {
+    for (i, (name, bytes, want)) in cases.into_iter().enumerate() {
         let answer = send_raw(server.addr(), &bytes, true);
         assert!(
             !answer.handshake,
             "{name}: the server went on with a handshake"
         );
         assert_eq!(answer.alert, want, "{name}: {answer:?}");
+        // The log names the alert the client received.
+        let text = server.wait_for_stderr(&format!("rejection {}", i + 1), |s| {
+            s.lines().filter(|l| l.contains("conn.rejected")).count() > i
+        });
+        let line = text
+            .lines()
+            .filter(|l| l.contains("conn.rejected"))
+            .nth(i)
+            .unwrap_or_default();
+        let logged = want.map_or("none".to_owned(), |a| a.to_string());
+        assert!(
+            line.contains(&format!(" alert={logged} ")),
+            "{name}: received {want:?}, logged {line}"
+        );
     }
-    server.wait_for_stderr(&format!("{count} rejections"), |s| {
-        s.lines().filter(|l| l.contains("conn.rejected")).count() >= count
-    });
     let alice = setup.ca.client("Alice");
     connect(server.addr(), &setup.client(&alice)).expect("a good client after the garbage");
     assert_eq!(upstream.accepted(), 1, "garbage reached the upstream");
@@ -227,6 +238,10 @@ fn refuses_an_overlong_client_chain_with_an_alert() {
         line.contains("client chain has 13 certificates; at most 10"),
         "{line}"
     );
+    assert!(
+        line.contains(" alert=46 "),
+        "the alert the client got: {line}"
+    );
     assert_eq!(upstream.accepted(), 0);
 }
 
@@ -252,6 +267,10 @@ fn refuses_a_client_chain_over_32_kib_with_an_alert() {
         line.contains(&format!("client chain is {size} bytes")),
         "{line}"
     );
+    assert!(
+        line.contains(" alert=46 "),
+        "the alert the client got: {line}"
+    );
     assert_eq!(upstream.accepted(), 0);
 }
 
@@ -268,16 +287,30 @@ fn refuses_a_client_certificate_message_over_64_kib() {
     }
     let opts = common::ClientOpts::new(&setup.ca).raw_identity(chain, alice.rustls_key());
     // Past rustls' own limit: it refuses any handshake message over 64 KiB before parsing it,
-    // and (rustls 0.23) without queueing an alert. The client gets a plain close (a FIN, not
-    // a reset: the server drains its input first), and the log says no alert went out.
+    // and (rustls 0.23) without queueing an alert. In TLS 1.3 the Certificate comes after our
+    // sealed flight, so no plaintext alert of ours may follow: the client gets a plain close (a
+    // FIN, not a reset: the server drains its input first), and the log says no alert went out.
     match connect(server.addr(), &opts) {
         Err(common::Failure::Closed { .. }) => {}
-        Err(common::Failure::Tls(rustls::Error::AlertReceived(_))) => {}
-        other => panic!("expected a close or an alert, got {:?}", other.err()),
+        other => panic!("expected a close, got {:?}", other.err()),
     }
     let line = server.wait_for_line(&["conn.rejected"]);
     assert!(line.contains("HandshakePayloadTooLarge"), "{line}");
     assert!(line.contains("alert=none"), "no alert was sent: {line}");
+    // In TLS 1.2 it comes before our ChangeCipherSpec, still in plaintext: we send the
+    // decode_error rustls does not (RFC 8446 §6.2, as RFC 5246 §7.2.2), and log it.
+    expect_alert(
+        connect(server.addr(), &opts.version(common::Version::Tls12)),
+        AlertDescription::DecodeError,
+    );
+    let text = server.wait_for_stderr("the TLS 1.2 rejection", |s| {
+        s.lines().filter(|l| l.contains("conn.rejected")).count() >= 2
+    });
+    let line = text.lines().filter(|l| l.contains("conn.rejected")).nth(1);
+    assert!(
+        line.is_some_and(|l| l.contains("TLSv1.2") && l.contains(" alert=50 ")),
+        "{line:?}"
+    );
     assert_eq!(upstream.accepted(), 0);
     connect(server.addr(), &setup.client(&alice)).expect("a good client afterwards");
 }

@@ -75,18 +75,26 @@ fn every_rejection_is_one_event_and_one_metric_with_the_same_reason() {
             ClientOpts::new(&other_ca).identity(&engineer),
         ),
     ];
+    // The alert each client received, by reason: the log must name the same one.
+    let mut received: Vec<(&str, Option<u8>)> = Vec::new();
     for (reason, opts) in &refused {
-        assert!(
-            connect(addr, opts).is_err(),
-            "{reason}: the client got through"
-        );
+        match connect(addr, opts) {
+            Ok(_) => panic!("{reason}: the client got through"),
+            Err(failure) => received.push((reason, failure.alert().map(u8::from))),
+        }
     }
-    // Plaintext HTTP instead of a ClientHello.
+    // Plaintext HTTP instead of a ClientHello: the answer is one plaintext alert record.
     let mut garbage = tcp_connect(addr);
     garbage
         .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         .expect("write");
-    let _ = garbage.read_to_end(&mut Vec::new());
+    let mut answer = Vec::new();
+    let _ = garbage.read_to_end(&mut answer);
+    let alert = match answer[..] {
+        [21, _, _, 0, 2, _, description] => Some(description),
+        _ => None,
+    };
+    received.push(("protocol_error", alert));
     // Connects and leaves.
     drop(tcp_connect(addr));
     // Connects and says nothing until the handshake timeout.
@@ -114,6 +122,17 @@ fn every_rejection_is_one_event_and_one_metric_with_the_same_reason() {
         assert!(
             metrics.lines().any(|l| l == series),
             "no {series:?} in\n{metrics}"
+        );
+    }
+    for (reason, alert) in &received {
+        let event = events
+            .iter()
+            .find(|e| e["reason"] == *reason)
+            .expect("event");
+        let want = alert.map_or("none".to_owned(), |a| a.to_string());
+        assert_eq!(
+            event["alert"], want,
+            "{reason}: the client received {want}, the log says {event}"
         );
     }
     // A refused certificate is named in its rejection, although rustls keeps none.

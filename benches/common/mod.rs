@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ringtls::engine;
+use ringtls::proxy::alert::Written;
+use ringtls::tls::capture;
 use ringtls::tls::{TlsSettings, load_tls};
 use ringtls::tools::pki::DevPki;
 use rustls::client::Resumption;
@@ -79,14 +81,21 @@ pub fn handshake(
     let mut to_server = Vec::new();
     let mut to_client = Vec::new();
     let mut plain = Vec::new();
+    let mut secrets = capture::Secrets::default();
+    let mut written = Written::default();
     // Until the client has read the server's post-handshake tickets.
     for _ in 0..10 {
         to_server.clear();
         engine::take_tls(&mut client, &mut to_server);
         let t = Instant::now();
-        engine::feed(&mut server, &to_server, &mut plain).expect("server accepts");
+        // As `proxy::handshake::accept_client` does: each step armed for what the verifier and
+        // the key log reveal, the secrets kept, the written records counted.
+        let (fed, captured) = capture::during(|| engine::feed(&mut server, &to_server, &mut plain));
+        fed.expect("server accepts");
+        secrets.merge(captured.secrets);
         to_client.clear();
         engine::take_tls(&mut server, &mut to_client);
+        written.add(&to_client);
         server_time += t.elapsed();
         engine::feed(&mut client, &to_client, &mut plain).expect("client accepts");
         if !client.is_handshaking()

@@ -2,7 +2,10 @@
 //!
 //! Every failure flushes the alert rustls queued before returning (RFC 8446 §6), then lingers
 //! briefly so the alert is not lost to a reset: a rejected client learns why instead of seeing
-//! a bare close. Plaintext the client sent with (or right
+//! a bare close. Where rustls queues none while the connection is still plaintext (a ClientHello
+//! over its 64 KiB limit, or cut short by the client's close), we send the RFC's alert
+//! ourselves (`alert::ours`). What went out is read back from the bytes written (`alert::read`),
+//! so the log names the alert the client got. Plaintext the client sent with (or right
 //! after) its Finished is kept and handed to the relay, never lost.
 
 use std::io;
@@ -13,19 +16,21 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use rustls::ServerConnection;
 
+use super::alert::{self, Sent, Written};
 use crate::engine;
-use crate::tls::secrets::{self, TrafficSecrets};
+use crate::tls::capture::{self, Secrets};
+use crate::tls::secrets::TrafficSecrets;
 
 /// A failed handshake.
 #[derive(Debug)]
 pub enum HandshakeError {
-    /// rustls refused the client. `leaf` is the certificate it presented, when the refusal was
-    /// about it. `alerted`: rustls queued an alert (and it was sent, best effort); for a few
-    /// errors (a handshake message over 64 KiB) it queues none.
+    /// rustls refused the client, or we did (a ClientHello cut short by its close). `leaf` is
+    /// the certificate this handshake presented, when the refusal was about it. `alert`: what
+    /// the client was sent, read back from the bytes written.
     Tls {
         error: rustls::Error,
         leaf: Option<Vec<u8>>,
-        alerted: bool,
+        alert: Sent,
     },
     /// The client closed before the handshake finished.
     Eof,
@@ -67,9 +72,16 @@ pub async fn accept_client(
     reads: Reads,
 ) -> Result<Early, HandshakeError> {
     let mut early = Early::default();
+    // The server's secrets of this handshake, to read back an alert rustls sealed; dropped
+    // when it ends (kernel TLS keeps the application secrets).
+    let mut secrets = Secrets::default();
+    let mut written = Written::default();
+    let mut fed_any = false;
     loop {
         flush(stream, conn, out).await?;
+        written.add(out);
         if !conn.is_handshaking() {
+            early.secrets = TrafficSecrets::take(&mut secrets).map(Box::new);
             return Ok(early);
         }
         buf.clear();
@@ -80,27 +92,58 @@ pub async fn accept_client(
         buf = b;
         let n = res.map_err(HandshakeError::Io)?;
         if n == 0 {
-            return Err(HandshakeError::Eof);
+            if !fed_any || written.any {
+                return Err(HandshakeError::Eof);
+            }
+            // Bytes came but rustls never answered: the ClientHello is incomplete, and the
+            // client closed in the middle of it. RFC 8446 §6.2: decode_error, "the length of the
+            // message was incorrect". The client may still read after its half-close.
+            let error =
+                rustls::Error::General("the client closed in the middle of its ClientHello".into());
+            out.clear();
+            out.extend_from_slice(&alert::plaintext_record(alert::DECODE_ERROR));
+            let alert = match write_out(stream, out).await {
+                Ok(()) => Sent::Alert(alert::DECODE_ERROR),
+                Err(_) => Sent::None,
+            };
+            return Err(HandshakeError::Tls {
+                error,
+                leaf: None,
+                alert,
+            });
         }
-        let fed = engine::feed(&mut **conn, &buf[..n], &mut early.plain);
-        // Before any await: what the worker's slot holds now is this connection's.
-        if let Some(secrets) = secrets::take() {
-            early.secrets = Some(Box::new(secrets));
-        }
+        fed_any = true;
+        // One synchronous step of this connection alone: what the verifier and the key log
+        // reveal during it is this connection's (`capture`).
+        let (fed, captured) =
+            capture::during(|| engine::feed(&mut **conn, &buf[..n], &mut early.plain));
+        secrets.merge(captured.secrets);
         match fed {
             Ok(fed) => early.closed |= fed.peer_closed,
             Err(error) => {
-                // Taken before the await below, while it is surely this connection's.
-                let leaf = crate::tls::verify_cache::take_rejected_leaf();
-                // Everything earlier was flushed before this read: what is queued is the alert.
-                let alerted = conn.wants_write();
-                // Best effort: the alert goes out unless the client is already gone. The
-                // caller then lingers (`linger`), outside the handshake's time limit.
-                let _ = flush(stream, conn, out).await;
+                // Everything earlier was flushed before this read: what is queued now is what
+                // this step produced, the alert (if any) last.
+                out.clear();
+                engine::take_tls(&mut **conn, out);
+                let mut alert = alert::read(out, conn, &secrets, &written);
+                let mut after = written;
+                after.add(out);
+                if alert == Sent::None && !after.encrypting {
+                    if let Some(description) = alert::ours(&error) {
+                        out.extend_from_slice(&alert::plaintext_record(description));
+                        alert = Sent::Alert(description);
+                    }
+                }
+                // Best effort: the alert goes out unless the client is already gone (then it
+                // did not, and the log says so). The caller then lingers (`linger`), outside
+                // the handshake's time limit.
+                if write_out(stream, out).await.is_err() {
+                    alert = Sent::None;
+                }
                 return Err(HandshakeError::Tls {
                     error,
-                    leaf,
-                    alerted,
+                    leaf: captured.rejected_leaf,
+                    alert,
                 });
             }
         }
@@ -188,12 +231,17 @@ pub async fn flush(
 ) -> Result<(), HandshakeError> {
     out.clear();
     engine::take_tls(&mut **conn, out);
+    write_out(stream, out).await.map_err(HandshakeError::Io)
+}
+
+/// Writes `out` whole (it is left holding what was written, for `alert::Written`).
+async fn write_out(stream: &mut TcpStream, out: &mut Vec<u8>) -> io::Result<()> {
     if out.is_empty() {
         return Ok(());
     }
     let (res, b) = stream.write_all(std::mem::take(out)).await;
     *out = b;
-    res.map(|_| ()).map_err(HandshakeError::Io)
+    res.map(|_| ())
 }
 
 #[cfg(test)]

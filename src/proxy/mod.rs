@@ -6,6 +6,7 @@
 //! the upstream. Every outcome is logged here and nowhere else; nothing here can take down the
 //! worker.
 
+pub mod alert;
 pub mod budget;
 mod buffers;
 pub mod connect;
@@ -33,6 +34,7 @@ use rustls::{ServerConfig, ServerConnection};
 
 use crate::telemetry::log::{Event, Level};
 use crate::telemetry::metrics::WorkerStats;
+use alert::Sent;
 use connect::UpstreamStream;
 use handshake::HandshakeError;
 use notify::Broadcast;
@@ -120,8 +122,9 @@ pub async fn serve_connection(
         Ok(Err(err)) => {
             log_rejected(stats, peer, started, &err, &conn);
             if let HandshakeError::Tls { .. } = err {
-                // Not counted against --handshake-timeout: the verdict is already out (or, for
-                // the few errors rustls sends no alert for, at least a FIN and not a reset).
+                // Not counted against --handshake-timeout: the verdict is already out (or, where
+                // none could go out, after the client's own alert or a refusal rustls sends no
+                // alert for once our records are sealed, at least a FIN and not a reset).
                 handshake::linger(&mut stream).await;
             }
             return;
@@ -132,7 +135,7 @@ pub async fn serve_connection(
                 peer,
                 started,
                 Reject::HandshakeTimeout,
-                None,
+                Sent::None,
                 "no complete handshake in time",
             );
         }
@@ -144,14 +147,17 @@ pub async fn serve_connection(
         // rustls cannot send a fatal alert once the handshake is over; close_notify at least
         // tells the client the end is deliberate.
         conn.send_close_notify();
-        let _ = handshake::flush(&mut stream, &mut conn, &mut out).await;
-        let (reason, _) = reason::classify(&e);
+        // What went out is close_notify (alert 0, a warning), unless the client is gone.
+        let alert = match handshake::flush(&mut stream, &mut conn, &mut out).await {
+            Ok(()) => Sent::Alert(0),
+            Err(_) => Sent::None,
+        };
         return log_reject(
             stats,
             peer,
             started,
-            reason,
-            None,
+            reason::classify(&e),
+            alert,
             &format!("resumed session: {e}"),
         );
     }
@@ -345,18 +351,13 @@ fn log_rejected(
     conn: &ServerConnection,
 ) {
     let (event, leaf) = match err {
-        HandshakeError::Tls {
-            error,
-            leaf,
-            alerted,
-        } => {
-            let (reason, alert) = reason::classify(error);
+        HandshakeError::Tls { error, leaf, alert } => {
             let event = reject_event(
                 stats,
                 peer,
                 started,
-                reason,
-                alert.filter(|_| *alerted).map(u8::from),
+                reason::classify(error),
+                *alert,
                 &error.to_string(),
             );
             (event, leaf.as_deref())
@@ -366,7 +367,14 @@ fn log_rejected(
                 HandshakeError::Io(e) => e.to_string(),
                 _ => "closed mid-handshake".to_owned(),
             };
-            let event = reject_event(stats, peer, started, Reject::ClientClosed, None, &detail);
+            let event = reject_event(
+                stats,
+                peer,
+                started,
+                Reject::ClientClosed,
+                Sent::None,
+                &detail,
+            );
             (event, None)
         }
     };
@@ -381,7 +389,7 @@ pub fn log_reject(
     peer: SocketAddr,
     started: Instant,
     reason: Reject,
-    alert: Option<u8>,
+    alert: Sent,
     detail: &str,
 ) {
     reject_event(stats, peer, started, reason, alert, detail).emit();
@@ -393,18 +401,15 @@ fn reject_event(
     peer: SocketAddr,
     started: Instant,
     reason: Reject,
-    alert: Option<u8>,
+    alert: Sent,
     detail: &str,
 ) -> Event {
     stats.reject(reason);
-    let alert = alert
-        .map(|a| a.to_string())
-        .unwrap_or_else(|| "none".into());
     Event::connection(Level::Info, "conn.rejected")
         .num("worker", stats.id as u64)
         .word("peer", peer)
         .word("reason", reason.as_str())
-        .word("alert", alert)
+        .word("alert", alert.field())
         .num("ms", started.elapsed().as_millis())
         .text("detail", detail)
 }

@@ -1,7 +1,8 @@
-//! Why a client was turned away: one vocabulary for the log line, the metric label and (through
-//! `classify`, from the rustls error) the alert the client saw, so the three always agree.
+//! Why a client was turned away: one vocabulary for the log line and the metric label, so the two
+//! always agree. The alert the client saw is not derived from the reason: it is read back from
+//! what went out (`alert`).
 
-use rustls::{AlertDescription, CertificateError, Error, PeerIncompatible};
+use rustls::{CertificateError, Error};
 
 /// The reason a client did not get through the handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,55 +68,28 @@ impl Reject {
     }
 }
 
-/// Classifies a handshake error and names the alert rustls sent for it (RFC 8446 §6), if any.
-pub fn classify(err: &Error) -> (Reject, Option<AlertDescription>) {
+/// Classifies a handshake error.
+pub fn classify(err: &Error) -> Reject {
     match err {
-        Error::NoCertificatesPresented => (
-            Reject::NoCertificate,
-            Some(AlertDescription::CertificateRequired),
-        ),
-        Error::InvalidCertificate(cert_err) => {
-            let reason = match cert_err {
-                CertificateError::UnknownIssuer => Reject::UnknownCa,
-                CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                    Reject::Expired
-                }
-                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                    Reject::NotYetValid
-                }
-                CertificateError::Revoked => Reject::Revoked,
-                CertificateError::InvalidPurpose
-                | CertificateError::InvalidPurposeContext { .. } => Reject::WrongUsage,
-                CertificateError::ApplicationVerificationFailure => Reject::NotAllowed,
-                CertificateError::UnknownRevocationStatus
-                | CertificateError::ExpiredRevocationList
-                | CertificateError::ExpiredRevocationListContext { .. } => Reject::UnknownCa,
-                _ => Reject::BadCertificate,
-            };
-            (reason, Some(AlertDescription::from(cert_err.clone())))
-        }
-        Error::AlertReceived(_) => (Reject::ClientAlert, None),
-        Error::InvalidMessage(_) => (Reject::ProtocolError, Some(AlertDescription::DecodeError)),
-        // rustls answers a version it does not speak (below TLS 1.2, or 1.2 under
-        // `--tls-min 1.3`) with protocol_version (70), anything else incompatible with
-        // handshake_failure (40).
-        Error::PeerIncompatible(
-            PeerIncompatible::Tls12NotOffered
-            | PeerIncompatible::Tls12NotOfferedOrEnabled
-            | PeerIncompatible::SupportedVersionsExtensionRequired,
-        ) => (
-            Reject::ProtocolError,
-            Some(AlertDescription::ProtocolVersion),
-        ),
-        Error::PeerIncompatible(_) => (
-            Reject::ProtocolError,
-            Some(AlertDescription::HandshakeFailure),
-        ),
-        Error::PeerMisbehaved(_) => (
-            Reject::ProtocolError,
-            Some(AlertDescription::IllegalParameter),
-        ),
-        _ => (Reject::ProtocolError, None),
+        Error::NoCertificatesPresented => Reject::NoCertificate,
+        Error::InvalidCertificate(cert_err) => match cert_err {
+            CertificateError::UnknownIssuer => Reject::UnknownCa,
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => Reject::Expired,
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                Reject::NotYetValid
+            }
+            CertificateError::Revoked => Reject::Revoked,
+            CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+                Reject::WrongUsage
+            }
+            CertificateError::ApplicationVerificationFailure => Reject::NotAllowed,
+            CertificateError::UnknownRevocationStatus
+            | CertificateError::ExpiredRevocationList
+            | CertificateError::ExpiredRevocationListContext { .. } => Reject::UnknownCa,
+            _ => Reject::BadCertificate,
+        },
+        Error::AlertReceived(_) => Reject::ClientAlert,
+        _ => Reject::ProtocolError,
     }
 }
 

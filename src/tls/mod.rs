@@ -49,6 +49,7 @@ macro_rules! delegate_client_verifier {
 
 pub mod allow_list;
 pub mod ca_names;
+pub mod capture;
 pub mod credentials;
 pub mod crl;
 pub mod error;
@@ -237,16 +238,16 @@ pub fn load_tls(files: &TlsSettings) -> Result<TlsMaterial, LoadError> {
         });
     config.ignore_client_order = true;
     config.enable_secret_extraction = files.extract_secrets;
-    if files.keylog.is_some() || files.extract_secrets {
-        config.key_log = Arc::new(secrets::KeyLogs {
-            file: match &files.keylog {
-                Some(path) => Some(keylog::KeyLogFile::open(path)?),
-                None => None,
-            },
-            // The traffic secrets, for following key updates on kernel TLS.
-            capture: files.extract_secrets,
-        });
-    }
+    // Always: the server's secrets of each handshake are captured so the alert rustls seals
+    // when it refuses a client can be read back for the log (`tls::secrets`).
+    config.key_log = Arc::new(secrets::KeyLogs {
+        file: match &files.keylog {
+            Some(path) => Some(keylog::KeyLogFile::open(path)?),
+            None => None,
+        },
+        // The client's traffic secret too, for following key updates on kernel TLS.
+        kernel: files.extract_secrets,
+    });
     // We forward bytes, so by default we advertise no ALPN and a client's h2/http1.1 offer goes
     // unanswered; `--alpn` names what the upstream speaks, and the choice reaches it in the
     // PROXY header.

@@ -40,15 +40,6 @@ type Verdicts = HashMap<[u8; 32], (u64, u64)>;
 thread_local! {
     /// The verdicts of one verifier (by id) on this worker.
     static CACHE: RefCell<(u64, Verdicts)> = RefCell::new((0, HashMap::new()));
-    /// The leaf of the last chain this worker refused, for the rejection's log line: rustls
-    /// keeps no peer certificate once verification fails.
-    static REJECTED_LEAF: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
-}
-
-/// Takes the leaf certificate of the chain this worker refused last. Call it right after the
-/// failing `process_new_packets`, before any await, so it is that connection's.
-pub fn take_rejected_leaf() -> Option<Vec<u8>> {
-    REJECTED_LEAF.with(|leaf| leaf.borrow_mut().take())
 }
 
 /// One verifier's memory of the chains it accepted, kept per worker thread.
@@ -241,8 +232,11 @@ impl ClientCertVerifier for CachingVerifier {
             })
             .map(|()| ClientCertVerified::assertion())
             .inspect_err(|_| {
-                // Only on refusal: the accepted path copies nothing.
-                REJECTED_LEAF.with(|leaf| *leaf.borrow_mut() = Some(end_entity.to_vec()));
+                // For the rejection's log line, as rustls keeps no peer certificate once
+                // verification fails; only inside a handshake step (`capture`), so the
+                // re-checks after resumption and reload, which run outside one, leave nothing
+                // for the next client. Only on refusal: the accepted path copies nothing.
+                super::capture::record(|c| c.rejected_leaf = Some(end_entity.to_vec()));
             })
     }
 }
