@@ -11,6 +11,8 @@
 //!   sharing the socket-activated ones among the workers
 //! - `runtime`: pinned worker threads, each with its own monoio runtime and accept loop
 //! - `proxy`: one connection's life: handshake → upstream connect → relay → close
+//! - `outcome`: how a connection ended, as values (refusal and close reasons, data path, bytes)
+//!   that the proxy produces and telemetry records; a leaf
 //! - `control`: reload (SIGHUP, `--watch`) and drain (SIGTERM/SIGINT), off the workers
 //! - `sys`: the only `unsafe`: signals, inotify, listener shutdown, socket activation
 //!   (LISTEN_FDS), raising RLIMIT_NOFILE
@@ -27,6 +29,7 @@ pub mod control;
 pub mod engine;
 pub mod error;
 pub mod listen;
+pub mod outcome;
 pub mod proxy;
 pub mod runtime;
 pub mod sys;

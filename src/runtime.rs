@@ -22,7 +22,8 @@ use monoio::io::AsyncReadRent;
 use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 
 use crate::listen::{self, BindError, ShareError};
-use crate::proxy::{self, Settings, notify::Broadcast, reason::Reject};
+use crate::outcome::Reject;
+use crate::proxy::{self, Settings, notify::Broadcast};
 use crate::sys;
 use crate::telemetry::log::Event;
 use crate::telemetry::metrics::WorkerStats;

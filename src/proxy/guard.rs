@@ -19,7 +19,7 @@ use rustls::server::danger::ClientCertVerifier;
 
 use super::Settings;
 use super::notify::Broadcast;
-use super::relay::{Counters, RelayError};
+use crate::outcome::{Close, Counters, Stop};
 use super::timer;
 
 /// What the guard watches for one connection.
@@ -68,7 +68,7 @@ pub(super) fn verify_chain(
 
 impl Guard<'_> {
     /// Resolves with the reason the connection must end.
-    pub async fn watch(&self, chain: &dyn PeerChain, counters: &Counters) -> RelayError {
+    pub async fn watch(&self, chain: &dyn PeerChain, counters: &Counters) -> Stop {
         match self.reauthorize {
             Some((changed, settings)) => {
                 let trust = async {
@@ -76,7 +76,10 @@ impl Guard<'_> {
                         changed.changed().await;
                         let generation = settings.current.load();
                         if let Err(e) = chain.verify_with(generation.verifier.as_ref()) {
-                            return RelayError::Reauthorization(e.to_string());
+                            return Stop {
+                                reason: Close::ReauthorizationFailed,
+                                detail: format!("after reload: {e}"),
+                            };
                         }
                     }
                 };
@@ -93,7 +96,7 @@ impl Guard<'_> {
     /// reading the clock on every read: one quiet tick more than `idle` holds (the first one
     /// may be partial) makes at least `idle` without a byte, and at most a tick more (1.25 ×
     /// `idle` from 40 ms up). The expiry fires on time.
-    async fn watch_clock(&self, counters: &Counters) -> RelayError {
+    async fn watch_clock(&self, counters: &Counters) -> Stop {
         let step = tick_period(self.idle);
         let ticks_per_idle =
             u32::try_from(self.idle.as_nanos().div_ceil(step.as_nanos())).unwrap_or(u32::MAX);
@@ -103,11 +106,11 @@ impl Guard<'_> {
             if let Some(at) = self.expires {
                 let left = at.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    return RelayError::CertExpired;
+                    return expired();
                 }
                 if left < step {
                     timer::sleep(left).await;
-                    return RelayError::CertExpired;
+                    return expired();
                 }
             }
             self.tick.changed().await;
@@ -118,10 +121,20 @@ impl Guard<'_> {
             } else {
                 quiet_ticks += 1;
                 if quiet_ticks > ticks_per_idle {
-                    return RelayError::Idle;
+                    return Stop {
+                        reason: Close::IdleTimeout,
+                        detail: "no bytes either way".into(),
+                    };
                 }
             }
         }
+    }
+}
+
+fn expired() -> Stop {
+    Stop {
+        reason: Close::ClientCertExpired,
+        detail: "the client certificate's notAfter has passed".into(),
     }
 }
 

@@ -40,7 +40,8 @@ use rustls::{CipherSuite, ConnectionTrafficSecrets, ServerConnection};
 use super::buffers;
 use super::guard::{Guard, PeerChain};
 use super::handshake::Early;
-use super::relay::{Counters, RelayError};
+use super::relay::RelayError;
+use crate::outcome::Counters;
 use super::splice::{self, Pipes, Ready, SpliceError, Stop};
 use super::timer;
 use crate::sys::ktls::{self as sys, CryptoInfo};
@@ -155,15 +156,12 @@ pub async fn relay<U: Ready>(
         let down = upstream_to_client(&upstream, &client, &pool, counters);
         monoio::select! {
             r = async { monoio::try_join!(up, down) } => r.map(|_| ()),
-            e = guard.watch(chain, counters) => Err(e),
+            stop = guard.watch(chain, counters) => Err(RelayError::Stopped(stop)),
         }
     };
     if matches!(
         result,
-        Err(RelayError::Idle
-            | RelayError::CertExpired
-            | RelayError::Reauthorization(_)
-            | RelayError::KeyUpdate(_))
+        Err(RelayError::Stopped(_) | RelayError::KeyUpdate(_))
     ) {
         // We end it: tell the client it is deliberate, best effort. (After a client KeyUpdate
         // we could not follow, our sending keys are unchanged, so the client can still read

@@ -38,7 +38,7 @@ use alert::Sent;
 use connect::UpstreamStream;
 use handshake::HandshakeError;
 use notify::Broadcast;
-use reason::Reject;
+use crate::outcome::{Close, Counters, Path, Reject};
 
 /// What every connection of every worker needs, shared read-only; the part files and names
 /// decide is a `Generation`, replaced whole on reload.
@@ -166,7 +166,7 @@ pub async fn serve_connection(
     let leaf = conn.peer_certificates().and_then(|chain| chain.first());
     let facts = session::SessionFacts::read(&conn, leaf.map(|der| der.as_ref()));
     let closed =
-        |level: Level, path: Path, counters: &relay::Counters, reason: &str, detail: &str| {
+        |level: Level, path: Path, counters: &Counters, reason: &str, detail: &str| {
             facts
                 .add_to(
                     Event::connection(level, "conn.closed")
@@ -196,7 +196,7 @@ pub async fn serve_connection(
             closed(
                 Level::Warn,
                 Path::None,
-                &relay::Counters::default(),
+                &Counters::default(),
                 Reject::UpstreamUnreachable.as_str(),
                 &detail,
             );
@@ -210,7 +210,7 @@ pub async fn serve_connection(
         early.plain = header;
     }
 
-    let counters = relay::Counters::default();
+    let counters = Counters::default();
     // The handshake's buffers are record-sized; the relay starts small (see `buffers`).
     drop(out);
     let guard = guard::Guard {
@@ -271,38 +271,14 @@ pub async fn serve_connection(
     };
     stats.count_path(path);
     let (reason, detail) = match &result {
-        Ok(()) => ("closed", String::new()),
+        Ok(()) => (Close::Closed, String::new()),
         Err(e) => (e.reason(), e.detail()),
     };
     stats.bytes_up.add(counters.up.get());
     stats.bytes_down.add(counters.down.get());
     stats.bytes_spliced.add(counters.spliced.get());
     stats.count_close(reason);
-    closed(Level::Info, path, &counters, reason, &detail);
-}
-
-/// Which data path carried an established connection.
-#[derive(Clone, Copy)]
-pub enum Path {
-    /// rustls in user space.
-    User,
-    /// Kernel TLS (`ktls`).
-    Kernel,
-    /// None: it ended before the relay.
-    None,
-}
-
-impl Path {
-    /// The paths a relay takes, in metric order (the metrics index by `path as usize`).
-    pub const RELAYED: [Path; 2] = [Path::User, Path::Kernel];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Path::None => "none",
-            Path::User => "userspace",
-            Path::Kernel => "ktls",
-        }
-    }
+    closed(Level::Info, path, &counters, reason.as_str(), &detail);
 }
 
 /// The PROXY v2 header for this connection (see `proxy_v2`), from the facts already read.

@@ -30,6 +30,7 @@ use super::handshake::Early;
 use super::notify::Notify;
 use super::timer;
 use crate::engine;
+use crate::outcome::{Close, Counters, Stop};
 
 /// Why the relay ended early.
 #[derive(Debug)]
@@ -39,36 +40,17 @@ pub enum RelayError {
     UpstreamRead(io::Error),
     UpstreamWrite(io::Error),
     Tls(rustls::Error),
-    Idle,
-    /// The client certificate's notAfter passed.
-    CertExpired,
-    /// After a reload the client chain no longer verifies (`--reauthorize-on-reload`).
-    Reauthorization(String),
+    /// The guard ended it (idle, the certificate expired, a reload's re-check failed).
+    Stopped(Stop),
     /// The client sent a KeyUpdate the kernel-TLS path could not follow (why).
     KeyUpdate(String),
     /// Handing the connection to kernel TLS failed after its secrets were taken.
     HandOff(String),
 }
 
-/// Every reason word a close event can carry, in metric order: a clean end, then each
-/// `RelayError::reason`.
-pub const CLOSE_REASONS: [&str; 11] = [
-    "closed",
-    "client_reset",
-    "client_io_error",
-    "upstream_reset",
-    "upstream_io_error",
-    "tls_error",
-    "idle_timeout",
-    "client_cert_expired",
-    "reauthorization_failed",
-    "key_update_unsupported",
-    "ktls_failed",
-];
-
 impl RelayError {
-    /// The reason word for the close event (one of `CLOSE_REASONS`).
-    pub fn reason(&self) -> &'static str {
+    /// Why the connection ended, for the close event and the metrics.
+    pub fn reason(&self) -> Close {
         let reset = |e: &io::Error| {
             matches!(
                 e.kind(),
@@ -78,18 +60,18 @@ impl RelayError {
             )
         };
         match self {
-            RelayError::ClientRead(e) | RelayError::ClientWrite(e) if reset(e) => "client_reset",
-            RelayError::ClientRead(_) | RelayError::ClientWrite(_) => "client_io_error",
-            RelayError::UpstreamRead(e) | RelayError::UpstreamWrite(e) if reset(e) => {
-                "upstream_reset"
+            RelayError::ClientRead(e) | RelayError::ClientWrite(e) if reset(e) => {
+                Close::ClientReset
             }
-            RelayError::UpstreamRead(_) | RelayError::UpstreamWrite(_) => "upstream_io_error",
-            RelayError::Tls(_) => "tls_error",
-            RelayError::Idle => "idle_timeout",
-            RelayError::CertExpired => "client_cert_expired",
-            RelayError::Reauthorization(_) => "reauthorization_failed",
-            RelayError::KeyUpdate(_) => "key_update_unsupported",
-            RelayError::HandOff(_) => "ktls_failed",
+            RelayError::ClientRead(_) | RelayError::ClientWrite(_) => Close::ClientIoError,
+            RelayError::UpstreamRead(e) | RelayError::UpstreamWrite(e) if reset(e) => {
+                Close::UpstreamReset
+            }
+            RelayError::UpstreamRead(_) | RelayError::UpstreamWrite(_) => Close::UpstreamIoError,
+            RelayError::Tls(_) => Close::TlsError,
+            RelayError::Stopped(stop) => stop.reason,
+            RelayError::KeyUpdate(_) => Close::KeyUpdateUnsupported,
+            RelayError::HandOff(_) => Close::KtlsFailed,
         }
     }
 
@@ -101,62 +83,10 @@ impl RelayError {
             | RelayError::UpstreamRead(e)
             | RelayError::UpstreamWrite(e) => e.to_string(),
             RelayError::Tls(e) => e.to_string(),
-            RelayError::Idle => "no bytes either way".into(),
-            RelayError::CertExpired => "the client certificate's notAfter has passed".into(),
-            RelayError::Reauthorization(e) => format!("after reload: {e}"),
+            RelayError::Stopped(stop) => stop.detail.clone(),
             RelayError::KeyUpdate(why) => format!("the client updated its keys: {why}"),
             RelayError::HandOff(e) => format!("kernel TLS hand-off: {e}"),
         }
-    }
-}
-
-/// Bytes moved, for the close event.
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_reason_is_listed_for_the_metrics() {
-        let e = || io::Error::from(io::ErrorKind::ConnectionReset);
-        let o = || io::Error::other("x");
-        let all = [
-            RelayError::ClientRead(e()),
-            RelayError::ClientWrite(o()),
-            RelayError::UpstreamRead(e()),
-            RelayError::UpstreamWrite(o()),
-            RelayError::Tls(rustls::Error::DecryptError),
-            RelayError::Idle,
-            RelayError::CertExpired,
-            RelayError::Reauthorization(String::new()),
-            RelayError::KeyUpdate(String::new()),
-            RelayError::HandOff(String::new()),
-        ];
-        for err in all {
-            assert!(CLOSE_REASONS.contains(&err.reason()), "{}", err.reason());
-        }
-    }
-}
-
-#[derive(Default)]
-pub struct Counters {
-    /// Plaintext bytes client → upstream.
-    pub up: Cell<u64>,
-    /// Plaintext bytes upstream → client.
-    pub down: Cell<u64>,
-    /// Of those, the bytes that went through a pipe (kernel TLS), never entering user space.
-    pub spliced: Cell<u64>,
-    /// Bumped on every read either way; the idle watch looks for it to stand still.
-    activity: Cell<u64>,
-}
-
-impl Counters {
-    pub(super) fn touch(&self) {
-        self.activity.set(self.activity.get().wrapping_add(1));
-    }
-
-    /// Changes whenever a read happens either way.
-    pub fn activity(&self) -> u64 {
-        self.activity.get()
     }
 }
 
@@ -185,14 +115,11 @@ where
         let write = write_client(conn, &mut cw, &to_writer, &space, &upstream_done);
         monoio::select! {
             r = async { monoio::try_join!(up, down, write) } => r.map(|_| ()),
-            e = guard.watch(conn, counters) => Err(e),
+            stop = guard.watch(conn, counters) => Err(RelayError::Stopped(stop)),
         }
     };
     if let Err(
-        e @ (RelayError::Tls(_)
-        | RelayError::Idle
-        | RelayError::CertExpired
-        | RelayError::Reauthorization(_)),
+        e @ (RelayError::Tls(_) | RelayError::Stopped(_)),
     ) = &result
     {
         // Tell the client why, best effort: rustls queued an alert for a TLS error; a

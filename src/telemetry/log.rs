@@ -12,7 +12,7 @@
 use std::fmt::{self, Write as _};
 use std::sync::OnceLock;
 
-use super::sink;
+use super::sink::{self, Sink};
 use crate::time_format::Utc;
 
 /// Severity of an event line, lowest first.
@@ -102,9 +102,29 @@ fn settings() -> LogSettings {
     SETTINGS.get().copied().unwrap_or_default()
 }
 
-/// Waits (at most `limit`) until the lines emitted so far are written; see `sink::flush`.
+/// The queue to stderr, started with the first event.
+static SINK: OnceLock<Option<Sink>> = OnceLock::new();
+
+fn sink() -> Option<&'static Sink> {
+    SINK.get_or_init(|| Sink::start(dropped_line)).as_ref()
+}
+
+/// The line the writer adds once stderr takes lines again after dropping `n`.
+fn dropped_line(n: u64) -> String {
+    Event::warn("log.dropped")
+        .num("count", n)
+        .text(
+            "message",
+            "stderr did not take event lines in time; they were dropped, not waited for",
+        )
+        .into_line()
+}
+
+/// Waits (at most `limit`) until the lines emitted so far are written; see `Sink::flush`.
 pub fn flush(limit: std::time::Duration) -> bool {
-    sink::flush(limit)
+    SINK.get()
+        .and_then(Option::as_ref)
+        .is_none_or(|sink| sink.flush(limit))
 }
 
 /// Event lines dropped because stderr did not take them in time.
@@ -230,12 +250,16 @@ impl Event {
 
     /// Queues the line for stderr (see `sink`): never blocks, never fails.
     pub fn emit(self) {
-        if self.enabled {
-            sink::push(self.into_line());
+        if !self.enabled {
+            return;
+        }
+        match sink() {
+            Some(sink) => sink.push(self.into_line()),
+            None => sink::count_dropped(1),
         }
     }
 
-    /// The finished line, newline included, without queueing it (the writer's own lines; the
+    /// The finished line, newline included, without queueing it (the `log.dropped` line; the
     /// log benchmark).
     pub fn into_line(mut self) -> String {
         if self.json {

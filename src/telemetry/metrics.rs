@@ -12,9 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use crate::proxy::Path;
-use crate::proxy::reason::Reject;
-use crate::proxy::relay::CLOSE_REASONS;
+use crate::outcome::{Close, Path, Reject};
 
 /// A counter written by one thread only.
 #[derive(Default, Debug)]
@@ -63,7 +61,7 @@ pub struct WorkerStats {
     /// Of `bytes_down`, those spliced (kernel TLS): never in user space.
     pub bytes_spliced: Counter,
     pub upstream_failures: Counter,
-    closed: [Counter; CLOSE_REASONS.len()],
+    closed: [Counter; Close::ALL.len()],
     paths: [Counter; Path::RELAYED.len()],
 }
 
@@ -101,10 +99,8 @@ impl WorkerStats {
     }
 
     /// Counts an established connection's end, by its close-event reason.
-    pub fn count_close(&self, reason: &str) {
-        if let Some(i) = CLOSE_REASONS.iter().position(|r| *r == reason) {
-            self.closed[i].add(1);
-        }
+    pub fn count_close(&self, reason: Close) {
+        self.closed[reason as usize].add(1);
     }
 
     pub fn reject(&self, reason: Reject) {
@@ -369,11 +365,12 @@ pub fn render(workers: &[&'static WorkerStats], control: &ControlStats) -> Strin
         "counter",
         "Established connections that ended, by reason (closed = both sides finished cleanly).",
     );
-    for (i, reason) in CLOSE_REASONS.iter().enumerate() {
+    for reason in Close::ALL {
         let _ = writeln!(
             out,
-            "ringtls_connections_closed_total{{reason=\"{reason}\"}} {}",
-            sum(&|w| w.closed[i].get())
+            "ringtls_connections_closed_total{{reason=\"{}\"}} {}",
+            reason.as_str(),
+            sum(&|w| w.closed[reason as usize].get())
         );
     }
     header(

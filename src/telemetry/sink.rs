@@ -14,7 +14,6 @@
 //! out by the writer alone.
 
 use std::io::{self, Write};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
@@ -33,13 +32,15 @@ const GATHER: Duration = Duration::from_millis(2);
 /// How long the writer waits before retrying a non-blocking stderr that is full.
 const RETRY_FULL: Duration = Duration::from_millis(10);
 
-struct Sink {
+/// The queue's sending end; the writer thread holds the other.
+pub struct Sink {
     tx: SyncSender<String>,
     /// Lines accepted into the queue.
     queued: AtomicU64,
 }
 
-static SINK: OnceLock<Option<Sink>> = OnceLock::new();
+/// Formats the line that reports `n` dropped lines (the event log's `log.dropped`).
+pub type DroppedLine = fn(u64) -> String;
 /// Lines handled by the writer (written or lost to a write error), for `flush`.
 static HANDLED: AtomicU64 = AtomicU64::new(0);
 /// Lines dropped since the start: the metric.
@@ -47,39 +48,51 @@ static DROPPED_TOTAL: AtomicU64 = AtomicU64::new(0);
 /// Lines dropped since the last `log.dropped` line.
 static DROPPED_UNREPORTED: AtomicU64 = AtomicU64::new(0);
 
-fn sink() -> Option<&'static Sink> {
-    SINK.get_or_init(|| {
+impl Sink {
+    /// Starts the writer thread; `None` without one (out of threads at start), and the caller
+    /// then drops and counts every line: a log must not be the reason the service cannot run.
+    pub fn start(dropped_line: DroppedLine) -> Option<Sink> {
         let (tx, rx) = sync_channel(QUEUE_EVENTS);
-        // Without a writer thread (out of threads at start), lines are dropped and counted:
-        // a log must not be the reason the service cannot run.
         std::thread::Builder::new()
             .name("ringtls-log".into())
-            .spawn(move || write_loop(rx))
+            .spawn(move || write_loop(rx, dropped_line))
             .ok()
             .map(|_| Sink {
                 tx,
                 queued: AtomicU64::new(0),
             })
-    })
-    .as_ref()
-}
+    }
 
-/// Queues one whole line (ending in `\n`) for stderr; never blocks. A line the queue has no
-/// room for is dropped and counted.
-pub fn push(line: String) {
-    let queued = sink().is_some_and(|sink| match sink.tx.try_send(line) {
-        Ok(()) => {
-            sink.queued.fetch_add(1, Ordering::Release);
-            true
+    /// Queues one whole line (ending in `\n`) for stderr; never blocks. A line the queue has no
+    /// room for is dropped and counted.
+    pub fn push(&self, line: String) {
+        match self.tx.try_send(line) {
+            Ok(()) => {
+                self.queued.fetch_add(1, Ordering::Release);
+            }
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => count_dropped(1),
         }
-        Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
-    });
-    if !queued {
-        count_dropped(1);
+    }
+
+    /// Waits until every line queued before the call has been handled, for at most `limit`;
+    /// false if the sink did not take them in time. For the end of the process: its last lines
+    /// (a drain's summary, the reason it stops) should not die in the queue, but a stalled
+    /// stderr must not keep it from exiting either.
+    pub fn flush(&self, limit: Duration) -> bool {
+        let target = self.queued.load(Ordering::Acquire);
+        let until = Instant::now() + limit;
+        while HANDLED.load(Ordering::Acquire) < target {
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
     }
 }
 
-fn count_dropped(n: u64) {
+/// Counts lines lost without reaching the queue or the sink.
+pub fn count_dropped(n: u64) {
     DROPPED_TOTAL.fetch_add(n, Ordering::Relaxed);
     DROPPED_UNREPORTED.fetch_add(n, Ordering::Relaxed);
 }
@@ -89,33 +102,14 @@ pub fn dropped_total() -> u64 {
     DROPPED_TOTAL.load(Ordering::Relaxed)
 }
 
-/// Waits until every line queued before the call has been handled, for at most `limit`;
-/// false if the sink did not take them in time. For the end of the process: its last lines
-/// (a drain's summary, the reason it stops) should not die in the queue, but a stalled stderr
-/// must not keep it from exiting either.
-pub fn flush(limit: Duration) -> bool {
-    let Some(sink) = SINK.get().and_then(Option::as_ref) else {
-        return true;
-    };
-    let target = sink.queued.load(Ordering::Acquire);
-    let until = Instant::now() + limit;
-    while HANDLED.load(Ordering::Acquire) < target {
-        if Instant::now() >= until {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    true
-}
-
-fn write_loop(rx: Receiver<String>) {
+fn write_loop(rx: Receiver<String>, dropped_line: DroppedLine) {
     let mut batch = Vec::with_capacity(BATCH_BYTES);
     let stderr = io::stderr();
     loop {
         let first = match rx.recv_timeout(IDLE_CHECK) {
             Ok(line) => line,
             Err(RecvTimeoutError::Timeout) => {
-                report_drops(&mut batch);
+                report_drops(&mut batch, dropped_line);
                 if !batch.is_empty() {
                     let _ = write_batch(&stderr, &batch);
                 }
@@ -146,7 +140,7 @@ fn write_loop(rx: Receiver<String>) {
         }
         // The sink took this batch: say what was lost before it, if anything.
         // (If that write fails, the line is lost with the sink; the metric still has it.)
-        report_drops(&mut batch);
+        report_drops(&mut batch, dropped_line);
         if !batch.is_empty() {
             let _ = write_batch(&stderr, &batch);
         }
@@ -154,18 +148,11 @@ fn write_loop(rx: Receiver<String>) {
 }
 
 /// Leaves in `batch` the `log.dropped` line for drops not yet reported, or nothing.
-fn report_drops(batch: &mut Vec<u8>) {
+fn report_drops(batch: &mut Vec<u8>, dropped_line: DroppedLine) {
     batch.clear();
     let n = DROPPED_UNREPORTED.swap(0, Ordering::Relaxed);
     if n > 0 {
-        let line = super::log::Event::warn("log.dropped")
-            .num("count", n)
-            .text(
-                "message",
-                "stderr did not take event lines in time; they were dropped, not waited for",
-            )
-            .into_line();
-        batch.extend_from_slice(line.as_bytes());
+        batch.extend_from_slice(dropped_line(n).as_bytes());
     }
 }
 

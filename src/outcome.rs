@@ -1,0 +1,198 @@
+//! How a connection ended, as values: why a client was refused (`Reject`), why an established
+//! connection closed (`Close`), which data path carried it (`Path`) and what it moved
+//! (`Counters`). The proxy produces them and telemetry records them; this leaf imports nothing
+//! of ringtls, so neither of those has to import the other for their vocabulary, and the wire
+//! names (`as_str`) are the one spelling the log and the metric labels share.
+
+use std::cell::Cell;
+
+/// The reason a client did not get through the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reject {
+    NoCertificate,
+    UnknownCa,
+    Expired,
+    NotYetValid,
+    Revoked,
+    BadCertificate,
+    WrongUsage,
+    /// The chain is valid but the client is not on the `--allow-*` lists.
+    NotAllowed,
+    HandshakeTimeout,
+    ProtocolError,
+    /// The client aborted with an alert of its own (often: it does not trust our certificate).
+    ClientAlert,
+    /// The client closed or reset the connection mid-handshake.
+    ClientClosed,
+    /// The worker is at its share of `--max-conns`.
+    MaxConns,
+    /// The handshake succeeded but the upstream could not be reached: the client is closed with
+    /// close_notify and nothing reaches the upstream.
+    UpstreamUnreachable,
+}
+
+impl Reject {
+    /// Every reason, in declaration order (the metrics index by `reason as usize`).
+    pub const ALL: [Reject; 14] = [
+        Reject::NoCertificate,
+        Reject::UnknownCa,
+        Reject::Expired,
+        Reject::NotYetValid,
+        Reject::Revoked,
+        Reject::BadCertificate,
+        Reject::WrongUsage,
+        Reject::NotAllowed,
+        Reject::HandshakeTimeout,
+        Reject::ProtocolError,
+        Reject::ClientAlert,
+        Reject::ClientClosed,
+        Reject::MaxConns,
+        Reject::UpstreamUnreachable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reject::NoCertificate => "no_certificate",
+            Reject::UnknownCa => "unknown_ca",
+            Reject::Expired => "expired",
+            Reject::NotYetValid => "not_yet_valid",
+            Reject::Revoked => "revoked",
+            Reject::BadCertificate => "bad_certificate",
+            Reject::WrongUsage => "wrong_usage",
+            Reject::NotAllowed => "not_allowed",
+            Reject::HandshakeTimeout => "handshake_timeout",
+            Reject::ProtocolError => "protocol_error",
+            Reject::ClientAlert => "client_alert",
+            Reject::ClientClosed => "client_closed",
+            Reject::MaxConns => "max_conns",
+            Reject::UpstreamUnreachable => "upstream_unreachable",
+        }
+    }
+}
+
+/// Why an established connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// Both sides finished cleanly.
+    Closed,
+    ClientReset,
+    ClientIoError,
+    UpstreamReset,
+    UpstreamIoError,
+    /// rustls refused a record (or the client sent a fatal alert).
+    TlsError,
+    /// No bytes either way for `--idle-timeout`.
+    IdleTimeout,
+    /// The client certificate's notAfter passed.
+    ClientCertExpired,
+    /// After a reload the client chain no longer verifies (`--reauthorize-on-reload`).
+    ReauthorizationFailed,
+    /// The client updated its keys and the kernel-TLS path could not follow.
+    KeyUpdateUnsupported,
+    /// Handing the connection to kernel TLS failed after its secrets were taken.
+    KtlsFailed,
+}
+
+impl Close {
+    /// Every reason, in declaration order (the metrics index by `reason as usize`).
+    pub const ALL: [Close; 11] = [
+        Close::Closed,
+        Close::ClientReset,
+        Close::ClientIoError,
+        Close::UpstreamReset,
+        Close::UpstreamIoError,
+        Close::TlsError,
+        Close::IdleTimeout,
+        Close::ClientCertExpired,
+        Close::ReauthorizationFailed,
+        Close::KeyUpdateUnsupported,
+        Close::KtlsFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Close::Closed => "closed",
+            Close::ClientReset => "client_reset",
+            Close::ClientIoError => "client_io_error",
+            Close::UpstreamReset => "upstream_reset",
+            Close::UpstreamIoError => "upstream_io_error",
+            Close::TlsError => "tls_error",
+            Close::IdleTimeout => "idle_timeout",
+            Close::ClientCertExpired => "client_cert_expired",
+            Close::ReauthorizationFailed => "reauthorization_failed",
+            Close::KeyUpdateUnsupported => "key_update_unsupported",
+            Close::KtlsFailed => "ktls_failed",
+        }
+    }
+}
+
+/// The guard's verdict on a live connection: why it must end, and the detail for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stop {
+    pub reason: Close,
+    pub detail: String,
+}
+
+/// Which data path carried an established connection.
+#[derive(Clone, Copy)]
+pub enum Path {
+    /// rustls in user space.
+    User,
+    /// Kernel TLS (`ktls`).
+    Kernel,
+    /// None: it ended before the relay.
+    None,
+}
+
+impl Path {
+    /// The paths a relay takes, in metric order (the metrics index by `path as usize`).
+    pub const RELAYED: [Path; 2] = [Path::User, Path::Kernel];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Path::None => "none",
+            Path::User => "userspace",
+            Path::Kernel => "ktls",
+        }
+    }
+}
+
+/// Bytes moved, for the close event.
+#[derive(Default)]
+pub struct Counters {
+    /// Plaintext bytes client → upstream.
+    pub up: Cell<u64>,
+    /// Plaintext bytes upstream → client.
+    pub down: Cell<u64>,
+    /// Of those, the bytes that went through a pipe (kernel TLS), never entering user space.
+    pub spliced: Cell<u64>,
+    /// Bumped on every read either way; the idle watch looks for it to stand still.
+    activity: Cell<u64>,
+}
+
+impl Counters {
+    pub(crate) fn touch(&self) {
+        self.activity.set(self.activity.get().wrapping_add(1));
+    }
+
+    /// Changes whenever a read happens either way.
+    pub fn activity(&self) -> u64 {
+        self.activity.get()
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::{Close, Reject};
+
+    #[test]
+    fn all_lists_every_reason_at_its_own_index() {
+        for (i, reason) in Reject::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, i, "{reason:?} out of place");
+        }
+        for (i, reason) in Close::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, i, "{reason:?} out of place");
+        }
+    }
+}
