@@ -87,6 +87,7 @@ class Options:
     build: bool = True
     keep: bool = False
     self_test: bool = False
+    help: bool = False
     out: str = os.path.join(ROOT, "benches", "results")
     servers_arg: str = ",".join(SERVERS)
     servers: list = field(default_factory=lambda: list(SERVERS))
@@ -119,15 +120,16 @@ def parse_args(argv, env):
         elif a == "--self-test":
             o.self_test = True
         elif a in ("-h", "--help"):
-            raise SystemExit(print(usage(), end="") or 0)
+            o.help = True
         else:
             raise Usage(f"unknown option {a}")
     o.servers = o.servers_arg.split(",")
     for s in o.servers:
         if s not in SERVERS:
             raise Usage(f"--servers: unknown server {s}")
-    for b in sorted(o.only - set(BLOCKS)):
-        raise Usage(f"--only: no block {b!r} (blocks are 1-7)")
+    unknown = sorted(o.only - set(BLOCKS))
+    if unknown:
+        raise Usage(f"--only: no block {unknown[0]!r} (blocks are 1-7)")
     o.ktls_force = env.get("BENCH_KTLS_FORCE", "0") == "1"
     return o
 
@@ -193,6 +195,8 @@ class Children:
                 files.append(stderr)
             p = subprocess.Popen([str(c) for c in cmd], stdin=subprocess.DEVNULL, stdout=stdout,
                                  stderr=stderr, cwd=cwd, start_new_session=True)
+        except OSError as e:
+            raise Failed(f"cannot start {cmd[0]}: {e}") from e
         finally:
             for f in files:
                 f.close()
@@ -205,8 +209,11 @@ class Children:
 
     def run(self, cmd, timeout, **kw):
         """Runs cmd to its end within timeout seconds; the exit code, 124 when it was stopped
-        for taking longer (as timeout(1) says)."""
-        p = self.spawn(cmd, **kw)
+        for taking longer (as timeout(1) says), 127 when it cannot be started."""
+        try:
+            p = self.spawn(cmd, **kw)
+        except Failed:
+            return 127
         try:
             return p.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -1119,6 +1126,8 @@ def self_test():
     check("options: unknown block", raises(parse_args, ["--only", "8"], {}), "Usage: --only: no block '8' (blocks are 1-7)")
     check("options: missing value", raises(parse_args, ["--out"], {}), "Usage: --out needs a directory")
     check("options: unknown option", raises(parse_args, ["--fast"], {}), "Usage: unknown option --fast")
+    check("options: --help", parse_args(["--quick", "-h"], {}).help, True)
+    check("a program that is not there", Children().run(["/nonexistent/ringtls-bench-selftest"], timeout=5), 127)
     check("usage text", (usage().startswith("  scripts/bench.sh "), "Method." in usage()), (True, False))
     # templates: every placeholder of the real ones is filled by the keys start_server passes
     values = {"haproxy.cfg.in": ("PORT", "UPSTREAM_PORT", "CRT_AND_KEY", "CA", "MAXCONN"),
@@ -1243,6 +1252,9 @@ def main(argv):
         print(f"bench: {e}", file=sys.stderr)
         print(usage(), end="", file=sys.stderr)
         return 64
+    if opts.help:
+        print(usage(), end="")
+        return 0
     if opts.self_test:
         return self_test()
 
