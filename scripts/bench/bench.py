@@ -30,12 +30,14 @@ Every server writes one log line per connection to a file, as ringtls does. Meas
 interleaved (one block for all servers, then the next block) so that noise from other work on the
 machine spreads over all servers alike.
 
-Layout: this file drives processes and writes raw records into a temp dir (meta.txt, notes.txt,
-records/NNN.meta.json, NNN.load.json); scripts/bench/*.in are the config templates (@VAR@
-placeholders); scripts/bench/report.py turns the records into raw.json, results.md and
-chart.svg. scripts/bench.sh is a wrapper that execs this file. Every child runs in a process
-group of its own and is stopped, with its children, on any exit (error, Ctrl-C, TERM); every
-wait is bounded. Python 3.11 standard library only.
+Layout (scripts/bench/): this file drives the run, one function per measurement block, and writes
+raw records into a temp dir (meta.txt, notes.txt, records/NNN.meta.json, NNN.load.json);
+children.py starts and stops the processes (each in a process group of its own, all stopped with
+their children on any exit: error, Ctrl-C, TERM); readings.py parses what the run reads (/proc,
+the load's output, ringtls' log) and fills the config templates, *.in (@VAR@ placeholders);
+report.py turns the records into raw.json, results.md and chart.svg; self_test.py is --self-test.
+scripts/bench.sh is a wrapper that execs this file. Every wait is bounded. Python 3.11 standard
+library only.
 """
 
 import atexit
@@ -45,7 +47,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -56,6 +57,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import report  # noqa: E402  (scripts/bench/report.py, beside this file)
+from children import Children, ChildError, alive, signal_group, stop_group  # noqa: E402
+from readings import (  # noqa: E402
+    children_cpu_ms, cpu_ticks, fd_count, first_line, free_port, idle_progress, idle_why, ktls_paths,
+    ktls_probe, last_json, listening_in_proc_net_tcp, listening_port_of, load_summary, machine_ticks,
+    read, render, rss_kb, tail, thread_count)
 
 SERVERS = ("ringtls", "haproxy", "nginx", "stunnel")
 BLOCKS = ("1", "2", "3", "4", "5", "6", "7")
@@ -175,272 +181,6 @@ def fd_budget(nofile, idle_want):
 
 
 # --- children: process groups, stopped on every exit ---------------------------------------------
-
-class Children:
-    """Every process this run starts, each the leader of a process group of its own (so that its
-    own children are reached too, and a Ctrl-C at the terminal reaches only us: we stop them)."""
-
-    def __init__(self):
-        self.procs = []
-
-    def spawn(self, cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=None):
-        """Starts cmd with stdout/stderr to the given paths (or DEVNULL / STDOUT)."""
-        files = []
-        try:
-            if isinstance(stdout, str):
-                stdout = open(stdout, "wb")
-                files.append(stdout)
-            if isinstance(stderr, str):
-                stderr = open(stderr, "wb")
-                files.append(stderr)
-            p = subprocess.Popen([str(c) for c in cmd], stdin=subprocess.DEVNULL, stdout=stdout,
-                                 stderr=stderr, cwd=cwd, start_new_session=True)
-        except OSError as e:
-            raise Failed(f"cannot start {cmd[0]}: {e}") from e
-        finally:
-            for f in files:
-                f.close()
-        self.procs.append(p)
-        return p
-
-    def forget(self, p):
-        if p in self.procs:
-            self.procs.remove(p)
-
-    def run(self, cmd, timeout, **kw):
-        """Runs cmd to its end within timeout seconds; the exit code, 124 when it was stopped
-        for taking longer (as timeout(1) says), 127 when it cannot be started."""
-        try:
-            p = self.spawn(cmd, **kw)
-        except Failed:
-            return 127
-        try:
-            return p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            stop_group(p, grace=5)
-            return 124
-        finally:
-            self.forget(p)
-
-    def cleanup(self):
-        """Children first asked to stop (a loop of theirs may start new processes), then made to."""
-        procs, self.procs = self.procs, []
-        for p in procs:
-            signal_group(p, signal.SIGTERM)
-        deadline = time.monotonic() + 3
-        for p in procs:
-            try:
-                p.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-        for p in procs:
-            signal_group(p, signal.SIGKILL)
-            try:
-                p.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                pass
-
-
-def signal_group(p, sig):
-    try:
-        os.killpg(p.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def stop_group(p, grace):
-    signal_group(p, signal.SIGTERM)
-    try:
-        p.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        signal_group(p, signal.SIGKILL)
-        p.wait(timeout=5)
-
-
-def alive(p):
-    return p.poll() is None
-
-
-# --- /proc readings (parsers take the text, so that --self-test can feed them) -------------------
-
-def stat_ticks(text):
-    """utime+stime in clock ticks from /proc/PID/stat: the process line sums all its threads,
-    exited included. The command name may hold spaces and parentheses: fields count from the
-    last ')'."""
-    fields = text.rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
-
-
-def status_field(text, key):
-    """An integer field of /proc/PID/status (VmRSS in KiB, Threads)."""
-    m = re.search(rf"^{key}:\s+(\d+)", text, re.MULTILINE)
-    if not m:
-        raise ValueError(f"no {key} in /proc/PID/status")
-    return int(m.group(1))
-
-
-def machine_ticks_of(text):
-    """From /proc/stat, all cores: busy ticks, total ticks, and irq+softirq ticks. Without
-    CONFIG_IRQ_TIME_ACCOUNTING a tick that lands in a softirq is charged there and not to the
-    process it interrupted, so the loopback network work of a run shows up here rather than in any
-    process."""
-    u, n, s, i, w, irq, sirq, st = (int(x) for x in text.split("\n", 1)[0].split()[1:9])
-    return u + n + s + irq + sirq + st, u + n + s + i + w + irq + sirq + st, irq + sirq
-
-
-def listening_in_proc_net_tcp(text, port):
-    """Whether /proc/net/tcp shows a socket in LISTEN (state 0A) on port, any address."""
-    for line in text.splitlines()[1:]:
-        f = line.split()
-        if len(f) > 3 and f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
-            return True
-    return False
-
-
-def listening_port_of(text):
-    """The port of `{"listening":["127.0.0.1:PORT"]}`, ringtls' readiness line, or None."""
-    m = re.search(r'"127\.0\.0\.1:(\d+)"', text)
-    return int(m.group(1)) if m else None
-
-
-def read(path):
-    with open(path, errors="replace") as f:
-        return f.read()
-
-
-def cpu_ticks(pid):
-    return stat_ticks(read(f"/proc/{pid}/stat"))
-
-
-def rss_kb(pid):
-    return status_field(read(f"/proc/{pid}/status"), "VmRSS")
-
-
-def thread_count(pid):
-    return status_field(read(f"/proc/{pid}/status"), "Threads")
-
-
-def fd_count(pid):
-    try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return 0
-
-
-def machine_ticks():
-    return machine_ticks_of(read("/proc/stat"))
-
-
-def children_cpu_ms():
-    """CPU (user+sys) of this process's reaped children so far, in ms: brackets one load run."""
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return int((r.ru_utime + r.ru_stime) * 1000)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tail(path, n):
-    try:
-        return "\n".join(read(path).splitlines()[-n:])
-    except OSError:
-        return ""
-
-
-# --- text helpers --------------------------------------------------------------------------------
-
-def render(template_text, values):
-    """Fills @KEY@ placeholders; a placeholder left outside comments is an error."""
-    out = template_text
-    for k, v in values.items():
-        out = out.replace(f"@{k}@", str(v))
-    for line in out.splitlines():
-        if re.match(r"\s*[#;]", line):
-            continue
-        m = re.search(r"@[A-Z_]*@", line)
-        if m:
-            raise ValueError(f"unfilled placeholder {m.group(0)}")
-    return out
-
-
-def last_json(text):
-    """The load generator's JSON line (the last non-empty line), or None."""
-    lines = text.strip().splitlines()
-    try:
-        j = json.loads(lines[-1])
-    except (IndexError, ValueError):
-        return None
-    return j if isinstance(j, dict) else None
-
-
-def load_summary(text):
-    j = last_json(text)
-    try:
-        return (f"ok {j['ok']} failed {j['failed']} {j['per_second']}/s {j['mib_per_s']} MiB/s "
-                f"p50 {j['latency_us']['p50']}us p99 {j['latency_us']['p99']}us resumed {j['resumed_fraction']}"
-                + (f" failures {j['failures']}" if j['failed'] else ""))
-    except (TypeError, KeyError) as e:
-        return f"no JSON from load ({e.__class__.__name__})"
-
-
-def idle_progress(err_text):
-    """(ok, failed) from the last `load: ... ok N failed M` progress line, or (0, 0)."""
-    lines = [l for l in err_text.splitlines() if l.startswith("load:")]
-    m = re.search(r"ok (\d+) failed (\d+)", lines[-1]) if lines else None
-    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
-
-
-def ktls_paths(log_text):
-    """The data path each connection took, from ringtls' conn.closed events: connections with
-    path=ktls, those with any other path, and the sums of their spliced= and down= bytes (down= is
-    what the server sent the client, more than the load counts as read)."""
-    k = o = spliced = down = 0
-    for line in log_text.splitlines():
-        f = line.split()
-        if len(f) < 3 or f[2] != "conn.closed":
-            continue
-        m = re.search(r" path=([a-z]+) up=", line)
-        if m and m.group(1) == "ktls":
-            k += 1
-        else:
-            o += 1
-        m = re.search(r" spliced=(\d+)", line)
-        spliced += int(m.group(1)) if m else 0
-        m = re.search(r" down=(\d+)", line)
-        down += int(m.group(1)) if m else 0
-    return k, o, spliced, down
-
-
-def ktls_probe(log_text):
-    """From the log of `ringtls serve --ktls auto`: (True, "suites=...") when it logged
-    ktls.available, else (False, the detail of its ktls.unavailable line, or None)."""
-    if re.search(r" ktls\.available", log_text):
-        m = re.search(r"suites=\S*", log_text)
-        return True, m.group(0) if m else "suites not logged"
-    m = re.search(r' ktls\.unavailable .*?detail="((?:[^"\\]|\\.)*)"', log_text)
-    return False, m.group(1).replace('\\"', '"') if m else None
-
-
-def idle_why(log_text):
-    """The server's own word on refused idle connections, when it logs one (stunnel: "too many
-    clients")."""
-    m = re.search(r"^.*(too many|reject|limit|maxconn).*$", log_text, re.IGNORECASE | re.MULTILINE)
-    return m.group(0)[:200] if m else ""
-
-
-def first_line(cmd, pattern=None):
-    """First line of a version command's output (stdout and stderr), or the matching one."""
-    try:
-        r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, timeout=20, text=True, errors="replace")
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return f"{cmd[0]}: {e.__class__.__name__}"
-    lines = [l for l in r.stdout.splitlines() if pattern is None or re.match(pattern, l)]
-    return lines[0] if lines else ""
-
 
 # --- the run -------------------------------------------------------------------------------------
 
@@ -1077,172 +817,6 @@ def run(opts, children, state):
         log(f"{b.failures} load run(s) had problems; see the log lines marked !! above and raw.json")
 
 
-# --- self-test -----------------------------------------------------------------------------------
-
-def self_test():
-    """The parsing, arithmetic and rendering helpers on canned inputs; no server is started."""
-    cases = []
-
-    def check(name, got, want):
-        cases.append((name, got, want))
-
-    def raises(fn, *args):
-        try:
-            fn(*args)
-        except (Usage, ValueError) as e:
-            return f"{type(e).__name__}: {e}"
-        return "no error"
-
-    # /proc
-    stat = "4242 (ringtls (w) 1) S 1 4242 4242 0 -1 4194560 620 0 0 0 123 45 0 0 20 0 2 0 99 12345 678"
-    check("stat: utime+stime past a ')' in the name", stat_ticks(stat), 168)
-    status = "Name:\tringtls\nVmRSS:\t   10240 kB\nThreads:\t3\n"
-    check("status: VmRSS", status_field(status, "VmRSS"), 10240)
-    check("status: Threads", status_field(status, "Threads"), 3)
-    check("status: field missing", raises(status_field, status, "VmHWM"), "ValueError: no VmHWM in /proc/PID/status")
-    check("/proc/stat: busy, total, irq+softirq",
-          machine_ticks_of("cpu  100 5 50 1000 20 3 7 1 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n"), (166, 1186, 10))
-    tcp = ("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
-           "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  0 0 1 1\n"
-           "   1: 0100007F:1F91 0100007F:D431 01 00000000:00000000 00:00000000 00000000  0 0 2 1\n")
-    check("/proc/net/tcp: listening port", listening_in_proc_net_tcp(tcp, 8080), True)
-    check("/proc/net/tcp: established only", listening_in_proc_net_tcp(tcp, 8081), False)
-    check("listening line", listening_port_of('{"listening":["127.0.0.1:40123"]}\n'), 40123)
-    check("no listening line yet", listening_port_of(""), None)
-    # sizes and the fd budget
-    check("fd budget: room for all", fd_budget(1048576, 10000), (10000, 10100))
-    check("fd budget: 1024 fds", fd_budget(1024, 1000), (400, 480))
-    check("quick sizes", (sizes(True).dur, sizes(True).warmup, sizes(True).idle_want), ("1000ms", "300ms", 1000))
-    check("full sizes", (sizes(False).dur, sizes(False).bulk_bytes), ("12000ms", "256MiB"))
-    # options
-    o = parse_args(["--quick", "--no-build", "--servers", "ringtls,haproxy", "--only", "1,5", "--out", "x"],
-                   {"BENCH_KTLS_FORCE": "1"})
-    check("options", (o.quick, o.build, o.servers, sorted(o.only), o.out, o.ktls_force),
-          (True, False, ["ringtls", "haproxy"], ["1", "5"], os.path.abspath("x"), True))
-    check("options: defaults", (parse_args([], {}).servers, sorted(parse_args([], {}).only), parse_args([], {}).build),
-          (list(SERVERS), list(BLOCKS), True))
-    check("options: unknown server", raises(parse_args, ["--servers", "ringtls,envoy"], {}),
-          "Usage: --servers: unknown server envoy")
-    check("options: unknown block", raises(parse_args, ["--only", "8"], {}), "Usage: --only: no block '8' (blocks are 1-7)")
-    check("options: missing value", raises(parse_args, ["--out"], {}), "Usage: --out needs a directory")
-    check("options: unknown option", raises(parse_args, ["--fast"], {}), "Usage: unknown option --fast")
-    check("options: --help", parse_args(["--quick", "-h"], {}).help, True)
-    check("a program that is not there", Children().run(["/nonexistent/ringtls-bench-selftest"], timeout=5), 127)
-    check("usage text", (usage().startswith("  scripts/bench.sh "), "Method." in usage()), (True, False))
-    # templates: every placeholder of the real ones is filled by the keys start_server passes
-    values = {"haproxy.cfg.in": ("PORT", "UPSTREAM_PORT", "CRT_AND_KEY", "CA", "MAXCONN"),
-              "nginx.conf.in": ("PORT", "UPSTREAM_PORT", "CRT", "KEY", "CA", "DIR", "NOFILE", "WORKER_CONNECTIONS",
-                                "STREAM_MODULE"),
-              "stunnel.conf.in": ("PORT", "UPSTREAM_PORT", "CRT", "KEY", "CA")}
-    for name, keys in values.items():
-        text = render(read(os.path.join(HERE, name)), {k: f"v{i}" for i, k in enumerate(keys)})
-        check(f"render {name}: all placeholders filled", "127.0.0.1:v0" in text, True)
-    check("render: value with | and &", render("a @X@ b\n", {"X": "p|q&r"}), "a p|q&r b\n")
-    check("render: comment placeholders ignored", render("# @VAR@\n; @VAR@\nx=@X@\n", {"X": 1}), "# @VAR@\n; @VAR@\nx=1\n")
-    check("render: unfilled", raises(render, "x=@X@\ny=@Y@\n", {"X": 1}), "ValueError: unfilled placeholder @Y@")
-    # the load's output
-    line = {"ok": 10, "failed": 2, "per_second": 5.0, "mib_per_s": 0.0, "latency_us": {"p50": 7, "p99": 9},
-            "resumed_fraction": 0.0, "failures": {"timeout": 2}}
-    check("load summary", load_summary("text\n" + json.dumps(line) + "\n"),
-          "ok 10 failed 2 5.0/s 0.0 MiB/s p50 7us p99 9us resumed 0.0 failures {'timeout': 2}")
-    check("load summary: no JSON", load_summary("load: error\n"), "no JSON from load (TypeError)")
-    check("load summary: empty", load_summary(""), "no JSON from load (TypeError)")
-    check("idle progress: last line wins",
-          idle_progress("load: idle ok 100 failed 0\nwarning\nload: idle ok 480 failed 20 held\n"), (480, 20))
-    check("idle progress: none yet", idle_progress("starting\n"), (0, 0))
-    # ringtls' log
-    log_text = ("2026-12-01T00:00:00Z INFO conn.closed peer=x path=ktls up=10 down=300 spliced=200\n"
-                "2026-12-01T00:00:00Z INFO conn.closed peer=y path=user up=10 down=50\n"
-                "2026-12-01T00:00:00Z INFO conn.opened peer=z path=ktls up=1 down=1 spliced=1\n"
-                "2026-12-01T00:00:00Z INFO conn.closed peer=w reason=reset\n")
-    check("ktls paths", ktls_paths(log_text), (1, 2, 200, 350))
-    check("ktls probe: available", ktls_probe("x INFO ktls.available suites=AES128,AES256 y\n"),
-          (True, "suites=AES128,AES256"))
-    check("ktls probe: unavailable, escaped quotes",
-          ktls_probe('x WARN ktls.unavailable reason=x detail="setsockopt \\"tls\\": ENOENT" y=1\n'),
-          (False, 'setsockopt "tls": ENOENT'))
-    check("ktls probe: nothing logged", ktls_probe("x INFO serve.ready\n"), (False, None))
-    check("idle why", idle_why("ok\n2026 LOG5[0]: Connection rejected: too many clients (>=500)\n"),
-          "2026 LOG5[0]: Connection rejected: too many clients (>=500)")
-    check("idle why: nothing", idle_why("fine\n"), "")
-    # report.py on a canned run: raw.json, results.md and chart.svg keep their structure
-    with tempfile.TemporaryDirectory() as d:
-        canned_run(d)
-        report.write_from_work(os.path.join(d, "work"), os.path.join(d, "out"))
-        raw = json.load(open(os.path.join(d, "out", "raw.json")))
-        md = read(os.path.join(d, "out", "results.md"))
-        svg = read(os.path.join(d, "out", "chart.svg"))
-        check("raw.json: top-level keys", list(raw), ["meta", "crypto_floor", "runs"])
-        check("raw.json: derived CPU per handshake", [r["derived"].get("server_cpu_us_per_op") for r in raw["runs"]],
-              [200.0, 1000.0, None])
-        check("raw.json: derived RSS per connection", raw["runs"][2]["derived"].get("rss_kib_per_conn"), 20.0)
-        row = next((l for l in md.splitlines() if l.startswith("| ringtls | 200 |")), None)
-        check("results.md: handshake row with ratio", row is not None and "0.20×" in row, True)
-        check("results.md: idle row", "| ringtls | 500 of 500 | 10.0 | 19.8 | 20.0 | n/a | 1 |" in md, True)
-        check("results.md: quick banner and note", ("QUICK smoke run" in md, "- ringtls idle: 3 of" in md), (True, True))
-        check("chart.svg", (svg.startswith("<svg"), "0.20× (200 µs)" in svg), (True, True))
-    # cleanup reaches a child's own children
-    with tempfile.TemporaryDirectory() as d:
-        pidfile = os.path.join(d, "pid")
-        ch = Children()
-        p = ch.spawn(["sh", "-c", 'sleep 30 & echo $! > "$0"; wait', pidfile])
-        grandchild = None
-        for _ in range(100):
-            try:
-                grandchild = int(read(pidfile))
-                break
-            except (OSError, ValueError):
-                time.sleep(0.02)
-        ch.cleanup()
-        # A signal is delivered when its target next runs: on a busy machine, a moment later.
-        for _ in range(100):
-            if grandchild is None or stopped(grandchild):
-                break
-            time.sleep(0.02)
-        check("cleanup: child stopped", p.poll() is not None, True)
-        check("cleanup: its child stopped", grandchild is not None and stopped(grandchild), True)
-
-    bad = [(n, g, w) for n, g, w in cases if g != w]
-    for n, g, w in bad:
-        print(f"self-test FAILED: {n}: got {g!r}, want {w!r}", file=sys.stderr)
-    print(f"self-test: {len(cases) - len(bad)}/{len(cases)} ok")
-    return 1 if bad else 0
-
-
-def stopped(pid):
-    """Gone, or a zombie that init has yet to reap: a killed grandchild is stopped all the same."""
-    try:
-        return read(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except OSError:
-        return True
-
-
-def canned_run(d):
-    """A work dir as a quick run leaves it: two handshake runs and one idle run."""
-    work = os.path.join(d, "work")
-    os.makedirs(os.path.join(work, "records"))
-    with open(os.path.join(work, "meta.txt"), "w") as f:
-        f.write("quick=1\nnproc=2\nduration=1000ms\nwarmup=300ms\nidle_n=500\nidle_wanted=500\n"
-                "servers=ringtls,haproxy\ncommand=scripts/bench.sh --quick\n")
-    with open(os.path.join(work, "notes.txt"), "w") as f:
-        f.write("ringtls idle: 3 of 500 connections were not established\n")
-    common = {"cert": "ecdsa", "server_threads": 1, "clk_tck": 100, "load_rc": 0, "load_cpu_ms": 500,
-              "upstream_cpu_ticks": 10, "machine_busy_ticks": 150, "machine_total_ticks": 200,
-              "machine_irq_ticks": 5, "wall_s": 1.0, "server_alive_after": True}
-    for seq, server, ticks in ((1, "ringtls", 20), (2, "haproxy", 100)):
-        base = os.path.join(work, "records", f"{seq:03d}")
-        write_json(base + ".meta.json", dict(common, seq=seq, server=server, measure="handshake",
-                                             cpu_ticks_before=0, cpu_ticks_after=ticks))
-        with open(base + ".load.json", "w") as f:
-            f.write(json.dumps({"ok": 1000, "failed": 0, "per_second": 1000.0, "mib_per_s": 0.0, "bytes": 0,
-                                "latency_us": {"p50": 100, "p99": 200}, "resumed_fraction": 0.0,
-                                "failures": {}}) + "\n")
-    write_json(os.path.join(work, "records", "003.meta.json"), {
-        "seq": 3, "server": "ringtls", "measure": "idle", "cert": "ecdsa", "idle_target": 500, "idle_ok": 500,
-        "idle_failed": 0, "rss_kb_before": 10240, "rss_kb_after": 20240, "threads_after": 1, "wait_s": 1.5,
-        "server_alive_after": True})
-
-
 # --- main ----------------------------------------------------------------------------------------
 
 def main(argv):
@@ -1256,7 +830,8 @@ def main(argv):
         print(usage(), end="")
         return 0
     if opts.self_test:
-        return self_test()
+        import self_test
+        return self_test.run()
 
     children = Children()
     atexit.register(children.cleanup)
@@ -1269,7 +844,7 @@ def main(argv):
     try:
         run(opts, children, state)
         rc = 0
-    except Failed as e:
+    except (Failed, ChildError) as e:
         print(f"\nbench: FAILED: {e}", file=sys.stderr)
     except KeyboardInterrupt:
         rc = 130
