@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""Turns the records of one scripts/bench.sh run into benches/results/{raw.json,results.md,chart.svg}.
+"""Turns the records of one scripts/bench/bench.py run into benches/results/{raw.json,results.md,chart.svg}.
+
+bench.py imports this file and calls write_from_work; run alone, it re-renders a kept work dir
+(--work) or a raw.json (--from-raw).
 
 Input (the run's temp dir, --work): meta.txt (key=value lines: machine, versions, sizes),
-records/NNN.meta.json (what bash measured around one load run: server CPU ticks before and after,
+records/NNN.meta.json (what bench.py measured around one load run: server CPU ticks before and after,
 wall time, RSS and fd counts for the idle run) and records/NNN.load.json (the load generator's JSON
 line), plus crypto_floor.out when the crypto_floor bench exists.
 
@@ -354,7 +357,7 @@ def threads_section(runs):
     return section("6. ringtls `--threads 2` vs `--threads 1` (handshakes/s)", note, header, rows, notes)
 
 
-KTLS_NOTE = "kernel TLS rows (block 7) "  # how bench.sh's notes about block 7 begin
+KTLS_NOTE = "kernel TLS rows (block 7) "  # how bench.py's notes about block 7 begin
 
 
 def ktls_section(runs, meta):
@@ -631,6 +634,30 @@ def results_md(meta, runs, floor, servers):
     return "\n".join(lines)
 
 
+def write(meta, floor, runs, out):
+    """raw.json, results.md and chart.svg into out."""
+    wanted = [s for s in meta.get("servers", ",".join(SERVERS)).split(",") if s]
+    servers = [s for s in SERVERS if s in wanted]
+    raw = {"meta": meta, "crypto_floor": floor, "runs": runs}
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "raw.json"), "w") as f:
+        json.dump(raw, f, indent=1)
+        f.write("\n")
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write(results_md(meta, runs, floor, servers))
+    with open(os.path.join(out, "chart.svg"), "w") as f:
+        f.write(chart(runs, servers, meta))
+
+
+def write_from_work(work, out):
+    """The report of one bench.py run from its work dir (bench.py calls this)."""
+    meta = read_meta(os.path.join(work, "meta.txt"))
+    notes = tail(os.path.join(work, "notes.txt"), 100)
+    if notes:
+        meta["_notes"] = notes
+    write(meta, crypto_floor(work), read_runs(work), out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     src = ap.add_mutually_exclusive_group(required=True)
@@ -638,30 +665,14 @@ def main():
     src.add_argument("--from-raw", help="re-render from a raw.json written before")
     ap.add_argument("--out", required=True, help="where results.md, chart.svg and raw.json go")
     args = ap.parse_args()
-    if args.from_raw:
-        with open(args.from_raw) as f:
-            raw = json.load(f)
-        meta, floor, runs = raw["meta"], raw.get("crypto_floor"), raw["runs"]
-        for run in runs:
-            run["derived"] = derive(run)
-    else:
-        meta = read_meta(os.path.join(args.work, "meta.txt"))
-        notes = tail(os.path.join(args.work, "notes.txt"), 100)
-        if notes:
-            meta["_notes"] = notes
-        runs = read_runs(args.work)
-        floor = crypto_floor(args.work)
-    wanted = [s for s in meta.get("servers", ",".join(SERVERS)).split(",") if s]
-    servers = [s for s in SERVERS if s in wanted]
-    raw = {"meta": meta, "crypto_floor": floor, "runs": runs}
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "raw.json"), "w") as f:
-        json.dump(raw, f, indent=1)
-        f.write("\n")
-    with open(os.path.join(args.out, "results.md"), "w") as f:
-        f.write(results_md(meta, runs, floor, servers))
-    with open(os.path.join(args.out, "chart.svg"), "w") as f:
-        f.write(chart(runs, servers, meta))
+    if not args.from_raw:
+        write_from_work(args.work, args.out)
+        return
+    with open(args.from_raw) as f:
+        raw = json.load(f)
+    for run in raw["runs"]:
+        run["derived"] = derive(run)
+    write(raw["meta"], raw.get("crypto_floor"), raw["runs"], args.out)
 
 
 if __name__ == "__main__":

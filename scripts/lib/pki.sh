@@ -1,7 +1,8 @@
 # shellcheck shell=bash
-# scripts/lib/pki.sh: sourced by bench.sh and scan.sh. After `ringtls pki DIR`, adds an RSA-2048
-# server certificate signed by the same root (DIR/server-rsa.pem, DIR/server-rsa.key), for the
-# rows and scans that need an RSA server key. The caller defines die().
+# scripts/lib/pki.sh: sourced by scan.sh, and by scripts/bench/bench.py through `bash -c`. After
+# `ringtls pki DIR`, adds an RSA-2048 server certificate signed by the same root
+# (DIR/server-rsa.pem, DIR/server-rsa.key), for the rows and scans that need an RSA server key.
+# The caller defines die().
 
 rsa_server_cert() {
     local pki=$1 days=$2

@@ -1,7 +1,8 @@
 # shellcheck shell=bash
-# scripts/lib/work.sh: sourced by bench.sh, scan.sh and soak.sh. A work directory and the
-# children a script starts, all stopped on any exit (error, Ctrl-C, TERM), their own children
-# too; the work directory is removed unless the run failed or --keep was given.
+# scripts/lib/work.sh: sourced by scan.sh and soak.sh (scripts/bench/bench.py does the same in
+# Python). A work directory and the children a script starts, all stopped on any exit (error,
+# Ctrl-C, TERM), their own children too; the work directory is removed unless the run failed or
+# --keep was given.
 #
 # The caller defines log() and KEEP before calling work_dir NAME, then records each background
 # process with CHILDREN+=("$!") and forgets a finished one with forget_child PID.

@@ -1,0 +1,194 @@
+"""scripts/bench/self_test.py: `bench.py --self-test`. The parsing, arithmetic and rendering
+helpers on canned inputs, report.py on a canned run, and the cleanup of a child's children; no
+server is started, and it takes about a second.
+"""
+
+import json
+import os
+import sys
+import tempfile
+import time
+from types import SimpleNamespace
+
+import bench
+import report
+from bench import BLOCKS, SERVERS, Usage, fd_budget, parse_args, sizes, usage, write_json
+from children import Children
+from readings import (idle_progress, idle_why, ktls_paths, ktls_probe, listening_in_proc_net_tcp,
+                      listening_port_of, load_summary, machine_ticks_of, read, render, stat_ticks, status_field)
+
+HERE = bench.HERE
+META_KEYS = ["date", "quick", "nproc", "cpu_model", "kernel", "memory", "haproxy", "nginx", "stunnel", "openssl",
+             "ringtls", "rustc", "duration", "warmup", "handshake_concurrency", "bulk_concurrency", "bulk_bytes",
+             "echo_concurrency", "echo_size", "echo_rate", "idle_wanted", "idle_n", "idle_batch", "nofile", "clk_tck",
+             "servers", "ktls", "elapsed_s", "load_failures", "command"]
+
+
+def run():
+    """The parsing, arithmetic and rendering helpers on canned inputs; no server is started."""
+    cases = []
+
+    def check(name, got, want):
+        cases.append((name, got, want))
+
+    def raises(fn, *args):
+        try:
+            fn(*args)
+        except (Usage, ValueError) as e:
+            return f"{type(e).__name__}: {e}"
+        return "no error"
+
+    # /proc
+    stat = "4242 (ringtls (w) 1) S 1 4242 4242 0 -1 4194560 620 0 0 0 123 45 0 0 20 0 2 0 99 12345 678"
+    check("stat: utime+stime past a ')' in the name", stat_ticks(stat), 168)
+    status = "Name:\tringtls\nVmRSS:\t   10240 kB\nThreads:\t3\n"
+    check("status: VmRSS", status_field(status, "VmRSS"), 10240)
+    check("status: Threads", status_field(status, "Threads"), 3)
+    check("status: field missing", raises(status_field, status, "VmHWM"), "ValueError: no VmHWM in /proc/PID/status")
+    check("/proc/stat: busy, total, irq+softirq",
+          machine_ticks_of("cpu  100 5 50 1000 20 3 7 1 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n"), (166, 1186, 10))
+    tcp = ("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+           "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  0 0 1 1\n"
+           "   1: 0100007F:1F91 0100007F:D431 01 00000000:00000000 00:00000000 00000000  0 0 2 1\n")
+    check("/proc/net/tcp: listening port", listening_in_proc_net_tcp(tcp, 8080), True)
+    check("/proc/net/tcp: established only", listening_in_proc_net_tcp(tcp, 8081), False)
+    check("listening line", listening_port_of('{"listening":["127.0.0.1:40123"]}\n'), 40123)
+    check("no listening line yet", listening_port_of(""), None)
+    # sizes and the fd budget
+    check("fd budget: room for all", fd_budget(1048576, 10000), (10000, 10100))
+    check("fd budget: 1024 fds", fd_budget(1024, 1000), (400, 480))
+    check("quick sizes", (sizes(True).dur, sizes(True).warmup, sizes(True).idle_want), ("1000ms", "300ms", 1000))
+    check("full sizes", (sizes(False).dur, sizes(False).bulk_bytes), ("12000ms", "256MiB"))
+    # options
+    o = parse_args(["--quick", "--no-build", "--servers", "ringtls,haproxy", "--only", "1,5", "--out", "x"],
+                   {"BENCH_KTLS_FORCE": "1"})
+    check("options", (o.quick, o.build, o.servers, sorted(o.only), o.out, o.ktls_force),
+          (True, False, ["ringtls", "haproxy"], ["1", "5"], os.path.abspath("x"), True))
+    check("options: defaults", (parse_args([], {}).servers, sorted(parse_args([], {}).only), parse_args([], {}).build),
+          (list(SERVERS), list(BLOCKS), True))
+    check("options: unknown server", raises(parse_args, ["--servers", "ringtls,envoy"], {}),
+          "Usage: --servers: unknown server envoy")
+    check("options: unknown block", raises(parse_args, ["--only", "8"], {}), "Usage: --only: no block '8' (blocks are 1-7)")
+    check("options: missing value", raises(parse_args, ["--out"], {}), "Usage: --out needs a directory")
+    check("options: unknown option", raises(parse_args, ["--fast"], {}), "Usage: unknown option --fast")
+    check("options: --help", parse_args(["--quick", "-h"], {}).help, True)
+    check("a program that is not there", Children().run(["/nonexistent/ringtls-bench-selftest"], timeout=5), 127)
+    # meta.txt: the keys and their order, as report.py and earlier runs' raw.json have them
+    fake = SimpleNamespace(s=sizes(True), o=parse_args(["--quick"], {}), idle_n=1000, nofile=20000, clk_tck=100,
+                           failures=0, ktls_state="not probed", stunnel=None)
+    meta = bench.machine_meta(fake, 1)
+    check("meta.txt keys", [k for k, _ in meta], META_KEYS)
+    check("meta.txt command", dict(meta)["command"], "scripts/bench.sh --quick")
+    check("usage text", (usage().startswith("  scripts/bench.sh "), "Method." in usage()), (True, False))
+    # templates: every placeholder of the real ones is filled by the keys start_server passes
+    values = {"haproxy.cfg.in": ("PORT", "UPSTREAM_PORT", "CRT_AND_KEY", "CA", "MAXCONN"),
+              "nginx.conf.in": ("PORT", "UPSTREAM_PORT", "CRT", "KEY", "CA", "DIR", "NOFILE", "WORKER_CONNECTIONS",
+                                "STREAM_MODULE"),
+              "stunnel.conf.in": ("PORT", "UPSTREAM_PORT", "CRT", "KEY", "CA")}
+    for name, keys in values.items():
+        text = render(read(os.path.join(HERE, name)), {k: f"v{i}" for i, k in enumerate(keys)})
+        check(f"render {name}: all placeholders filled", "127.0.0.1:v0" in text, True)
+    check("render: value with | and &", render("a @X@ b\n", {"X": "p|q&r"}), "a p|q&r b\n")
+    check("render: comment placeholders ignored", render("# @VAR@\n; @VAR@\nx=@X@\n", {"X": 1}), "# @VAR@\n; @VAR@\nx=1\n")
+    check("render: unfilled", raises(render, "x=@X@\ny=@Y@\n", {"X": 1}), "ValueError: unfilled placeholder @Y@")
+    # the load's output
+    line = {"ok": 10, "failed": 2, "per_second": 5.0, "mib_per_s": 0.0, "latency_us": {"p50": 7, "p99": 9},
+            "resumed_fraction": 0.0, "failures": {"timeout": 2}}
+    check("load summary", load_summary("text\n" + json.dumps(line) + "\n"),
+          "ok 10 failed 2 5.0/s 0.0 MiB/s p50 7us p99 9us resumed 0.0 failures {'timeout': 2}")
+    check("load summary: no JSON", load_summary("load: error\n"), "no JSON from load (TypeError)")
+    check("load summary: empty", load_summary(""), "no JSON from load (TypeError)")
+    check("idle progress: last line wins",
+          idle_progress("load: idle ok 100 failed 0\nwarning\nload: idle ok 480 failed 20 held\n"), (480, 20))
+    check("idle progress: none yet", idle_progress("starting\n"), (0, 0))
+    # ringtls' log
+    log_text = ("2026-12-01T00:00:00Z INFO conn.closed peer=x path=ktls up=10 down=300 spliced=200\n"
+                "2026-12-01T00:00:00Z INFO conn.closed peer=y path=user up=10 down=50\n"
+                "2026-12-01T00:00:00Z INFO conn.opened peer=z path=ktls up=1 down=1 spliced=1\n"
+                "2026-12-01T00:00:00Z INFO conn.closed peer=w reason=reset\n")
+    check("ktls paths", ktls_paths(log_text), (1, 2, 200, 350))
+    check("ktls probe: available", ktls_probe("x INFO ktls.available suites=AES128,AES256 y\n"),
+          (True, "suites=AES128,AES256"))
+    check("ktls probe: unavailable, escaped quotes",
+          ktls_probe('x WARN ktls.unavailable reason=x detail="setsockopt \\"tls\\": ENOENT" y=1\n'),
+          (False, 'setsockopt "tls": ENOENT'))
+    check("ktls probe: nothing logged", ktls_probe("x INFO serve.ready\n"), (False, None))
+    check("idle why", idle_why("ok\n2026 LOG5[0]: Connection rejected: too many clients (>=500)\n"),
+          "2026 LOG5[0]: Connection rejected: too many clients (>=500)")
+    check("idle why: nothing", idle_why("fine\n"), "")
+    # report.py on a canned run: raw.json, results.md and chart.svg keep their structure
+    with tempfile.TemporaryDirectory() as d:
+        canned_run(d)
+        report.write_from_work(os.path.join(d, "work"), os.path.join(d, "out"))
+        raw = json.load(open(os.path.join(d, "out", "raw.json")))
+        md = read(os.path.join(d, "out", "results.md"))
+        svg = read(os.path.join(d, "out", "chart.svg"))
+        check("raw.json: top-level keys", list(raw), ["meta", "crypto_floor", "runs"])
+        check("raw.json: derived CPU per handshake", [r["derived"].get("server_cpu_us_per_op") for r in raw["runs"]],
+              [200.0, 1000.0, None])
+        check("raw.json: derived RSS per connection", raw["runs"][2]["derived"].get("rss_kib_per_conn"), 20.0)
+        row = next((l for l in md.splitlines() if l.startswith("| ringtls | 200 |")), None)
+        check("results.md: handshake row with ratio", row is not None and "0.20×" in row, True)
+        check("results.md: idle row", "| ringtls | 500 of 500 | 10.0 | 19.8 | 20.0 | n/a | 1 |" in md, True)
+        check("results.md: quick banner and note", ("QUICK smoke run" in md, "- ringtls idle: 3 of" in md), (True, True))
+        check("chart.svg", (svg.startswith("<svg"), "0.20× (200 µs)" in svg), (True, True))
+    # cleanup reaches a child's own children
+    with tempfile.TemporaryDirectory() as d:
+        pidfile = os.path.join(d, "pid")
+        ch = Children()
+        p = ch.spawn(["sh", "-c", 'sleep 30 & echo $! > "$0"; wait', pidfile])
+        grandchild = None
+        for _ in range(100):
+            try:
+                grandchild = int(read(pidfile))
+                break
+            except (OSError, ValueError):
+                time.sleep(0.02)
+        ch.cleanup()
+        # A signal is delivered when its target next runs: on a busy machine, a moment later.
+        for _ in range(100):
+            if grandchild is None or stopped(grandchild):
+                break
+            time.sleep(0.02)
+        check("cleanup: child stopped", p.poll() is not None, True)
+        check("cleanup: its child stopped", grandchild is not None and stopped(grandchild), True)
+
+    bad = [(n, g, w) for n, g, w in cases if g != w]
+    for n, g, w in bad:
+        print(f"self-test FAILED: {n}: got {g!r}, want {w!r}", file=sys.stderr)
+    print(f"self-test: {len(cases) - len(bad)}/{len(cases)} ok")
+    return 1 if bad else 0
+
+
+def stopped(pid):
+    """Gone, or a zombie that init has yet to reap: a killed grandchild is stopped all the same."""
+    try:
+        return read(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
+def canned_run(d):
+    """A work dir as a quick run leaves it: two handshake runs and one idle run."""
+    work = os.path.join(d, "work")
+    os.makedirs(os.path.join(work, "records"))
+    with open(os.path.join(work, "meta.txt"), "w") as f:
+        f.write("quick=1\nnproc=2\nduration=1000ms\nwarmup=300ms\nidle_n=500\nidle_wanted=500\n"
+                "servers=ringtls,haproxy\ncommand=scripts/bench.sh --quick\n")
+    with open(os.path.join(work, "notes.txt"), "w") as f:
+        f.write("ringtls idle: 3 of 500 connections were not established\n")
+    common = {"cert": "ecdsa", "server_threads": 1, "clk_tck": 100, "load_rc": 0, "load_cpu_ms": 500,
+              "upstream_cpu_ticks": 10, "machine_busy_ticks": 150, "machine_total_ticks": 200,
+              "machine_irq_ticks": 5, "wall_s": 1.0, "server_alive_after": True}
+    for seq, server, ticks in ((1, "ringtls", 20), (2, "haproxy", 100)):
+        base = os.path.join(work, "records", f"{seq:03d}")
+        write_json(base + ".meta.json", dict(common, seq=seq, server=server, measure="handshake",
+                                             cpu_ticks_before=0, cpu_ticks_after=ticks))
+        with open(base + ".load.json", "w") as f:
+            f.write(json.dumps({"ok": 1000, "failed": 0, "per_second": 1000.0, "mib_per_s": 0.0, "bytes": 0,
+                                "latency_us": {"p50": 100, "p99": 200}, "resumed_fraction": 0.0,
+                                "failures": {}}) + "\n")
+    write_json(os.path.join(work, "records", "003.meta.json"), {
+        "seq": 3, "server": "ringtls", "measure": "idle", "cert": "ecdsa", "idle_target": 500, "idle_ok": 500,
+        "idle_failed": 0, "rss_kb_before": 10240, "rss_kb_after": 20240, "threads_after": 1, "wait_s": 1.5,
+        "server_alive_after": True})
