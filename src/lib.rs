@@ -23,6 +23,8 @@
 //!   `healthcheck`, and `peer`, the plaintext test service behind `ringtls upstream`); the
 //!   serve path imports none of them
 
+#![deny(unsafe_code)]
+
 pub mod cli;
 pub mod config;
 pub mod control;
@@ -32,6 +34,8 @@ pub mod listen;
 pub mod outcome;
 pub mod proxy;
 pub mod runtime;
+// The one module allowed `unsafe`: its `//!` states the invariants.
+#[allow(unsafe_code)]
 pub mod sys;
 pub mod telemetry;
 pub mod time_format;

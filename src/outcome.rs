@@ -181,7 +181,6 @@ impl Counters {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::{Close, Reject};

@@ -19,8 +19,8 @@ use rustls::server::danger::ClientCertVerifier;
 
 use super::Settings;
 use super::notify::Broadcast;
-use crate::outcome::{Close, Counters, Stop};
 use super::timer;
+use crate::outcome::{Close, Counters, Stop};
 
 /// What the guard watches for one connection.
 pub struct Guard<'a> {

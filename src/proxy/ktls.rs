@@ -41,9 +41,9 @@ use super::buffers;
 use super::guard::{Guard, PeerChain};
 use super::handshake::Early;
 use super::relay::RelayError;
-use crate::outcome::Counters;
 use super::splice::{self, Pipes, Ready, SpliceError, Stop};
 use super::timer;
+use crate::outcome::Counters;
 use crate::sys::ktls::{self as sys, CryptoInfo};
 use crate::tls::secrets::{KeyIv, Rekey, TrafficSecrets};
 

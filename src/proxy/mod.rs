@@ -32,13 +32,13 @@ use rustls::pki_types::CertificateDer;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::{ServerConfig, ServerConnection};
 
+use crate::outcome::{Close, Counters, Path, Reject};
 use crate::telemetry::log::{Event, Level};
 use crate::telemetry::metrics::WorkerStats;
 use alert::Sent;
 use connect::UpstreamStream;
 use handshake::HandshakeError;
 use notify::Broadcast;
-use crate::outcome::{Close, Counters, Path, Reject};
 
 /// What every connection of every worker needs, shared read-only; the part files and names
 /// decide is a `Generation`, replaced whole on reload.
@@ -165,23 +165,22 @@ pub async fn serve_connection(
     stats.handshake_done(started.elapsed());
     let leaf = conn.peer_certificates().and_then(|chain| chain.first());
     let facts = session::SessionFacts::read(&conn, leaf.map(|der| der.as_ref()));
-    let closed =
-        |level: Level, path: Path, counters: &Counters, reason: &str, detail: &str| {
-            facts
-                .add_to(
-                    Event::connection(level, "conn.closed")
-                        .num("worker", worker as u64)
-                        .word("peer", peer),
-                )
-                .word("path", path.as_str())
-                .num("up", counters.up.get())
-                .num("down", counters.down.get())
-                .num("spliced", counters.spliced.get())
-                .num("ms", started.elapsed().as_millis())
-                .word("reason", reason)
-                .text("detail", detail)
-                .emit();
-        };
+    let closed = |level: Level, path: Path, counters: &Counters, reason: &str, detail: &str| {
+        facts
+            .add_to(
+                Event::connection(level, "conn.closed")
+                    .num("worker", worker as u64)
+                    .word("peer", peer),
+            )
+            .word("path", path.as_str())
+            .num("up", counters.up.get())
+            .num("down", counters.down.get())
+            .num("spliced", counters.spliced.get())
+            .num("ms", started.elapsed().as_millis())
+            .word("reason", reason)
+            .text("detail", detail)
+            .emit();
+    };
 
     let upstream = connect::connect(&generation.upstream, settings.connect_timeout).await;
     drop(generation);

@@ -118,10 +118,7 @@ where
             stop = guard.watch(conn, counters) => Err(RelayError::Stopped(stop)),
         }
     };
-    if let Err(
-        e @ (RelayError::Tls(_) | RelayError::Stopped(_)),
-    ) = &result
-    {
+    if let Err(e @ (RelayError::Tls(_) | RelayError::Stopped(_))) = &result {
         // Tell the client why, best effort: rustls queued an alert for a TLS error; a
         // connection we end gets a close_notify (rustls sends no alert after the handshake).
         // The writer future is gone, so send it here.
