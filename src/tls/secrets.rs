@@ -351,20 +351,27 @@ mod tests {
         }
     }
 
+    const TLS13_SUITES: [rustls::SupportedCipherSuite; 3] = [
+        rustls::crypto::aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256,
+        rustls::crypto::aws_lc_rs::cipher_suite::TLS13_AES_256_GCM_SHA384,
+        rustls::crypto::aws_lc_rs::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+    ];
+
+    /// A self-signed certificate for localhost and its key.
+    fn self_signed() -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+        let der = CertificateDer::from(cert.cert.der().to_vec());
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+        (der, key)
+    }
+
     /// After a client KeyUpdate (update_requested) and our answer, both sides' new keys are
     /// what `Rekey` derives from the captured secrets, for each TLS 1.3 suite.
     #[test]
     fn derives_the_keys_rustls_moves_to_after_a_key_update() {
         let provider = rustls::crypto::aws_lc_rs::default_provider();
-        for suite in [
-            rustls::crypto::aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256,
-            rustls::crypto::aws_lc_rs::cipher_suite::TLS13_AES_256_GCM_SHA384,
-            rustls::crypto::aws_lc_rs::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
-        ] {
-            let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
-            let der = CertificateDer::from(cert.cert.der().to_vec());
-            let key =
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+        for suite in TLS13_SUITES {
+            let (der, key) = self_signed();
             let mut server_config =
                 ServerConfig::builder_with_provider(Arc::new(rustls::crypto::CryptoProvider {
                     cipher_suites: vec![suite],
@@ -438,15 +445,8 @@ mod tests {
     #[test]
     fn opens_the_alert_rustls_sealed_for_each_tls13_suite() {
         let provider = rustls::crypto::aws_lc_rs::default_provider();
-        for suite in [
-            rustls::crypto::aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256,
-            rustls::crypto::aws_lc_rs::cipher_suite::TLS13_AES_256_GCM_SHA384,
-            rustls::crypto::aws_lc_rs::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
-        ] {
-            let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
-            let der = CertificateDer::from(cert.cert.der().to_vec());
-            let key =
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+        for suite in TLS13_SUITES {
+            let (der, key) = self_signed();
             let mut roots = rustls::RootCertStore::empty();
             roots.add(der.clone()).expect("root");
             let roots = Arc::new(roots);
