@@ -355,7 +355,9 @@ fn log_rejected(
     };
     // What was negotiated before the refusal, as far as it got, and the refused certificate
     // when that is what failed: the same fields as a close event.
-    session::SessionFacts::read(conn, leaf).add_to(event).emit();
+    session::SessionFacts::read_refused(conn, leaf)
+        .add_to(event)
+        .emit();
 }
 
 /// Logs a client turned away, before or during the handshake.

@@ -40,10 +40,21 @@ pub struct SessionFacts {
 }
 
 impl SessionFacts {
-    /// Reads what `conn` negotiated and what `leaf` (the client's certificate: the verified one
-    /// after a handshake, the refused one after a rejection) says.
+    /// Reads what `conn` negotiated and what the verified `leaf` says, sharing its parse with
+    /// the worker's other connections (`identity::of`).
     pub fn read(conn: &ServerConnection, leaf: Option<&[u8]>) -> SessionFacts {
-        let client = leaf.and_then(identity::of);
+        SessionFacts::with_client(conn, leaf.and_then(identity::of))
+    }
+
+    /// The same for a rejection: the refused certificate is parsed for this event alone and
+    /// never kept, so a client sending certificate after certificate that fails leaves
+    /// nothing behind in the worker's map.
+    pub fn read_refused(conn: &ServerConnection, leaf: Option<&[u8]>) -> SessionFacts {
+        let client = leaf.and_then(|der| ClientIdentity::parse(der).ok().map(Rc::new));
+        SessionFacts::with_client(conn, client)
+    }
+
+    fn with_client(conn: &ServerConnection, client: Option<Rc<ClientIdentity>>) -> SessionFacts {
         SessionFacts {
             sni: conn.server_name().unwrap_or_default().to_owned(),
             alpn: conn
