@@ -293,6 +293,17 @@ mod tests {
     }
 
     #[test]
+    fn a_comma_in_a_san_cannot_pass_for_a_second_one_in_the_display() {
+        let der = cert(
+            dn(&[(DnType::CommonName, utf8("bob"))]),
+            vec![SanType::DnsName("a,DNS:admin".try_into().expect("dns"))],
+        );
+        let id = ClientIdentity::parse(&der).expect("parse");
+        assert_eq!(id.dns, ["a,DNS:admin"]);
+        assert_eq!(id.info.sans, ["DNS:a\\,DNS:admin"]);
+    }
+
+    #[test]
     fn connections_with_one_certificate_share_its_identity() {
         let der = |cn: &str| cert(dn(&[(DnType::CommonName, utf8(cn))]), vec![]);
         let (alice, bob) = (der("alice"), der("bob"));

@@ -229,6 +229,9 @@ fn ca_verdict(cert: &X509Certificate<'_>) -> Result<(), CaProblem> {
     }
 }
 
+/// The SANs as `KIND:value` strings, for display (`check`, the log's `sans`, joined by `,`). A
+/// value is the client's to choose and an IA5String may hold a comma: `,` and `\` in it are
+/// escaped with a backslash, so `DNS:a,DNS:admin` cannot pass for two names.
 fn sans(cert: &X509Certificate<'_>) -> Vec<String> {
     let Ok(Some(ext)) = cert.subject_alternative_name() else {
         return Vec::new();
@@ -253,6 +256,13 @@ fn sans(cert: &X509Certificate<'_>) -> Vec<String> {
             GeneralName::URI(u) => format!("URI:{u}"),
             GeneralName::RFC822Name(e) => format!("email:{e}"),
             other => format!("{other:?}"),
+        })
+        .map(|san| {
+            if san.contains([',', '\\']) {
+                san.replace('\\', "\\\\").replace(',', "\\,")
+            } else {
+                san
+            }
         })
         .collect()
 }
