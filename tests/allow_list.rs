@@ -93,18 +93,7 @@ fn allow_all_admits_any_valid_client() {
 #[test]
 fn refuses_allow_all_combined_with_a_list() {
     let setup = Setup::new();
-    let out = run([
-        "check",
-        "--crt",
-        setup.crt.to_str().expect("path"),
-        "--key",
-        setup.key.to_str().expect("path"),
-        "--mutual-tls-cas",
-        setup.ca_file.to_str().expect("path"),
-        "--allow-all",
-        "--allow-cn",
-        "alice",
-    ]);
+    let out = setup.check(&["--allow-all", "--allow-cn", "alice"]);
     out.assert_code(64);
     assert!(out.stderr.contains("--allow-all"), "{}", out.stderr);
 }
@@ -128,14 +117,7 @@ fn refuses_allow_list_without_trust_store() {
 #[test]
 fn check_prints_the_policy() {
     let setup = Setup::new();
-    let out = run([
-        "check",
-        "--crt",
-        setup.crt.to_str().expect("path"),
-        "--key",
-        setup.key.to_str().expect("path"),
-        "--mutual-tls-cas",
-        setup.ca_file.to_str().expect("path"),
+    let out = setup.check(&[
         "--allow-cn",
         "alice",
         "--allow-uri",

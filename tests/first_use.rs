@@ -19,18 +19,7 @@ use ringtls::tools::demo::{HINT_LISTEN, HINT_UPSTREAM};
 // `check` names the flags that were given, and only those.
 
 fn check_policy(extra: &[&str]) -> String {
-    let setup = Setup::new();
-    let mut args = vec![
-        "check",
-        "--crt",
-        setup.crt.to_str().expect("path"),
-        "--key",
-        setup.key.to_str().expect("path"),
-        "--mutual-tls-cas",
-        setup.ca_file.to_str().expect("path"),
-    ];
-    args.extend(extra);
-    let out = run(args);
+    let out = Setup::new().check(extra);
     out.assert_code(0);
     out.stdout
         .lines()

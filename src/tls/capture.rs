@@ -44,24 +44,10 @@ pub struct Secrets {
 impl Secrets {
     /// Keeps what `newer` holds, and what `self` held that `newer` does not.
     pub fn merge(&mut self, newer: Secrets) {
-        let Secrets {
-            server_handshake,
-            server_traffic,
-            client_traffic,
-            tls12_master,
-        } = newer;
-        if tls12_master.is_some() {
-            self.tls12_master = tls12_master;
-        }
-        if server_handshake.is_some() {
-            self.server_handshake = server_handshake;
-        }
-        if server_traffic.is_some() {
-            self.server_traffic = server_traffic;
-        }
-        if client_traffic.is_some() {
-            self.client_traffic = client_traffic;
-        }
+        self.server_handshake = newer.server_handshake.or(self.server_handshake.take());
+        self.server_traffic = newer.server_traffic.or(self.server_traffic.take());
+        self.client_traffic = newer.client_traffic.or(self.client_traffic.take());
+        self.tls12_master = newer.tls12_master.or(self.tls12_master.take());
     }
 }
 
@@ -79,20 +65,22 @@ thread_local! {
 /// Runs `f` (one synchronous step of one connection's handshake) with the slot armed, and
 /// returns what the callbacks wrote meanwhile. The slot is disarmed on return, and on unwind.
 pub fn during<R>(f: impl FnOnce() -> R) -> (R, Captured) {
-    struct Disarm;
-    impl Drop for Disarm {
+    /// Disarms on drop, so an unwind out of `f` cannot leave the slot armed.
+    struct Armed;
+    impl Armed {
+        fn disarm(&self) -> Option<Captured> {
+            ARMED.with(|slot| slot.borrow_mut().take())
+        }
+    }
+    impl Drop for Armed {
         fn drop(&mut self) {
-            ARMED.with(|slot| slot.borrow_mut().take());
+            self.disarm();
         }
     }
     ARMED.with(|slot| *slot.borrow_mut() = Some(Captured::default()));
-    let disarm = Disarm;
+    let armed = Armed;
     let result = f();
-    let captured = ARMED
-        .with(|slot| slot.borrow_mut().take())
-        .unwrap_or_default();
-    drop(disarm);
-    (result, captured)
+    (result, armed.disarm().unwrap_or_default())
 }
 
 /// Lets a callback write into the slot; does nothing unless armed.

@@ -91,6 +91,21 @@ impl Setup {
         Serve::new(upstream, &self.crt, &self.key).ca(&self.ca_file)
     }
 
+    /// Runs `ringtls check` on this setup's certificate, key and CA bundle, then `extra`.
+    pub fn check(&self, extra: &[&str]) -> Output {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "check".as_ref(),
+            "--crt".as_ref(),
+            self.crt.as_os_str(),
+            "--key".as_ref(),
+            self.key.as_os_str(),
+            "--mutual-tls-cas".as_ref(),
+            self.ca_file.as_os_str(),
+        ];
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
+        run(args)
+    }
+
     /// Client options trusting this setup's CA and presenting `leaf`.
     pub fn client(&self, leaf: &Leaf) -> ClientOpts {
         ClientOpts::new(&self.ca).identity(leaf)
