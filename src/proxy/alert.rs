@@ -109,13 +109,11 @@ impl Written {
 }
 
 /// The alert in the last record of `out` (what the failing step queued), if it holds one.
-/// `before`: what went out earlier in this handshake.
-pub fn read(out: &[u8], conn: &ServerConnection, secrets: &Secrets, before: &Written) -> Sent {
+/// `upto`: what this handshake wrote, `out` included.
+pub fn read(out: &[u8], conn: &ServerConnection, secrets: &Secrets, upto: &Written) -> Sent {
     let Some(last) = records(out).last() else {
         return Sent::None;
     };
-    let mut upto = *before;
-    upto.add(out);
     let opened = |opened| match opened {
         secrets::Opened::Alert(description) => Sent::Alert(description),
         secrets::Opened::NotAnAlert => Sent::None,

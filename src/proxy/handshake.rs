@@ -125,9 +125,9 @@ pub async fn accept_client(
                 // this step produced, the alert (if any) last.
                 out.clear();
                 engine::take_tls(&mut **conn, out);
-                let mut alert = alert::read(out, conn, &secrets, &written);
                 let mut after = written;
                 after.add(out);
+                let mut alert = alert::read(out, conn, &secrets, &after);
                 if alert == Sent::None && !after.encrypting {
                     if let Some(description) = alert::ours(&error) {
                         out.extend_from_slice(&alert::plaintext_record(description));
