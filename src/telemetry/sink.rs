@@ -109,10 +109,7 @@ fn write_loop(rx: Receiver<String>, dropped_line: DroppedLine) {
         let first = match rx.recv_timeout(IDLE_CHECK) {
             Ok(line) => line,
             Err(RecvTimeoutError::Timeout) => {
-                report_drops(&mut batch, dropped_line);
-                if !batch.is_empty() {
-                    let _ = write_batch(&stderr, &batch);
-                }
+                report_drops(&stderr, &mut batch, dropped_line);
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => return,
@@ -139,20 +136,18 @@ fn write_loop(rx: Receiver<String>, dropped_line: DroppedLine) {
             next = rx.try_recv().ok();
         }
         // The sink took this batch: say what was lost before it, if anything.
-        // (If that write fails, the line is lost with the sink; the metric still has it.)
-        report_drops(&mut batch, dropped_line);
-        if !batch.is_empty() {
-            let _ = write_batch(&stderr, &batch);
-        }
+        report_drops(&stderr, &mut batch, dropped_line);
     }
 }
 
-/// Leaves in `batch` the `log.dropped` line for drops not yet reported, or nothing.
-fn report_drops(batch: &mut Vec<u8>, dropped_line: DroppedLine) {
-    batch.clear();
+/// Writes the `log.dropped` line for drops not yet reported, if any (through `batch`). If
+/// that write fails, the line is lost with the sink; the metric still has the count.
+fn report_drops(stderr: &io::Stderr, batch: &mut Vec<u8>, dropped_line: DroppedLine) {
     let n = DROPPED_UNREPORTED.swap(0, Ordering::Relaxed);
     if n > 0 {
+        batch.clear();
         batch.extend_from_slice(dropped_line(n).as_bytes());
+        let _ = write_batch(stderr, batch);
     }
 }
 
