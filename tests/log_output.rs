@@ -71,7 +71,12 @@ fn serves_10000_connections_while_nobody_reads_stderr_and_counts_the_dropped_lin
 
     // The collector resumes: what was queued comes out, then one line counting the losses.
     server.read_stderr();
+    let resumed = std::time::Instant::now();
     let line = server.wait_for_line(&["log.dropped", "count="]);
+    eprintln!(
+        "the queued lines and the count came out {:?} after resuming",
+        resumed.elapsed()
+    );
     let count: u64 = line
         .split(" count=")
         .nth(1)

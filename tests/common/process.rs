@@ -64,33 +64,50 @@ impl Driver {
     }
 }
 
-/// Text a child wrote to one of its pipes, appended line by line, with a condvar so tests wait
-/// for a line instead of sleeping.
+/// Text a child wrote to one of its pipes, appended a read's worth of whole lines at a time,
+/// with a condvar so tests wait for a line instead of sleeping.
+///
+/// A waiter's predicate runs under the lock each time text arrives, so appends are per read,
+/// not per line, and `wait_for_line` scans only the lines it has not seen: a server that
+/// pours out thousands of queued lines at once (a stalled log collector resuming) would
+/// otherwise make every line rescan all the text before it, quadratic in a debug build.
 #[derive(Default)]
 pub struct Captured {
     state: Mutex<(String, bool)>,
     changed: Condvar,
 }
 
+/// How much one read of a child's pipe takes at most (a pipe holds 64 KiB by default).
+const READ_CHUNK: usize = 64 * 1024;
+
 impl Captured {
-    fn spawn_reader(pipe: impl Read + Send + 'static) -> Arc<Captured> {
+    fn spawn_reader(mut pipe: impl Read + Send + 'static) -> Arc<Captured> {
         let captured = Arc::new(Captured::default());
         let sink = Arc::clone(&captured);
         thread::spawn(move || {
-            let mut reader = BufReader::new(pipe);
-            let mut line = Vec::new();
+            let mut buf = vec![0; READ_CHUNK];
+            // Bytes after the last newline read so far: appended once their line is whole.
+            let mut partial = Vec::new();
             loop {
-                line.clear();
-                match reader.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let mut state = sink.state.lock().unwrap();
-                        state.0.push_str(&String::from_utf8_lossy(&line));
-                        sink.changed.notify_all();
-                    }
-                }
+                let n = match pipe.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                };
+                partial.extend_from_slice(&buf[..n]);
+                let Some(last) = partial.iter().rposition(|&b| b == b'\n') else {
+                    continue;
+                };
+                let rest = partial.split_off(last + 1);
+                let mut state = sink.state.lock().unwrap();
+                state.0.push_str(&String::from_utf8_lossy(&partial));
+                partial = rest;
+                sink.changed.notify_all();
             }
-            sink.state.lock().unwrap().1 = true;
+            let mut state = sink.state.lock().unwrap();
+            state.0.push_str(&String::from_utf8_lossy(&partial));
+            state.1 = true;
             sink.changed.notify_all();
         });
         captured
@@ -112,6 +129,27 @@ impl Captured {
             let now = Instant::now();
             if state.1 || now >= deadline {
                 return false;
+            }
+            state = self.changed.wait_timeout(state, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Waits until a line satisfies `pred` or the pipe closed or `timeout` passed; returns that
+    /// line. Each wake-up looks only at the lines that arrived since the last.
+    pub fn wait_for_line(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let mut seen = 0;
+        let mut state = self.state.lock().unwrap();
+        loop {
+            // Text arrives in whole lines; only after the pipe closed may the last lack its
+            // newline.
+            if let Some(line) = state.0[seen..].lines().find(|l| pred(l)) {
+                return Some(line.to_owned());
+            }
+            seen = state.0.len();
+            let now = Instant::now();
+            if state.1 || now >= deadline {
+                return None;
             }
             state = self.changed.wait_timeout(state, deadline - now).unwrap().0;
         }
@@ -545,13 +583,18 @@ impl Server {
         self.stderr.text()
     }
 
-    /// Waits (bounded) for a stderr line containing every one of `needles`; returns that line.
+    /// Waits (bounded by LOG_TIMEOUT) for a stderr line containing every one of `needles`;
+    /// returns that line, or panics with stderr.
     pub fn wait_for_line(&self, needles: &[&str]) -> String {
-        let matches = |line: &str| needles.iter().all(|n| line.contains(n));
-        let text = self.wait_for_stderr(&format!("a line containing all of {needles:?}"), |s| {
-            s.lines().any(matches)
-        });
-        text.lines().find(|l| matches(l)).unwrap().to_owned()
+        self.stderr
+            .wait_for_line(LOG_TIMEOUT, |line| needles.iter().all(|n| line.contains(n)))
+            .unwrap_or_else(|| {
+                panic!(
+                    "stderr never showed a line containing all of {needles:?} within \
+                     {LOG_TIMEOUT:?}\n--- stderr ---\n{}",
+                    self.stderr.text()
+                )
+            })
     }
 }
 
