@@ -1,7 +1,10 @@
 //! The top-level error: every way a command can fail, and the stable exit code of each
-//! (sysexits: 64 usage, 78 configuration; 1 for failures at run time).
+//! (sysexits: 64 usage, 78 configuration; 1 for failures at run time). It wraps the error it
+//! came from, and is printed with its causes (`cause::Chain`).
 
 use std::fmt;
+use std::io;
+use std::path::PathBuf;
 
 use crate::runtime::StartError;
 use crate::sys::activation::ActivationError;
@@ -19,6 +22,10 @@ pub enum Error {
     Activation(ActivationError),
     /// Binding or starting the workers failed.
     Start(StartError),
+    /// A system call failed at run time: what we were doing when it did.
+    Io { doing: String, source: io::Error },
+    /// `--watch` cannot watch a directory that holds a flagged file.
+    Unwatchable { dir: PathBuf, source: io::Error },
     /// Anything else at run time.
     Runtime(String),
 }
@@ -27,9 +34,18 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) => 64,
-            Error::Config(_) | Error::Load(_) | Error::Activation(_) => 78,
-            Error::Start(_) | Error::Runtime(_) => 1,
+            Error::Config(_)
+            | Error::Load(_)
+            | Error::Activation(_)
+            | Error::Unwatchable { .. } => 78,
+            Error::Start(_) | Error::Io { .. } | Error::Runtime(_) => 1,
         }
+    }
+
+    /// `doing` failed with `source`: for `map_err(Error::io("--metrics: cannot bind"))`.
+    pub fn io(doing: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
+        let doing = doing.into();
+        move |source| Error::Io { doing, source }
     }
 }
 
@@ -37,6 +53,10 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Usage(m) | Error::Config(m) | Error::Runtime(m) => f.write_str(m),
+            Error::Io { doing, .. } => f.write_str(doing),
+            Error::Unwatchable { dir, .. } => {
+                write!(f, "--watch: cannot watch directory {}", dir.display())
+            }
             Error::Load(e) => e.fmt(f),
             Error::Start(e) => e.fmt(f),
             Error::Activation(e) => e.fmt(f),
@@ -46,11 +66,14 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        // The wrapped errors' own words are the Display above: the chain goes on with their
+        // causes.
         match self {
             Error::Load(e) => e.source(),
             Error::Start(e) => e.source(),
             Error::Activation(e) => e.source(),
-            _ => None,
+            Error::Io { source, .. } | Error::Unwatchable { source, .. } => Some(source),
+            Error::Usage(_) | Error::Config(_) | Error::Runtime(_) => None,
         }
     }
 }

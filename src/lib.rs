@@ -25,6 +25,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod cause;
 pub mod cli;
 pub mod config;
 pub mod control;
@@ -144,8 +145,7 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
     let metrics = config
         .metrics
         .map(|addr| {
-            telemetry::http::bind(addr)
-                .map_err(|e| Error::Runtime(format!("--metrics {addr}: cannot bind: {e}")))
+            telemetry::http::bind(addr).map_err(Error::io(format!("--metrics {addr}: cannot bind")))
         })
         .transpose()?;
     for event in held {
@@ -157,11 +157,9 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
     };
     let mut server = runtime::start(plan, Arc::clone(&settings))?;
     if let Some(listener) = metrics {
-        let addr = listener
-            .local_addr()
-            .map_err(|e| Error::Runtime(format!("--metrics: {e}")))?;
+        let addr = listener.local_addr().map_err(Error::io("--metrics"))?;
         telemetry::http::serve(listener, server.stats(), control_stats)
-            .map_err(|e| Error::Runtime(format!("--metrics {addr}: cannot start: {e}")))?;
+            .map_err(Error::io(format!("--metrics {addr}: cannot start")))?;
         server.set_metrics_addr(addr);
     }
     Ok(Control::new(

@@ -31,14 +31,15 @@ impl std::fmt::Display for BindError {
                 self.addr
             )
         } else {
-            write!(f, "--listen {}: cannot bind: {}", self.addr, self.source)
+            write!(f, "--listen {}: cannot bind", self.addr)
         }
     }
 }
 
 impl std::error::Error for BindError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
+        // "Already in use by another process" says all that EADDRINUSE would.
+        (self.source.kind() != io::ErrorKind::AddrInUse).then_some(&self.source as _)
     }
 }
 
@@ -86,8 +87,8 @@ impl std::fmt::Display for ShareError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "socket activation: cannot share the passed socket {} with the workers: {}",
-            self.addr, self.source
+            "socket activation: cannot share the passed socket {} with the workers",
+            self.addr
         )
     }
 }

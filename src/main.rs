@@ -45,7 +45,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("ringtls: error: {e}");
+            eprintln!("ringtls: error: {}", ringtls::cause::Chain(&e));
             ExitCode::from(e.exit_code())
         }
     }
@@ -56,15 +56,12 @@ fn run(command: Command) -> Result<ExitCode, Error> {
         Command::Serve(args) => {
             let config = ServeConfig::from_args(args)?;
             // Before any thread starts, so that every thread inherits the mask (see `signals`).
-            let signals = Signals::block()
-                .map_err(|e| Error::Runtime(format!("cannot block signals: {e}")))?;
+            let signals = Signals::block().map_err(Error::io("cannot block signals"))?;
             let control = Arc::new(ringtls::start(&config)?);
             let mut stdout = std::io::stdout().lock();
             writeln!(stdout, "{}", ringtls::listening_line(control.server()))
                 .and_then(|()| stdout.flush())
-                .map_err(|e| {
-                    Error::Runtime(format!("cannot write the listening line to stdout: {e}"))
-                })?;
+                .map_err(Error::io("cannot write the listening line to stdout"))?;
             drop(stdout);
             control.run(&signals).map(|()| ExitCode::SUCCESS)
         }

@@ -1,10 +1,60 @@
-//! How a connection ended, as values: why a client was refused (`Reject`), why an established
-//! connection closed (`Close`), which data path carried it (`Path`) and what it moved
-//! (`Counters`). The proxy produces them and telemetry records them; this leaf imports nothing
-//! of ringtls, so neither of those has to import the other for their vocabulary, and the wire
-//! names (`as_str`) are the one spelling the log and the metric labels share.
+//! How a connection ended, as values: the `Outcome` itself, why a client was refused
+//! (`Reject`) and what it was told (`Sent`), why an established connection closed (`Close`),
+//! which data path carried it (`Path`) and what it moved (`Counters`). The proxy produces them
+//! and `proxy::record` writes them down, as the one event and every metric; this leaf imports
+//! nothing of ringtls, so neither side has to import the other for its vocabulary, and the
+//! wire names (`as_str`) are the one spelling the log and the metric labels share.
 
 use std::cell::Cell;
+
+/// How one connection ended. `F` is what the handshake established about the session (the
+/// proxy's `SessionFacts`), which the log reports with the outcome.
+pub enum Outcome<F> {
+    /// The connection could not even be set up on our side (`conn.error`; no metric).
+    Failed { detail: String },
+    /// Turned away before or during the handshake, or by the resumed-session re-check
+    /// (`conn.rejected`). `presented`: what the handshake got to, when it got anywhere.
+    Refused {
+        reason: Reject,
+        alert: Sent,
+        detail: String,
+        presented: Option<F>,
+    },
+    /// Through the handshake, but the upstream could not be reached: the client was closed
+    /// with close_notify and nothing reached the upstream (a `conn.closed` warning, counted
+    /// as the refusal `upstream_unreachable`).
+    Unreachable { facts: F, detail: String },
+    /// Relayed, then closed (`conn.closed`).
+    Closed {
+        facts: F,
+        path: Path,
+        counters: Counters,
+        reason: Close,
+        detail: String,
+    },
+}
+
+/// What a refused client was told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// No alert went out (or the write failed).
+    None,
+    /// This alert description (RFC 8446 §6).
+    Alert(u8),
+    /// A TLS 1.2 alert sealed under keys we do not hold: which one is not known.
+    Sealed,
+}
+
+impl Sent {
+    /// The `alert=` field: the description's number, `none` or `sealed`.
+    pub fn field(self) -> String {
+        match self {
+            Sent::None => "none".into(),
+            Sent::Alert(description) => description.to_string(),
+            Sent::Sealed => "sealed".into(),
+        }
+    }
+}
 
 /// The reason a client did not get through the handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,11 +176,35 @@ impl Close {
     }
 }
 
-/// The guard's verdict on a live connection: why it must end, and the detail for the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stop {
-    pub reason: Close,
-    pub detail: String,
+/// The guard's verdict on a live connection: why it must end.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stop {
+    /// No bytes either way for `--idle-timeout`.
+    Idle,
+    /// The client certificate's notAfter passed.
+    CertExpired,
+    /// After a reload the client chain no longer verifies: why.
+    Reauthorization(rustls::Error),
+}
+
+impl Stop {
+    pub fn reason(&self) -> Close {
+        match self {
+            Stop::Idle => Close::IdleTimeout,
+            Stop::CertExpired => Close::ClientCertExpired,
+            Stop::Reauthorization(_) => Close::ReauthorizationFailed,
+        }
+    }
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stop::Idle => f.write_str("no bytes either way"),
+            Stop::CertExpired => f.write_str("the client certificate's notAfter has passed"),
+            Stop::Reauthorization(e) => write!(f, "after reload: {e}"),
+        }
+    }
 }
 
 /// Which data path carried an established connection.

@@ -57,9 +57,7 @@ impl std::fmt::Display for StartError {
         match self {
             StartError::Bind(e) => e.fmt(f),
             StartError::Share(e) => e.fmt(f),
-            StartError::Worker { worker, source } => {
-                write!(f, "worker {worker} could not start: {source}")
-            }
+            StartError::Worker { worker, .. } => write!(f, "worker {worker} could not start"),
         }
     }
 }
@@ -67,8 +65,9 @@ impl std::fmt::Display for StartError {
 impl std::error::Error for StartError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            StartError::Bind(e) => Some(e),
-            StartError::Share(e) => Some(e),
+            // Said by the Display above already: the chain goes on with their causes.
+            StartError::Bind(e) => e.source(),
+            StartError::Share(e) => e.source(),
             StartError::Worker { source, .. } => Some(source),
         }
     }
@@ -464,12 +463,10 @@ async fn accept_loop(
         stats.accepted.add(1);
         if max_conns.is_some_and(|max| stats.active.get() >= max as u64) {
             drop(stream);
-            proxy::log_reject(
+            proxy::refuse_at_accept(
                 stats,
                 peer,
-                Instant::now(),
                 Reject::MaxConns,
-                proxy::alert::Sent::None,
                 "worker at its share of --max-conns",
             );
             continue;

@@ -12,6 +12,7 @@
 pub mod generation;
 pub mod watch;
 
+use crate::cause::Chain;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -105,7 +106,7 @@ impl Control {
             let event = Event::error("reload.failed")
                 .word("cause", cause.as_str())
                 .num("generation", self.settings.current.load().id)
-                .text("error", &e.to_string())
+                .text("error", &Chain(e).to_string())
                 .text("message", "keeping the configuration in force");
             (ReloadResult::Failed, event)
         };

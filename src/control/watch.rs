@@ -34,15 +34,14 @@ pub fn spawn(control: Arc<Control>) -> Result<(), Error> {
             add(&target, &mut dirs, &mut names);
         }
     }
-    let inotify = Inotify::new()
-        .map_err(|e| Error::Runtime(format!("--watch: cannot start inotify: {e}")))?;
+    let inotify = Inotify::new().map_err(Error::io("--watch: cannot start inotify"))?;
     for dir in &dirs {
-        inotify.watch_dir(dir).map_err(|e| {
-            Error::Config(format!(
-                "--watch: cannot watch directory {}: {e}",
-                dir.display()
-            ))
-        })?;
+        inotify
+            .watch_dir(dir)
+            .map_err(|source| Error::Unwatchable {
+                dir: dir.clone(),
+                source,
+            })?;
     }
     let shown: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
     Event::info("watch.start")
@@ -52,7 +51,7 @@ pub fn spawn(control: Arc<Control>) -> Result<(), Error> {
         .name("ringtls-watch".into())
         .spawn(move || watch(&inotify, &names, &control))
         .map(|_| ())
-        .map_err(|e| Error::Runtime(format!("--watch: cannot start its thread: {e}")))
+        .map_err(Error::io("--watch: cannot start its thread"))
 }
 
 fn add(file: &Path, dirs: &mut BTreeSet<PathBuf>, names: &mut BTreeSet<OsString>) {

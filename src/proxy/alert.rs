@@ -16,30 +16,9 @@
 
 use rustls::{Error, PeerMisbehaved, ServerConnection, SupportedCipherSuite};
 
+use crate::outcome::Sent;
 use crate::tls::capture::Secrets;
 use crate::tls::secrets;
-
-/// What the client was told.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sent {
-    /// No alert went out (or the write failed).
-    None,
-    /// This alert description (RFC 8446 §6).
-    Alert(u8),
-    /// A TLS 1.2 alert sealed under keys we do not hold: which one is not known.
-    Sealed,
-}
-
-impl Sent {
-    /// The `alert=` field: the description's number, `none` or `sealed`.
-    pub fn field(self) -> String {
-        match self {
-            Sent::None => "none".into(),
-            Sent::Alert(description) => description.to_string(),
-            Sent::Sealed => "sealed".into(),
-        }
-    }
-}
 
 /// RFC 8446 §6.2's decode_error.
 pub const DECODE_ERROR: u8 = 50;

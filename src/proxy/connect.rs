@@ -6,11 +6,15 @@
 //! not fail the connection.
 
 use std::fmt;
+use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
 use monoio::net::{TcpStream, UnixStream};
+
+use super::splice::Ready;
 
 /// One place the upstream can be reached.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -75,9 +79,70 @@ pub enum UpstreamStream {
     Unix(UnixStream),
 }
 
-/// Dials each address in turn, each within `timeout`; the error names the last failure.
-pub async fn connect(addrs: &[UpstreamAddr], timeout: Duration) -> Result<UpstreamStream, String> {
-    let mut last = String::from("no upstream address");
+/// What both data paths need of an upstream socket: monoio's owned-buffer I/O and its halves
+/// (user space), readiness and a descriptor (kernel TLS, `splice`).
+pub(crate) trait Upstream: Split + AsyncReadRent + AsyncWriteRent + Ready {}
+
+impl<T: Split + AsyncReadRent + AsyncWriteRent + Ready> Upstream for T {}
+
+/// Something to do with a connected upstream, whichever kind it is (`UpstreamStream::run`).
+pub(crate) trait WithUpstream {
+    type Output;
+    async fn run<U: Upstream>(self, upstream: U) -> Self::Output;
+}
+
+impl UpstreamStream {
+    /// Runs `job` on the stream: the one place the kinds of upstream are told apart.
+    pub(crate) async fn run<J: WithUpstream>(self, job: J) -> J::Output {
+        match self {
+            UpstreamStream::Tcp(u) => job.run(u).await,
+            UpstreamStream::Unix(u) => job.run(u).await,
+        }
+    }
+}
+
+/// Why no upstream address could be dialled: the last address's failure.
+#[derive(Debug)]
+pub enum DialError {
+    /// The configuration holds no address (cannot happen after `resolve`).
+    NoAddress,
+    Failed {
+        addr: UpstreamAddr,
+        source: io::Error,
+    },
+    TimedOut {
+        addr: UpstreamAddr,
+        after: Duration,
+    },
+}
+
+impl fmt::Display for DialError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DialError::NoAddress => f.write_str("no upstream address"),
+            DialError::Failed { addr, .. } => addr.fmt(f),
+            DialError::TimedOut { addr, after } => {
+                write!(f, "{addr}: connect timed out after {after:?}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DialError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DialError::Failed { source, .. } => Some(source),
+            DialError::NoAddress | DialError::TimedOut { .. } => None,
+        }
+    }
+}
+
+/// Dials each address in turn, each within `timeout`; the error is the last failure.
+pub async fn connect(
+    addrs: &[UpstreamAddr],
+    timeout: Duration,
+) -> Result<UpstreamStream, DialError> {
+    let mut last = DialError::NoAddress;
     for addr in addrs {
         let attempt = async {
             match addr {
@@ -91,10 +156,16 @@ pub async fn connect(addrs: &[UpstreamAddr], timeout: Duration) -> Result<Upstre
                 }
             }
         };
+        let addr = addr.clone();
         match super::timer::timeout(timeout, attempt).await {
             Ok(Ok(stream)) => return Ok(stream),
-            Ok(Err(e)) => last = format!("{addr}: {e}"),
-            Err(_) => last = format!("{addr}: connect timed out after {timeout:?}"),
+            Ok(Err(source)) => last = DialError::Failed { addr, source },
+            Err(_) => {
+                last = DialError::TimedOut {
+                    addr,
+                    after: timeout,
+                }
+            }
         }
     }
     Err(last)
@@ -122,7 +193,7 @@ mod tests {
         assert!(matches!(result, Ok(UpstreamStream::Tcp(_))));
         let failed = rt.block_on(connect(&addrs[..1], Duration::from_secs(5)));
         assert!(
-            matches!(&failed, Err(m) if m.contains(&refused.to_string())),
+            matches!(&failed, Err(DialError::Failed { addr, .. }) if *addr == addrs[0]),
             "the error names the address"
         );
     }

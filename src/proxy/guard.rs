@@ -20,7 +20,7 @@ use rustls::server::danger::ClientCertVerifier;
 use super::Settings;
 use super::notify::Broadcast;
 use super::timer;
-use crate::outcome::{Close, Counters, Stop};
+use crate::outcome::{Counters, Stop};
 
 /// What the guard watches for one connection.
 pub struct Guard<'a> {
@@ -76,10 +76,7 @@ impl Guard<'_> {
                         changed.changed().await;
                         let generation = settings.current.load();
                         if let Err(e) = chain.verify_with(generation.verifier.as_ref()) {
-                            return Stop {
-                                reason: Close::ReauthorizationFailed,
-                                detail: format!("after reload: {e}"),
-                            };
+                            return Stop::Reauthorization(e);
                         }
                     }
                 };
@@ -106,11 +103,11 @@ impl Guard<'_> {
             if let Some(at) = self.expires {
                 let left = at.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    return expired();
+                    return Stop::CertExpired;
                 }
                 if left < step {
                     timer::sleep(left).await;
-                    return expired();
+                    return Stop::CertExpired;
                 }
             }
             self.tick.changed().await;
@@ -121,20 +118,10 @@ impl Guard<'_> {
             } else {
                 quiet_ticks += 1;
                 if quiet_ticks > ticks_per_idle {
-                    return Stop {
-                        reason: Close::IdleTimeout,
-                        detail: "no bytes either way".into(),
-                    };
+                    return Stop::Idle;
                 }
             }
         }
-    }
-}
-
-fn expired() -> Stop {
-    Stop {
-        reason: Close::ClientCertExpired,
-        detail: "the client certificate's notAfter has passed".into(),
     }
 }
 

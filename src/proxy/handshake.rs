@@ -16,8 +16,9 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use rustls::ServerConnection;
 
-use super::alert::{self, Sent, Written};
+use super::alert::{self, Written};
 use crate::engine;
+use crate::outcome::Sent;
 use crate::tls::capture::{self, Secrets};
 use crate::tls::secrets::TrafficSecrets;
 

@@ -40,7 +40,7 @@ use rustls::{CipherSuite, ConnectionTrafficSecrets, ServerConnection};
 use super::buffers;
 use super::guard::{Guard, PeerChain};
 use super::handshake::Early;
-use super::relay::RelayError;
+use super::relay_error::{HandOffError, KeyUpdateError, RelayError};
 use super::splice::{self, Pipes, Ready, SpliceError, Stop};
 use super::timer;
 use crate::outcome::Counters;
@@ -119,21 +119,21 @@ pub fn hand_off(
     socket: &TcpStream,
     (version, cipher): (u16, u16),
     traffic: Option<Box<TrafficSecrets>>,
-) -> Result<Kernel, String> {
+) -> Result<Kernel, HandOffError> {
     let rekey = match (conn.negotiated_cipher_suite(), traffic) {
         (Some(suite), Some(traffic)) => Rekey::new(suite, *traffic),
         _ => None,
     };
     let secrets = (*conn)
         .dangerous_extract_secrets()
-        .map_err(|e| format!("extracting the traffic secrets: {e}"))?;
+        .map_err(HandOffError::Secrets)?;
     let tx = crypto_info(version, secrets.tx.0, &secrets.tx.1);
     let rx = crypto_info(version, secrets.rx.0, &secrets.rx.1);
     let (Some(tx), Some(rx)) = (tx, rx) else {
-        return Err("the negotiated suite has no kernel form".into());
+        return Err(HandOffError::NoKernelForm);
     };
-    sys::attach(socket).map_err(|e| format!("TCP_ULP tls: {e}"))?;
-    sys::install(socket, &tx, &rx).map_err(|e| format!("TLS_TX/TLS_RX: {e}"))?;
+    sys::attach(socket).map_err(HandOffError::Attach)?;
+    sys::install(socket, &tx, &rx).map_err(HandOffError::Install)?;
     Ok(Kernel { cipher, rekey })
 }
 
@@ -262,19 +262,14 @@ async fn follow_key_update(
 ) -> Result<(), RelayError> {
     let cipher = kernel.cipher;
     let Some(rekey) = kernel.rekey.as_mut() else {
-        return Err(RelayError::KeyUpdate(
-            "no traffic secrets were kept for this connection".into(),
-        ));
+        return Err(RelayError::KeyUpdate(KeyUpdateError::NoSecrets));
     };
     let info = |next: KeyIv| {
         CryptoInfo::new(sys::TLS_1_3, cipher, &next.key, &next.iv, 0)
-            .ok_or_else(|| RelayError::KeyUpdate("the new key has no kernel form".into()))
+            .ok_or(RelayError::KeyUpdate(KeyUpdateError::NoKernelForm))
     };
-    sys::install_rx(client, &info(rekey.next_client())?).map_err(|e| {
-        RelayError::KeyUpdate(format!(
-            "this kernel cannot take new receive keys (TLS_RX: {e})"
-        ))
-    })?;
+    sys::install_rx(client, &info(rekey.next_client())?)
+        .map_err(|e| RelayError::KeyUpdate(KeyUpdateError::Receive(e)))?;
     if requested {
         // Our KeyUpdate (update_not_requested), sealed under the key the client still expects;
         // nothing else may be sent between it and the switch, so no await follows it.
@@ -288,11 +283,8 @@ async fn follow_key_update(
                 Err(e) => return Err(RelayError::ClientWrite(e)),
             }
         }
-        sys::install_tx(client, &info(rekey.next_server())?).map_err(|e| {
-            RelayError::KeyUpdate(format!(
-                "this kernel cannot take new sending keys (TLS_TX: {e})"
-            ))
-        })?;
+        sys::install_tx(client, &info(rekey.next_server())?)
+            .map_err(|e| RelayError::KeyUpdate(KeyUpdateError::Send(e)))?;
     }
     Ok(())
 }

@@ -13,7 +13,7 @@
 //! `shutdown(SHUT_WR)` on the client; the other direction keeps flowing until it ends too.
 
 use std::cell::{Cell, RefCell};
-use std::io::{self, Write};
+use std::io::Write;
 use std::time::Duration;
 
 use monoio::io::{
@@ -28,67 +28,10 @@ use super::buffers::{self, ReadBuf};
 use super::guard::Guard;
 use super::handshake::Early;
 use super::notify::Notify;
+use super::relay_error::RelayError;
 use super::timer;
 use crate::engine;
-use crate::outcome::{Close, Counters, Stop};
-
-/// Why the relay ended early.
-#[derive(Debug)]
-pub enum RelayError {
-    ClientRead(io::Error),
-    ClientWrite(io::Error),
-    UpstreamRead(io::Error),
-    UpstreamWrite(io::Error),
-    Tls(rustls::Error),
-    /// The guard ended it (idle, the certificate expired, a reload's re-check failed).
-    Stopped(Stop),
-    /// The client sent a KeyUpdate the kernel-TLS path could not follow (why).
-    KeyUpdate(String),
-    /// Handing the connection to kernel TLS failed after its secrets were taken.
-    HandOff(String),
-}
-
-impl RelayError {
-    /// Why the connection ended, for the close event and the metrics.
-    pub fn reason(&self) -> Close {
-        let reset = |e: &io::Error| {
-            matches!(
-                e.kind(),
-                io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::BrokenPipe
-                    | io::ErrorKind::ConnectionAborted
-            )
-        };
-        match self {
-            RelayError::ClientRead(e) | RelayError::ClientWrite(e) if reset(e) => {
-                Close::ClientReset
-            }
-            RelayError::ClientRead(_) | RelayError::ClientWrite(_) => Close::ClientIoError,
-            RelayError::UpstreamRead(e) | RelayError::UpstreamWrite(e) if reset(e) => {
-                Close::UpstreamReset
-            }
-            RelayError::UpstreamRead(_) | RelayError::UpstreamWrite(_) => Close::UpstreamIoError,
-            RelayError::Tls(_) => Close::TlsError,
-            RelayError::Stopped(stop) => stop.reason,
-            RelayError::KeyUpdate(_) => Close::KeyUpdateUnsupported,
-            RelayError::HandOff(_) => Close::KtlsFailed,
-        }
-    }
-
-    /// The underlying cause, for the log's detail field.
-    pub fn detail(&self) -> String {
-        match self {
-            RelayError::ClientRead(e)
-            | RelayError::ClientWrite(e)
-            | RelayError::UpstreamRead(e)
-            | RelayError::UpstreamWrite(e) => e.to_string(),
-            RelayError::Tls(e) => e.to_string(),
-            RelayError::Stopped(stop) => stop.detail.clone(),
-            RelayError::KeyUpdate(why) => format!("the client updated its keys: {why}"),
-            RelayError::HandOff(e) => format!("kernel TLS hand-off: {e}"),
-        }
-    }
-}
+use crate::outcome::Counters;
 
 /// Relays until both directions have ended, or until the first error or the guard's verdict.
 /// `early` is what the client sent with the end of its handshake, forwarded first.

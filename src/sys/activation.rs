@@ -76,20 +76,13 @@ impl fmt::Display for ActivationError {
                 "socket activation: LISTEN_FDS={value:?} is not a number of descriptors"
             ),
             ActivationError::Fd {
-                fd,
-                name,
-                problem,
-                source,
+                fd, name, problem, ..
             } => {
                 write!(f, "socket activation: fd {fd}")?;
                 if let Some(name) = name {
                     write!(f, " ({name:?})")?;
                 }
-                write!(f, " {problem}")?;
-                match source {
-                    Some(e) => write!(f, ": {e}"),
-                    None => Ok(()),
-                }
+                write!(f, " {problem}")
             }
             ActivationError::AlreadyTaken => f.write_str(
                 "socket activation: the passed sockets were already taken by an earlier start",

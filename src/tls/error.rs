@@ -70,17 +70,14 @@ pub enum LoadError {
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LoadError::Read { flag, path, source } => {
-                write!(f, "{flag} {}: cannot read: {source}", path.display())
+            LoadError::Read { flag, path, .. } => {
+                write!(f, "{flag} {}: cannot read", path.display())
             }
             LoadError::Pem {
-                flag,
-                path,
-                index,
-                source,
+                flag, path, index, ..
             } => write!(
                 f,
-                "{flag} {}: PEM block #{index} cannot be decoded: {source}",
+                "{flag} {}: PEM block #{index} cannot be decoded",
                 path.display()
             ),
             LoadError::Missing { flag, path, what } => {
@@ -115,7 +112,7 @@ impl fmt::Display for LoadError {
                     path.display(),
                     crt.display()
                 ),
-                other => write!(f, "--key {}: cannot use this key: {other}", path.display()),
+                _ => write!(f, "--key {}: cannot use this key", path.display()),
             },
             LoadError::Crl {
                 path,
@@ -130,10 +127,10 @@ impl fmt::Display for LoadError {
                 f,
                 "--ca-names all: the {names} CA names of --mutual-tls-cas take {bytes} bytes, more than the {limit} a CertificateRequest can carry (a 2-byte length, RFC 8446 §4.2); no client could parse it: use --ca-names auto (omits the list) or none, or split the bundle"
             ),
-            LoadError::Verifier(e) => {
-                write!(f, "--mutual-tls-cas: cannot build the client verifier: {e}")
+            LoadError::Verifier(_) => {
+                f.write_str("--mutual-tls-cas: cannot build the client verifier")
             }
-            LoadError::Config(e) => write!(f, "cannot build the TLS configuration: {e}"),
+            LoadError::Config(_) => f.write_str("cannot build the TLS configuration"),
         }
     }
 }
@@ -143,6 +140,12 @@ impl std::error::Error for LoadError {
         match self {
             LoadError::Read { source, .. } => Some(source),
             LoadError::Pem { source, .. } => Some(source),
+            // A key that is not the certificate's is all the message says; rustls' own words
+            // ("keys do not match") would add nothing.
+            LoadError::Key {
+                source: rustls::Error::InconsistentKeys(_),
+                ..
+            } => None,
             LoadError::Key { source, .. } => Some(source),
             LoadError::Verifier(e) => Some(e),
             LoadError::Config(e) => Some(e),

@@ -49,9 +49,9 @@ pub struct ClientIdentity {
 }
 
 impl ClientIdentity {
-    /// Parses a DER certificate; the error is x509-parser's description.
-    pub fn parse(der: &[u8]) -> Result<ClientIdentity, String> {
-        let (_, cert) = X509Certificate::from_der(der).map_err(|e| e.to_string())?;
+    /// Parses a DER certificate; the error is x509-parser's.
+    pub fn parse(der: &[u8]) -> Result<ClientIdentity, x509::ParseError> {
+        let (_, cert) = X509Certificate::from_der(der)?;
         Ok(ClientIdentity::of(&cert, x509::sha256(der)))
     }
 

@@ -49,10 +49,13 @@ pub struct CertInfo {
     pub ca: Result<(), CaProblem>,
 }
 
+/// Why DER is not a certificate, as x509-parser says.
+pub type ParseError = x509_parser::nom::Err<x509_parser::error::X509Error>;
+
 impl CertInfo {
-    /// Parses a DER certificate; the error is x509-parser's description.
-    pub fn parse(der: &[u8]) -> Result<CertInfo, String> {
-        let (_, cert) = X509Certificate::from_der(der).map_err(|e| e.to_string())?;
+    /// Parses a DER certificate; the error is x509-parser's.
+    pub fn parse(der: &[u8]) -> Result<CertInfo, ParseError> {
+        let (_, cert) = X509Certificate::from_der(der)?;
         Ok(CertInfo::of(&cert))
     }
 

@@ -215,10 +215,10 @@ fn shell_quote(s: &str) -> String {
 /// An echo server on 127.0.0.1:0 counting the connections it accepted.
 fn start_echo_upstream() -> Result<(SocketAddr, Arc<AtomicUsize>), Error> {
     let listener = TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| Error::Runtime(format!("demo: cannot start the echo upstream: {e}")))?;
+        .map_err(Error::io("demo: cannot start the echo upstream"))?;
     let addr = listener
         .local_addr()
-        .map_err(|e| Error::Runtime(format!("demo: echo upstream address: {e}")))?;
+        .map_err(Error::io("demo: echo upstream address"))?;
     let accepted = Arc::new(AtomicUsize::new(0));
     let count = accepted.clone();
     std::thread::spawn(move || {

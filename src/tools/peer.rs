@@ -39,21 +39,21 @@ pub fn run_peer(
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), Error> {
     let listener = std::net::TcpListener::bind(addr)
-        .map_err(|e| Error::Runtime(format!("--listen {addr}: cannot bind: {e}")))?;
+        .map_err(Error::io(format!("--listen {addr}: cannot bind")))?;
     let bound = listener
         .local_addr()
-        .map_err(|e| Error::Runtime(format!("--listen {addr}: {e}")))?;
+        .map_err(Error::io(format!("--listen {addr}")))?;
     listener
         .set_nonblocking(true)
-        .map_err(|e| Error::Runtime(format!("--listen {addr}: {e}")))?;
+        .map_err(Error::io(format!("--listen {addr}")))?;
     let mut runtime = RuntimeBuilder::<FusionDriver>::new()
         .enable_timer()
         .build()
-        .map_err(|e| Error::Runtime(format!("cannot build the runtime: {e}")))?;
+        .map_err(Error::io("cannot build the runtime"))?;
     ready(bound);
     runtime.block_on(async move {
-        let listener = TcpListener::from_std(listener)
-            .map_err(|e| Error::Runtime(format!("--listen {addr}: {e}")))?;
+        let listener =
+            TcpListener::from_std(listener).map_err(Error::io(format!("--listen {addr}")))?;
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {

@@ -184,7 +184,7 @@ pub fn run_load(plan: LoadPlan) -> Result<Stats, Error> {
         let handle = std::thread::Builder::new()
             .name(format!("ringtls-load{t}"))
             .spawn(move || load_thread(plan, config, share, deadline, progress))
-            .map_err(|e| Error::Runtime(format!("cannot start a load thread: {e}")))?;
+            .map_err(Error::io("cannot start a load thread"))?;
         handles.push(handle);
     }
     let show_progress = plan.duration >= Duration::from_secs(3);
@@ -237,7 +237,7 @@ fn load_thread(
     let mut runtime = RuntimeBuilder::<FusionDriver>::new()
         .enable_timer()
         .build()
-        .map_err(|e| Error::Runtime(format!("cannot build a load runtime: {e}")))?;
+        .map_err(Error::io("cannot build a load runtime"))?;
     // Each thread gets its own session cache (no cross-thread lock on the resumption store).
     let config = Arc::new((*config).clone());
     let stats = Rc::new(RefCell::new(Stats::default()));

@@ -1,0 +1,220 @@
+//! The client's side of a connection, phase by phase, each ending in the connection's
+//! `Outcome` when it fails: the handshake (`Client::accept`), the re-check of a resumed
+//! session (`recheck_resumed`) and, once the upstream is dialled, the PROXY header.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use monoio::net::TcpStream;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::{ServerConfig, ServerConnection};
+
+use super::buffers;
+use super::guard;
+use super::handshake::{self, Early, HandshakeError};
+use super::proxy_v2;
+use super::reason;
+use super::session::SessionFacts;
+use super::timer;
+use crate::outcome::{Outcome, Reject, Sent};
+
+/// How a connection that is still only ours has ended: its outcome.
+pub(crate) type Ended = Outcome<SessionFacts>;
+
+/// A client through the handshake.
+pub(crate) struct Client {
+    pub stream: TcpStream,
+    /// Boxed: the connection state (over 1 KiB) then lives once on the heap instead of in
+    /// every future that holds it, which keeps an idle connection's footprint small.
+    pub conn: Box<ServerConnection>,
+    /// What the client sent with the end of its handshake.
+    pub early: Early,
+    /// The handshake's write buffer, for what goes out before the relay.
+    out: Vec<u8>,
+}
+
+/// A client refused in the handshake, and the socket to close gently when an alert went out.
+pub(crate) struct Refusal {
+    pub outcome: Ended,
+    /// Lingered on after the outcome is recorded (`handshake::linger`), so the alert is not
+    /// lost to a reset.
+    pub linger: Option<TcpStream>,
+}
+
+impl Refusal {
+    fn ended(outcome: Ended) -> Refusal {
+        Refusal {
+            outcome,
+            linger: None,
+        }
+    }
+}
+
+/// Closes a refused client's socket after the alert, not counted against
+/// --handshake-timeout: the verdict is already out (or, where none could go out, after the
+/// client's own alert or a refusal rustls sends no alert for once our records are sealed, at
+/// least a FIN and not a reset).
+pub(crate) async fn linger(stream: Option<TcpStream>) {
+    if let Some(mut stream) = stream {
+        handshake::linger(&mut stream).await;
+    }
+}
+
+impl Client {
+    /// Runs the handshake within `timeout`. `record_by_record` when the connection may go to
+    /// kernel TLS (see `handshake::Reads`).
+    pub async fn accept(
+        mut stream: TcpStream,
+        tls: &std::sync::Arc<ServerConfig>,
+        timeout: Duration,
+        record_by_record: bool,
+    ) -> Result<Client, Refusal> {
+        let mut conn = match ServerConnection::new(tls.clone()) {
+            Ok(conn) => Box::new(conn),
+            Err(e) => {
+                let detail = e.to_string();
+                return Err(Refusal::ended(Outcome::Failed { detail }));
+            }
+        };
+        let reads = match record_by_record {
+            true => handshake::Reads::RecordByRecord,
+            false => handshake::Reads::Greedy,
+        };
+        let mut out = Vec::new();
+        let buf = Vec::with_capacity(buffers::BIG);
+        let handshake = handshake::accept_client(&mut stream, &mut conn, buf, &mut out, reads);
+        let err = match timer::timeout(timeout, handshake).await {
+            Ok(Ok(early)) => {
+                return Ok(Client {
+                    stream,
+                    conn,
+                    early,
+                    out,
+                });
+            }
+            Ok(Err(err)) => err,
+            Err(_) => {
+                return Err(Refusal::ended(refused(
+                    Reject::HandshakeTimeout,
+                    Sent::None,
+                    "no complete handshake in time".into(),
+                    None,
+                )));
+            }
+        };
+        // A refusal of ours lingers; a client that closed or reset is simply gone.
+        let (reason, alert, detail, leaf, linger) = match err {
+            HandshakeError::Tls { error, leaf, alert } => {
+                let reason = reason::classify(&error);
+                (reason, alert, error.to_string(), leaf, Some(stream))
+            }
+            HandshakeError::Io(e) => {
+                let detail = e.to_string();
+                (Reject::ClientClosed, Sent::None, detail, None, None)
+            }
+            HandshakeError::Eof => {
+                let detail = "closed mid-handshake".to_owned();
+                (Reject::ClientClosed, Sent::None, detail, None, None)
+            }
+        };
+        let presented = SessionFacts::read_refused(&conn, leaf.as_deref());
+        Err(Refusal {
+            outcome: refused(reason, alert, detail, Some(presented)),
+            linger,
+        })
+    }
+
+    /// A resumed session skips chain verification; re-run it (served from the per-worker
+    /// verdict cache when this worker has seen the chain) so that a session ticket never lets
+    /// in a chain that a full handshake would now refuse — expired since, for instance.
+    pub async fn recheck_resumed(
+        &mut self,
+        verifier: &dyn ClientCertVerifier,
+    ) -> Result<(), Ended> {
+        let Err(e) = resumed_chain_verifies(&self.conn, verifier) else {
+            return Ok(());
+        };
+        // The session was valid when issued but its client chain no longer is: turn it away
+        // like a full handshake with that chain would be. rustls cannot send a fatal alert once
+        // the handshake is over; close_notify at least tells the client the end is deliberate.
+        self.conn.send_close_notify();
+        // What went out is close_notify (alert 0, a warning), unless the client is gone.
+        let alert = match self.flush().await {
+            true => Sent::Alert(0),
+            false => Sent::None,
+        };
+        let detail = format!("resumed session: {e}");
+        Err(refused(reason::classify(&e), alert, detail, None))
+    }
+
+    /// Tells the client with close_notify that nothing more will come (the upstream is
+    /// unreachable), best effort.
+    pub async fn close_notify(&mut self) {
+        self.conn.send_close_notify();
+        self.flush().await;
+    }
+
+    /// Writes what rustls queued; false if the client is gone.
+    async fn flush(&mut self) -> bool {
+        handshake::flush(&mut self.stream, &mut self.conn, &mut self.out)
+            .await
+            .is_ok()
+    }
+
+    /// Puts the PROXY v2 header (see `proxy_v2`) for this connection, from the facts already
+    /// read, before what the client sent, so it reaches the upstream first.
+    pub fn prepend_proxy_header(&mut self, facts: &SessionFacts, peer: SocketAddr) {
+        let local = self.stream.local_addr().unwrap_or(peer);
+        let (version, cipher, cert) = facts.proxy_fields();
+        let info = proxy_v2::ClientInfo {
+            alpn: self.conn.alpn_protocol(),
+            sni: self.conn.server_name(),
+            version,
+            cipher,
+            cert,
+            resumed: self.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+        };
+        let mut header = Vec::with_capacity(256);
+        proxy_v2::encode(peer, local, &info, &mut header);
+        header.extend_from_slice(&self.early.plain);
+        self.early.plain = header;
+    }
+
+    /// The session's facts for the log and the PROXY header, read once.
+    pub fn facts(&self) -> SessionFacts {
+        let leaf = self
+            .conn
+            .peer_certificates()
+            .and_then(|chain| chain.first());
+        SessionFacts::read(&self.conn, leaf.map(|der| der.as_ref()))
+    }
+
+    /// Gives up the handshake's write buffer (record-sized; the relay starts small, see
+    /// `buffers`) and hands over the rest.
+    pub fn into_parts(self) -> (TcpStream, Box<ServerConnection>, Early) {
+        (self.stream, self.conn, self.early)
+    }
+}
+
+fn refused(reason: Reject, alert: Sent, detail: String, presented: Option<SessionFacts>) -> Ended {
+    Outcome::Refused {
+        reason,
+        alert,
+        detail,
+        presented,
+    }
+}
+
+fn resumed_chain_verifies(
+    conn: &ServerConnection,
+    verifier: &dyn ClientCertVerifier,
+) -> Result<(), rustls::Error> {
+    if conn.handshake_kind() != Some(rustls::HandshakeKind::Resumed) {
+        return Ok(());
+    }
+    let chain = conn.peer_certificates();
+    if chain.is_none_or(|c| c.is_empty()) && verifier.client_auth_mandatory() {
+        return Err(rustls::Error::NoCertificatesPresented);
+    }
+    guard::verify_chain(chain, verifier)
+}
