@@ -17,6 +17,7 @@
 use std::path::{Path, PathBuf};
 
 #[path = "tests/common/tools.rs"]
+#[allow(unreachable_pub)] // shared with the tests, where they are `pub`
 mod tools;
 
 fn main() {

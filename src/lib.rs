@@ -25,21 +25,23 @@
 
 #![deny(unsafe_code)]
 
+// The library's public API is what `main.rs`, the tests and the benchmarks use; everything
+// else is crate-private, so the dead-code lint sees it (`unreachable_pub` in Cargo.toml).
 pub mod cause;
 pub mod cli;
 pub mod config;
-pub mod control;
+pub(crate) mod control;
 pub mod engine;
-pub mod error;
-pub mod listen;
-pub mod outcome;
+pub(crate) mod error;
+pub(crate) mod listen;
+pub(crate) mod outcome;
 pub mod proxy;
-pub mod runtime;
+pub(crate) mod runtime;
 // The one module allowed `unsafe`: its `//!` states the invariants.
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod telemetry;
-pub mod time_format;
+pub(crate) mod time_format;
 pub mod tls;
 pub mod tools;
 

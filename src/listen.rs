@@ -44,13 +44,13 @@ impl std::error::Error for BindError {
 }
 
 /// The bound addresses (in `--listen` order) and, per worker, its listeners in the same order.
-pub struct Bound {
+pub(crate) struct Bound {
     pub addrs: Vec<SocketAddr>,
     pub per_worker: Vec<Vec<std::net::TcpListener>>,
 }
 
 /// Binds every address once per worker.
-pub fn bind_listeners(addrs: &[SocketAddr], workers: usize) -> Result<Bound, BindError> {
+pub(crate) fn bind_listeners(addrs: &[SocketAddr], workers: usize) -> Result<Bound, BindError> {
     let mut bound = Bound {
         addrs: Vec::with_capacity(addrs.len()),
         per_worker: (0..workers)
@@ -102,7 +102,7 @@ impl std::error::Error for ShareError {
 /// Gives every worker its own descriptor (a `dup`) of each passed listener. They all accept
 /// on the one socket, so the kernel queue is shared rather than split by SO_REUSEPORT: there is
 /// only one socket to split, and the service manager owns its address.
-pub fn share_listeners(
+pub(crate) fn share_listeners(
     passed: Vec<(SocketAddr, std::net::TcpListener)>,
     workers: usize,
 ) -> Result<Bound, ShareError> {

@@ -9,7 +9,7 @@ use std::cell::Cell;
 
 /// How one connection ended. `F` is what the handshake established about the session (the
 /// proxy's `SessionFacts`), which the log reports with the outcome.
-pub enum Outcome<F> {
+pub(crate) enum Outcome<F> {
     /// The connection could not even be set up on our side (`conn.error`; no metric).
     Failed { detail: String },
     /// Turned away before or during the handshake, or by the resumed-session re-check
@@ -178,7 +178,7 @@ impl Close {
 
 /// The guard's verdict on a live connection: why it must end.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Stop {
+pub(crate) enum Stop {
     /// No bytes either way for `--idle-timeout`.
     Idle,
     /// The client certificate's notAfter passed.
@@ -188,7 +188,7 @@ pub enum Stop {
 }
 
 impl Stop {
-    pub fn reason(&self) -> Close {
+    pub(crate) fn reason(&self) -> Close {
         match self {
             Stop::Idle => Close::IdleTimeout,
             Stop::CertExpired => Close::ClientCertExpired,
@@ -233,7 +233,7 @@ impl Path {
 
 /// Bytes moved, for the close event.
 #[derive(Default)]
-pub struct Counters {
+pub(crate) struct Counters {
     /// Plaintext bytes client → upstream.
     pub up: Cell<u64>,
     /// Plaintext bytes upstream → client.
@@ -250,7 +250,7 @@ impl Counters {
     }
 
     /// Changes whenever a read happens either way.
-    pub fn activity(&self) -> u64 {
+    pub(crate) fn activity(&self) -> u64 {
         self.activity.get()
     }
 }

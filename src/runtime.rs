@@ -29,7 +29,7 @@ use crate::telemetry::log::Event;
 use crate::telemetry::metrics::WorkerStats;
 
 /// How the serving part is shaped, beyond the TLS material.
-pub struct WorkerPlan {
+pub(crate) struct WorkerPlan {
     /// One set per worker: as many workers as `bind` was asked for.
     pub listeners: Listeners,
     /// Total connection limit, split evenly across workers.
@@ -37,7 +37,7 @@ pub struct WorkerPlan {
 }
 
 /// Where the workers accept.
-pub enum Sockets {
+pub(crate) enum Sockets {
     /// Bind these addresses (`--listen`), one socket per worker each.
     Bind(Vec<SocketAddr>),
     /// Share these already-listening sockets (socket activation) among all workers.
@@ -186,7 +186,7 @@ struct Ready {
 }
 
 /// Every worker's listeners, bound (or shared) and not yet accepting.
-pub struct Listeners {
+pub(crate) struct Listeners {
     bound: listen::Bound,
     /// Whether we bound them; see `bind`.
     owned: bool,
@@ -194,7 +194,7 @@ pub struct Listeners {
 
 /// Binds (or shares) every listener, one per worker and address. Separate from `start` so
 /// that a port that is taken fails the start before anything says it started.
-pub fn bind(sockets: Sockets, threads: usize) -> Result<Listeners, StartError> {
+pub(crate) fn bind(sockets: Sockets, threads: usize) -> Result<Listeners, StartError> {
     let threads = threads.max(1);
     // Passed sockets belong to the service manager, which keeps them listening across our
     // restarts; only the ones we bound are shut down when we stop accepting.
@@ -212,7 +212,7 @@ pub fn bind(sockets: Sockets, threads: usize) -> Result<Listeners, StartError> {
 
 /// Starts one worker per listener set from `bind` and returns once all of them accept
 /// connections.
-pub fn start(plan: WorkerPlan, settings: Arc<Settings>) -> Result<Server, StartError> {
+pub(crate) fn start(plan: WorkerPlan, settings: Arc<Settings>) -> Result<Server, StartError> {
     let Listeners { bound, owned } = plan.listeners;
     let threads = bound.per_worker.len();
     let cores = core_affinity::get_core_ids().unwrap_or_default();

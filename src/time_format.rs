@@ -17,10 +17,10 @@ const SPELLED: &[FormatItem<'static>] =
     format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
 
 /// A wall-clock instant as RFC 3339 UTC with milliseconds: `2026-11-29T16:10:59.102Z`.
-pub struct Utc(SystemTime);
+pub(crate) struct Utc(SystemTime);
 
 impl Utc {
-    pub fn now() -> Self {
+    pub(crate) fn now() -> Self {
         Utc(SystemTime::now())
     }
 }
@@ -36,12 +36,12 @@ impl fmt::Display for Utc {
 }
 
 /// A Unix timestamp as RFC 3339: `2026-11-29T14:00:00Z`.
-pub fn rfc3339(unix: i64) -> String {
+pub(crate) fn rfc3339(unix: i64) -> String {
     format_unix(unix, RFC3339)
 }
 
 /// A Unix timestamp spelled out: `2026-11-29 14:00:00 UTC`.
-pub fn spelled(unix: i64) -> String {
+pub(crate) fn spelled(unix: i64) -> String {
     format_unix(unix, SPELLED)
 }
 

@@ -1,7 +1,7 @@
 //! What the in-memory benchmarks share: a dev PKI loaded through `ringtls::tls::load_tls` (the
 //! exact `ServerConfig` `serve` would build), a matching rustls client config, and an in-memory
 //! handshake driven through `ringtls::engine`.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -15,10 +15,10 @@ use crate::telemetry::metrics::Expiry;
 use crate::tls::{self, TlsMaterial};
 
 /// SHA-256 over every input of a generation.
-pub type Fingerprint = [u8; 32];
+pub(crate) type Fingerprint = [u8; 32];
 
 /// A generation and what was learnt building it.
-pub struct Built {
+pub(crate) struct Built {
     pub generation: Generation,
     pub material: TlsMaterial,
     pub expiries: Vec<Expiry>,
@@ -26,7 +26,7 @@ pub struct Built {
 
 /// Fingerprints the upstream's addresses and every file the flags name, without parsing them:
 /// cheap enough to run on every SIGHUP or file event.
-pub fn fingerprint(config: &ServeConfig, upstream: &[UpstreamAddr]) -> Fingerprint {
+pub(crate) fn fingerprint(config: &ServeConfig, upstream: &[UpstreamAddr]) -> Fingerprint {
     let mut ctx = digest::Context::new(&digest::SHA256);
     for addr in upstream {
         ctx.update(addr.to_string().as_bytes());
@@ -50,7 +50,7 @@ pub fn fingerprint(config: &ServeConfig, upstream: &[UpstreamAddr]) -> Fingerpri
 }
 
 /// Every file a reload re-reads (and `--watch` watches): certificates, keys, CA bundles, CRLs.
-pub fn files(config: &ServeConfig) -> impl Iterator<Item = &Path> {
+pub(crate) fn files(config: &ServeConfig) -> impl Iterator<Item = &Path> {
     let t = &config.tls;
     [t.crt.as_path(), t.key.as_path()]
         .into_iter()
@@ -67,7 +67,11 @@ pub fn files(config: &ServeConfig) -> impl Iterator<Item = &Path> {
 /// includes deciding again whether CertificateRequest carries the CA names (`--ca-names auto`
 /// looks at the size of the bundle as it is now); the caller logs the decision with the trust
 /// warnings (`log_trust_warnings`) and names it in `serve.start` / `reload.ok`.
-pub fn build(config: &ServeConfig, id: u64, upstream: Vec<UpstreamAddr>) -> Result<Built, Error> {
+pub(crate) fn build(
+    config: &ServeConfig,
+    id: u64,
+    upstream: Vec<UpstreamAddr>,
+) -> Result<Built, Error> {
     let material = tls::load_tls(&config.tls)?;
     let expiries = expiries(config, &material);
     Ok(Built {

@@ -9,8 +9,8 @@
 //!
 //! Reloads are serialised by one mutex; nothing here runs on a worker.
 
-pub mod generation;
-pub mod watch;
+pub(crate) mod generation;
+pub(crate) mod watch;
 
 use crate::cause::Chain;
 use std::net::SocketAddr;

@@ -25,7 +25,7 @@ const MAX_DELAY: Duration = Duration::from_secs(2);
 
 /// Watches every directory that holds a flagged file and reloads on relevant changes, from a
 /// thread of its own.
-pub fn spawn(control: Arc<Control>) -> Result<(), Error> {
+pub(crate) fn spawn(control: Arc<Control>) -> Result<(), Error> {
     let mut dirs = BTreeSet::new();
     let mut names = BTreeSet::new();
     for file in generation::files(&control.config) {

@@ -28,7 +28,7 @@ thread_local! {
 
 /// Called once by each worker: under io_uring every operation already passes through the
 /// scheduler, so only the epoll driver needs the yields.
-pub fn set_cooperative(on: bool) {
+pub(crate) fn set_cooperative(on: bool) {
     COOPERATIVE.with(|c| c.set(on));
 }
 
@@ -36,7 +36,7 @@ pub fn set_cooperative(on: bool) {
 /// round of a relay loop (one read or write of up to 128 KiB): measured with eight saturating
 /// streams on one epoll worker, a ninth client's round trip took 72 ms when every round
 /// yields, 160 ms every 2 rounds, 640 ms every 4 and 4.7 s every 8.
-pub async fn next_turn() {
+pub(crate) async fn next_turn() {
     if COOPERATIVE.with(Cell::get) {
         YieldNow(false).await;
     }
@@ -66,7 +66,7 @@ impl Future for YieldNow {
 }
 
 /// The worker's pump: wakes the tasks that yielded, from a task of its own. Runs forever.
-pub async fn pump() {
+pub(crate) async fn pump() {
     poll_fn(|cx: &mut Context<'_>| {
         PUMP.with(|p| *p.borrow_mut() = Some(cx.waker().clone()));
         let parked = PARKED.with(|p| std::mem::take(&mut *p.borrow_mut()));

@@ -11,16 +11,16 @@
 //! (mimalloc's thread-local heaps), which recycles them without a lock.
 
 /// One maximal TLS record, ciphertext, with room to spare.
-pub const BIG: usize = 16 * 1024 + 256;
+pub(super) const BIG: usize = 16 * 1024 + 256;
 /// Several records: for bulk transfers, fewer reads, writes and wake-ups per byte.
-pub const HUGE: usize = 128 * 1024;
+pub(super) const HUGE: usize = 128 * 1024;
 /// What an idle or interactive direction holds while it waits.
-pub const SMALL: usize = 512;
+pub(super) const SMALL: usize = 512;
 /// Plaintext and record scratch buffers grown past this are released when the connection idles.
-pub const KEEP: usize = 4 * 1024;
+pub(super) const KEEP: usize = 4 * 1024;
 
 /// The read buffer of one direction.
-pub struct ReadBuf {
+pub(super) struct ReadBuf {
     buf: Vec<u8>,
     /// The capacity to allocate when the buffer was parked.
     parked: usize,
@@ -28,7 +28,7 @@ pub struct ReadBuf {
 
 impl ReadBuf {
     /// Starts small: most connections begin with a request of a few hundred bytes.
-    pub fn small() -> ReadBuf {
+    pub(super) fn small() -> ReadBuf {
         ReadBuf {
             buf: Vec::with_capacity(SMALL),
             parked: SMALL,
@@ -36,7 +36,7 @@ impl ReadBuf {
     }
 
     /// The buffer to hand to the next read, emptied.
-    pub fn take(&mut self) -> Vec<u8> {
+    pub(super) fn take(&mut self) -> Vec<u8> {
         let mut buf = std::mem::take(&mut self.buf);
         if buf.capacity() == 0 {
             return Vec::with_capacity(self.parked);
@@ -48,7 +48,7 @@ impl ReadBuf {
     /// Gives up the buffer while the direction waits for readiness (readiness-driven reads,
     /// where the wait needs no buffer), remembering its size for the next `take`: a bulk
     /// stream that briefly ran dry resumes at full size, and no waiting direction holds one.
-    pub fn park(&mut self, buf: Vec<u8>) {
+    pub(super) fn park(&mut self, buf: Vec<u8>) {
         self.parked = buf.capacity().max(SMALL);
         self.buf = Vec::new();
     }
@@ -56,7 +56,7 @@ impl ReadBuf {
     /// Takes the buffer back after a read of `n` bytes (already consumed) and picks the size of
     /// the next one. Returns true when the direction looks idle (the read fit in `SMALL` with room
     /// to spare).
-    pub fn put_back(&mut self, buf: Vec<u8>, n: usize) -> bool {
+    pub(super) fn put_back(&mut self, buf: Vec<u8>, n: usize) -> bool {
         let cap = buf.capacity();
         self.buf = if n == cap && cap < BIG {
             Vec::with_capacity(BIG)
@@ -74,7 +74,7 @@ impl ReadBuf {
 }
 
 /// Releases a scratch buffer that grew past `KEEP`.
-pub fn relax(buf: &mut Vec<u8>) {
+pub(super) fn relax(buf: &mut Vec<u8>) {
     if buf.capacity() > KEEP {
         *buf = Vec::new();
     }

@@ -63,7 +63,7 @@ pub(crate) async fn linger(stream: Option<TcpStream>) {
 impl Client {
     /// Runs the handshake within `timeout`. `record_by_record` when the connection may go to
     /// kernel TLS (see `handshake::Reads`).
-    pub async fn accept(
+    pub(super) async fn accept(
         mut stream: TcpStream,
         tls: &std::sync::Arc<ServerConfig>,
         timeout: Duration,
@@ -127,7 +127,7 @@ impl Client {
     /// A resumed session skips chain verification; re-run it (served from the per-worker
     /// verdict cache when this worker has seen the chain) so that a session ticket never lets
     /// in a chain that a full handshake would now refuse — expired since, for instance.
-    pub async fn recheck_resumed(
+    pub(super) async fn recheck_resumed(
         &mut self,
         verifier: &dyn ClientCertVerifier,
     ) -> Result<(), Ended> {
@@ -149,7 +149,7 @@ impl Client {
 
     /// Tells the client with close_notify that nothing more will come (the upstream is
     /// unreachable), best effort.
-    pub async fn close_notify(&mut self) {
+    pub(super) async fn close_notify(&mut self) {
         self.conn.send_close_notify();
         self.flush().await;
     }
@@ -163,7 +163,7 @@ impl Client {
 
     /// Puts the PROXY v2 header (see `proxy_v2`) for this connection, from the facts already
     /// read, before what the client sent, so it reaches the upstream first.
-    pub fn prepend_proxy_header(&mut self, facts: &SessionFacts, peer: SocketAddr) {
+    pub(super) fn prepend_proxy_header(&mut self, facts: &SessionFacts, peer: SocketAddr) {
         let local = self.stream.local_addr().unwrap_or(peer);
         let (version, cipher, cert) = facts.proxy_fields();
         let info = proxy_v2::ClientInfo {
@@ -181,7 +181,7 @@ impl Client {
     }
 
     /// The session's facts for the log and the PROXY header, read once.
-    pub fn facts(&self) -> SessionFacts {
+    pub(super) fn facts(&self) -> SessionFacts {
         let leaf = self
             .conn
             .peer_certificates()
@@ -191,7 +191,7 @@ impl Client {
 
     /// Gives up the handshake's write buffer (record-sized; the relay starts small, see
     /// `buffers`) and hands over the rest.
-    pub fn into_parts(self) -> (TcpStream, Box<ServerConnection>, Early) {
+    pub(super) fn into_parts(self) -> (TcpStream, Box<ServerConnection>, Early) {
         (self.stream, self.conn, self.early)
     }
 }

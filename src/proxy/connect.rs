@@ -34,7 +34,7 @@ impl fmt::Display for UpstreamAddr {
 
 /// Why `--upstream` could not be turned into addresses.
 #[derive(Debug, PartialEq, Eq)]
-pub enum ResolveError {
+pub(crate) enum ResolveError {
     /// Not `HOST:PORT` nor `unix:/path`: a usage mistake.
     Syntax(String),
     /// Well formed, but the name does not resolve (now).
@@ -43,7 +43,7 @@ pub enum ResolveError {
 
 /// Parses `--upstream` and resolves it: `unix:/path` is one address, `HOST:PORT` every address
 /// the name has, in the resolver's order.
-pub fn resolve(spec: &str) -> Result<Vec<UpstreamAddr>, ResolveError> {
+pub(crate) fn resolve(spec: &str) -> Result<Vec<UpstreamAddr>, ResolveError> {
     if let Some(path) = spec.strip_prefix("unix:") {
         if path.is_empty() {
             return Err(ResolveError::Syntax(format!(
@@ -74,7 +74,7 @@ pub fn resolve(spec: &str) -> Result<Vec<UpstreamAddr>, ResolveError> {
 }
 
 /// A connected upstream.
-pub enum UpstreamStream {
+pub(crate) enum UpstreamStream {
     Tcp(TcpStream),
     Unix(UnixStream),
 }
@@ -103,7 +103,7 @@ impl UpstreamStream {
 
 /// Why no upstream address could be dialled: the last address's failure.
 #[derive(Debug)]
-pub enum DialError {
+pub(crate) enum DialError {
     /// The configuration holds no address (cannot happen after `resolve`).
     NoAddress,
     Failed {
@@ -138,7 +138,7 @@ impl std::error::Error for DialError {
 }
 
 /// Dials each address in turn, each within `timeout`; the error is the last failure.
-pub async fn connect(
+pub(crate) async fn connect(
     addrs: &[UpstreamAddr],
     timeout: Duration,
 ) -> Result<UpstreamStream, DialError> {

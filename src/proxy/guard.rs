@@ -23,7 +23,7 @@ use super::timer;
 use crate::outcome::{Counters, Stop};
 
 /// What the guard watches for one connection.
-pub struct Guard<'a> {
+pub(crate) struct Guard<'a> {
     pub idle: Duration,
     /// The worker's ticker (`ticker`, with a period of `tick_period(idle)`).
     pub tick: &'a Broadcast,
@@ -36,7 +36,7 @@ pub struct Guard<'a> {
 
 /// Where the client's chain is kept: in the rustls connection on the user-space path, copied
 /// out before the hand-off on the kernel-TLS path.
-pub trait PeerChain {
+pub(crate) trait PeerChain {
     /// Verifies the chain (if the client presented one) with `verifier`.
     fn verify_with(&self, verifier: &dyn ClientCertVerifier) -> Result<(), rustls::Error>;
 }
@@ -68,7 +68,7 @@ pub(super) fn verify_chain(
 
 impl Guard<'_> {
     /// Resolves with the reason the connection must end.
-    pub async fn watch(&self, chain: &dyn PeerChain, counters: &Counters) -> Stop {
+    pub(crate) async fn watch(&self, chain: &dyn PeerChain, counters: &Counters) -> Stop {
         match self.reauthorize {
             Some((changed, settings)) => {
                 let trust = async {
@@ -129,13 +129,13 @@ impl Guard<'_> {
 const TICKS_PER_IDLE: u32 = 4;
 
 /// How often the worker's ticker ticks for this idle timeout.
-pub fn tick_period(idle: Duration) -> Duration {
+pub(crate) fn tick_period(idle: Duration) -> Duration {
     (idle / TICKS_PER_IDLE).max(Duration::from_millis(10))
 }
 
 /// A worker's ticker: advances `tick` every `tick_period(idle)`, for every guard of the worker.
 /// Runs forever.
-pub async fn ticker(tick: &'static Broadcast, idle: Duration) {
+pub(crate) async fn ticker(tick: &'static Broadcast, idle: Duration) {
     let period = tick_period(idle);
     loop {
         monoio::time::sleep(period).await;
@@ -144,7 +144,7 @@ pub async fn ticker(tick: &'static Broadcast, idle: Duration) {
 }
 
 /// The `Instant` at Unix time `not_after` (seconds), or `None` if it is too far off to matter.
-pub fn deadline(not_after: i64) -> Option<Instant> {
+pub(crate) fn deadline(not_after: i64) -> Option<Instant> {
     let now = crate::tls::x509::now_unix();
     // RFC 5280 §4.1.2.5: the certificate is valid through notAfter, inclusive.
     let left = not_after.saturating_add(1).saturating_sub(now).max(0);

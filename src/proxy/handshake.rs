@@ -24,7 +24,7 @@ use crate::tls::secrets::TrafficSecrets;
 
 /// A failed handshake.
 #[derive(Debug)]
-pub enum HandshakeError {
+pub(crate) enum HandshakeError {
     /// rustls refused the client, or we did (a ClientHello cut short by its close). `leaf` is
     /// the certificate this handshake presented, when the refusal was about it. `alert`: what
     /// the client was sent, read back from the bytes written.
@@ -42,7 +42,7 @@ pub enum HandshakeError {
 /// What the handshake leaves for the data path: what the client sent along with the end of
 /// its handshake, and (on the kernel-TLS path) the traffic secrets.
 #[derive(Debug, Default)]
-pub struct Early {
+pub(crate) struct Early {
     /// Plaintext to forward before anything else.
     pub plain: Vec<u8>,
     /// The client's close_notify came in the same reads: nothing more will come from it.
@@ -54,7 +54,7 @@ pub struct Early {
 
 /// How the handshake reads the socket.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Reads {
+pub(crate) enum Reads {
     /// As much as is there: fewest system calls.
     Greedy,
     /// One whole TLS record at a time, never past the end of the handshake: for a connection
@@ -65,7 +65,7 @@ pub enum Reads {
 
 /// Runs the server side of the handshake, reading into `buf`. On success returns what the
 /// client already sent after its Finished.
-pub async fn accept_client(
+pub(crate) async fn accept_client(
     stream: &mut TcpStream,
     conn: &mut ServerConnection,
     mut buf: Vec<u8>,
@@ -206,7 +206,7 @@ const LINGER_BYTES: usize = 256 * 1024;
 /// the alert before the client reads it: a client in the middle of a large Certificate
 /// message would see "connection reset" instead of why it was refused. This is the lingering
 /// close nginx and HAProxy do.
-pub async fn linger(stream: &mut TcpStream) {
+pub(crate) async fn linger(stream: &mut TcpStream) {
     let mut buf = Vec::with_capacity(16 * 1024);
     let _ = stream.shutdown().await;
     let drain = async {
@@ -225,7 +225,7 @@ pub async fn linger(stream: &mut TcpStream) {
 }
 
 /// Writes every queued TLS record to the client.
-pub async fn flush(
+pub(crate) async fn flush(
     stream: &mut TcpStream,
     conn: &mut ServerConnection,
     out: &mut Vec<u8>,

@@ -61,7 +61,7 @@ impl Offer {
 }
 
 /// `TLS1.3/AES-128-GCM`, for the log.
-pub fn suite_name(version: u16, cipher: u16) -> String {
+pub(crate) fn suite_name(version: u16, cipher: u16) -> String {
     let v = if version == sys::TLS_1_3 {
         "TLS1.3"
     } else {
@@ -106,7 +106,7 @@ fn crypto_info(version: u16, seq: u64, secrets: &ConnectionTrafficSecrets) -> Op
 
 /// What the relay keeps of a connection handed to the kernel: its suite, and for TLS 1.3 the
 /// traffic secrets that the next keys derive from.
-pub struct Kernel {
+pub(crate) struct Kernel {
     cipher: u16,
     rekey: Option<Rekey>,
 }
@@ -114,7 +114,7 @@ pub struct Kernel {
 /// Gives the connection's record layer to the kernel. Consumes the rustls connection: on error
 /// the connection cannot go on (its secrets are spent) and must be closed. `traffic` is what
 /// the handshake captured (`tls::secrets`), for following key updates.
-pub fn hand_off(
+pub(crate) fn hand_off(
     conn: Box<ServerConnection>,
     socket: &TcpStream,
     (version, cipher): (u16, u16),
@@ -139,7 +139,7 @@ pub fn hand_off(
 
 /// Relays plaintext between a kernel-TLS client socket and the upstream until both directions
 /// ended, or an error, or the guard's verdict. The bytes go socket → pipe → socket (`splice`).
-pub async fn relay<U: Ready>(
+pub(crate) async fn relay<U: Ready>(
     client: TcpStream,
     upstream: U,
     mut kernel: Kernel,

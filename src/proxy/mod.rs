@@ -8,23 +8,23 @@
 //! the upstream. Nothing here can take down the worker.
 
 pub mod alert;
-pub mod budget;
+pub(crate) mod budget;
 mod buffers;
 mod client;
-pub mod connect;
-pub mod guard;
-pub mod handshake;
-pub mod ktls;
-pub mod notify;
+pub(crate) mod connect;
+pub(crate) mod guard;
+pub(crate) mod handshake;
+pub(crate) mod ktls;
+pub(crate) mod notify;
 mod plane;
-pub mod proxy_v2;
-pub mod reason;
+pub(crate) mod proxy_v2;
+pub(crate) mod reason;
 mod record;
-pub mod relay;
-pub mod relay_error;
+pub(crate) mod relay;
+pub(crate) mod relay_error;
 mod session;
 pub mod splice;
-pub mod timer;
+pub(crate) mod timer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

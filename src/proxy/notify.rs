@@ -13,14 +13,14 @@ use std::task::{Context, Poll, Waker};
 
 /// One waiter, many notifiers, same thread.
 #[derive(Default)]
-pub struct Notify {
+pub(crate) struct Notify {
     pending: Cell<bool>,
     waker: Cell<Option<Waker>>,
 }
 
 impl Notify {
     /// Wakes the waiter, or makes its next `notified()` return at once.
-    pub fn notify(&self) {
+    pub(crate) fn notify(&self) {
         self.pending.set(true);
         if let Some(waker) = self.waker.take() {
             waker.wake();
@@ -28,12 +28,12 @@ impl Notify {
     }
 
     /// Waits for the next `notify()` (or consumes one that already happened).
-    pub fn notified(&self) -> Notified<'_> {
+    pub(crate) fn notified(&self) -> Notified<'_> {
         Notified(self)
     }
 }
 
-pub struct Notified<'a>(&'a Notify);
+pub(crate) struct Notified<'a>(&'a Notify);
 
 impl Future for Notified<'_> {
     type Output = ();

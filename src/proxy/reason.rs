@@ -4,10 +4,10 @@
 
 use rustls::{CertificateError, Error};
 
-pub use crate::outcome::Reject;
+pub(crate) use crate::outcome::Reject;
 
 /// Classifies a handshake error.
-pub fn classify(err: &Error) -> Reject {
+pub(crate) fn classify(err: &Error) -> Reject {
     match err {
         Error::NoCertificatesPresented => Reject::NoCertificate,
         Error::InvalidCertificate(cert_err) => match cert_err {

@@ -35,7 +35,7 @@ use crate::outcome::Counters;
 
 /// Relays until both directions have ended, or until the first error or the guard's verdict.
 /// `early` is what the client sent with the end of its handshake, forwarded first.
-pub async fn relay<U>(
+pub(crate) async fn relay<U>(
     client: TcpStream,
     upstream: U,
     conn: &RefCell<Box<ServerConnection>>,

@@ -10,7 +10,7 @@ use crate::outcome::{Close, Stop};
 
 /// Why the relay ended early.
 #[derive(Debug)]
-pub enum RelayError {
+pub(crate) enum RelayError {
     ClientRead(io::Error),
     ClientWrite(io::Error),
     UpstreamRead(io::Error),
@@ -26,7 +26,7 @@ pub enum RelayError {
 
 impl RelayError {
     /// Why the connection ended, for the close event and the metrics.
-    pub fn reason(&self) -> Close {
+    pub(crate) fn reason(&self) -> Close {
         let reset = |e: &io::Error| {
             matches!(
                 e.kind(),
@@ -52,7 +52,7 @@ impl RelayError {
     }
 
     /// The underlying cause, for the log's detail field.
-    pub fn detail(&self) -> String {
+    pub(crate) fn detail(&self) -> String {
         match self {
             RelayError::ClientRead(e)
             | RelayError::ClientWrite(e)
@@ -68,7 +68,7 @@ impl RelayError {
 
 /// Why a connection could not be handed to the kernel (after its secrets were taken).
 #[derive(Debug)]
-pub enum HandOffError {
+pub(crate) enum HandOffError {
     /// rustls would not give up the traffic secrets.
     Secrets(rustls::Error),
     /// The negotiated suite's keys have no kernel form.
@@ -102,7 +102,7 @@ impl std::error::Error for HandOffError {
 
 /// Why a client's KeyUpdate could not be followed on the kernel-TLS path.
 #[derive(Debug)]
-pub enum KeyUpdateError {
+pub(crate) enum KeyUpdateError {
     /// The handshake kept no traffic secrets to derive the next keys from.
     NoSecrets,
     /// The next key has no kernel form.

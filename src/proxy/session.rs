@@ -14,7 +14,7 @@ use crate::tls::identity::{self, ClientIdentity};
 use crate::tls::x509;
 
 /// `TLSv1.3` / `TLSv1.2`, as OpenSSL and HAProxy spell them.
-pub fn tls_version_name(conn: &ServerConnection) -> &'static str {
+pub(super) fn tls_version_name(conn: &ServerConnection) -> &'static str {
     match conn.protocol_version() {
         Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
         Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
@@ -23,14 +23,14 @@ pub fn tls_version_name(conn: &ServerConnection) -> &'static str {
 }
 
 /// The IANA name of the suite; rustls spells TLS 1.3 suites `TLS13_...`.
-pub fn cipher_name(conn: &ServerConnection) -> String {
+pub(super) fn cipher_name(conn: &ServerConnection) -> String {
     conn.negotiated_cipher_suite()
         .map(|s| format!("{:?}", s.suite()).replacen("TLS13_", "TLS_", 1))
         .unwrap_or_default()
 }
 
 /// The session's facts for the close and rejection events.
-pub struct SessionFacts {
+pub(super) struct SessionFacts {
     sni: String,
     alpn: String,
     tls: &'static str,
@@ -42,14 +42,14 @@ pub struct SessionFacts {
 impl SessionFacts {
     /// Reads what `conn` negotiated and what the verified `leaf` says, sharing its parse with
     /// the worker's other connections (`identity::of`).
-    pub fn read(conn: &ServerConnection, leaf: Option<&[u8]>) -> SessionFacts {
+    pub(super) fn read(conn: &ServerConnection, leaf: Option<&[u8]>) -> SessionFacts {
         SessionFacts::with_client(conn, leaf.and_then(identity::of))
     }
 
     /// The same for a rejection: the refused certificate is parsed for this event alone and
     /// never kept, so a client sending certificate after certificate that fails leaves
     /// nothing behind in the worker's map.
-    pub fn read_refused(conn: &ServerConnection, leaf: Option<&[u8]>) -> SessionFacts {
+    pub(super) fn read_refused(conn: &ServerConnection, leaf: Option<&[u8]>) -> SessionFacts {
         let client = leaf.and_then(|der| ClientIdentity::parse(der).ok().map(Rc::new));
         SessionFacts::with_client(conn, client)
     }
@@ -68,12 +68,12 @@ impl SessionFacts {
     }
 
     /// The client certificate's notAfter, Unix seconds.
-    pub fn not_after(&self) -> Option<i64> {
+    pub(super) fn not_after(&self) -> Option<i64> {
         self.client.as_ref().map(|c| c.info.not_after)
     }
 
     /// The client's CN, or empty without a client certificate or a CN (`tls::identity`).
-    pub fn client_cn(&self) -> &str {
+    pub(super) fn client_cn(&self) -> &str {
         self.client
             .as_ref()
             .and_then(|c| c.common_name())
@@ -81,7 +81,7 @@ impl SessionFacts {
     }
 
     /// The TLS version, cipher and client certificate as the PROXY v2 header carries them.
-    pub fn proxy_fields(&self) -> (&'static str, &str, Option<proxy_v2::CertFacts<'_>>) {
+    pub(super) fn proxy_fields(&self) -> (&'static str, &str, Option<proxy_v2::CertFacts<'_>>) {
         let cert = self.client.as_deref().map(|client| proxy_v2::CertFacts {
             cn: client.common_name(),
             sig_alg: &client.info.sig_alg,
@@ -92,7 +92,7 @@ impl SessionFacts {
     }
 
     /// Adds the session's fields to `event`.
-    pub fn add_to(&self, event: Event) -> Event {
+    pub(super) fn add_to(&self, event: Event) -> Event {
         let event = event
             .text("client", self.client_cn())
             .word("tls", self.tls)

@@ -14,11 +14,11 @@ use std::time::Duration;
 use monoio::time::error::Elapsed;
 
 /// `monoio::time::timeout`, boxed.
-pub async fn timeout<F: Future>(limit: Duration, f: F) -> Result<F::Output, Elapsed> {
+pub(crate) async fn timeout<F: Future>(limit: Duration, f: F) -> Result<F::Output, Elapsed> {
     Box::pin(monoio::time::timeout(limit, f)).await
 }
 
 /// `monoio::time::sleep`, boxed.
-pub async fn sleep(duration: Duration) {
+pub(crate) async fn sleep(duration: Duration) {
     Box::pin(monoio::time::sleep(duration)).await
 }

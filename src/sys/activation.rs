@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use socket2::{Domain, SockRef, Socket, Type};
 
 /// The first passed descriptor (`SD_LISTEN_FDS_START`); 0, 1 and 2 are stdio.
-pub const FIRST_FD: RawFd = 3;
+pub(crate) const FIRST_FD: RawFd = 3;
 
 /// What the environment says the service manager passed: `count` descriptors from fd 3, named
 /// by `LISTEN_FDNAMES` when it has one name per descriptor (`names` is empty otherwise).
@@ -45,9 +45,7 @@ impl Passed {
 
 /// A passed socket, checked and ready for the workers.
 #[derive(Debug)]
-pub struct Activated {
-    pub fd: RawFd,
-    pub name: Option<String>,
+pub(crate) struct Activated {
     pub addr: SocketAddr,
     pub listener: TcpListener,
 }
@@ -103,7 +101,7 @@ impl std::error::Error for ActivationError {
 }
 
 /// Reads `LISTEN_PID`, `LISTEN_FDS` and `LISTEN_FDNAMES`; `None` when we were not activated.
-pub fn passed_from_env() -> Result<Option<Passed>, ActivationError> {
+pub(crate) fn passed_from_env() -> Result<Option<Passed>, ActivationError> {
     let var = |name| std::env::var(name).ok();
     parse(
         var("LISTEN_PID").as_deref(),
@@ -115,7 +113,7 @@ pub fn passed_from_env() -> Result<Option<Passed>, ActivationError> {
 
 /// The rules of `sd_listen_fds`: the variables are for us only if `LISTEN_PID` is our pid (an
 /// inherited environment meant for a parent is ignored), and `LISTEN_FDS=0` means nothing passed.
-pub fn parse(
+pub(crate) fn parse(
     pid: Option<&str>,
     fds: Option<&str>,
     names: Option<&str>,
@@ -153,7 +151,7 @@ static TAKEN: AtomicBool = AtomicBool::new(false);
 /// Checks every passed descriptor and takes ownership of them as listeners: close-on-exec,
 /// non-blocking (the workers' event loops need it) and TCP_NODELAY (inherited by accepted
 /// sockets, as for the sockets `--listen` binds). Call once, before anything else opens files.
-pub fn take_listeners(passed: &Passed) -> Result<Vec<Activated>, ActivationError> {
+pub(crate) fn take_listeners(passed: &Passed) -> Result<Vec<Activated>, ActivationError> {
     // First, so that not even `check` borrows a descriptor an earlier call already owns (and
     // may have closed, its number now reused).
     if TAKEN.swap(true, Ordering::SeqCst) {
@@ -202,8 +200,6 @@ pub fn take_listeners(passed: &Passed) -> Result<Vec<Activated>, ActivationError
                 )
             })?;
         taken.push(Activated {
-            fd,
-            name: name.map(str::to_owned),
             addr,
             listener: socket.into(),
         });

@@ -24,12 +24,12 @@ const MASK: u32 = libc::IN_CREATE
 /// The size of `struct inotify_event` before its name.
 const HEADER: usize = 16;
 
-pub struct Inotify {
+pub(crate) struct Inotify {
     fd: OwnedFd,
 }
 
 impl Inotify {
-    pub fn new() -> io::Result<Inotify> {
+    pub(crate) fn new() -> io::Result<Inotify> {
         // SAFETY: no pointers; the returned descriptor is checked and then owned exactly once.
         let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
         if fd < 0 {
@@ -41,7 +41,7 @@ impl Inotify {
     }
 
     /// Adds a watch on the entries of directory `dir`.
-    pub fn watch_dir(&self, dir: &Path) -> io::Result<()> {
+    pub(crate) fn watch_dir(&self, dir: &Path) -> io::Result<()> {
         let path = CString::new(dir.as_os_str().as_bytes())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
         // SAFETY: `path` is a NUL-terminated string that outlives the call.
@@ -54,7 +54,7 @@ impl Inotify {
 
     /// Waits up to `timeout` (`None`: without limit) for events and returns the entry names
     /// they concern; empty when the time passed with none.
-    pub fn read(&self, timeout: Option<Duration>) -> io::Result<Vec<OsString>> {
+    pub(crate) fn read(&self, timeout: Option<Duration>) -> io::Result<Vec<OsString>> {
         let mut pfd = libc::pollfd {
             fd: self.fd.as_raw_fd(),
             events: libc::POLLIN,

@@ -21,28 +21,34 @@ const TLS_SET_RECORD_TYPE: libc::c_int = 1;
 const TLS_GET_RECORD_TYPE: libc::c_int = 2;
 
 /// `tls_crypto_info.version`.
-pub const TLS_1_2: u16 = 0x0303;
-pub const TLS_1_3: u16 = 0x0304;
+pub(crate) const TLS_1_2: u16 = 0x0303;
+pub(crate) const TLS_1_3: u16 = 0x0304;
 /// `tls_crypto_info.cipher_type`.
-pub const AES_GCM_128: u16 = 51;
-pub const AES_GCM_256: u16 = 52;
-pub const CHACHA20_POLY1305: u16 = 54;
+pub(crate) const AES_GCM_128: u16 = 51;
+pub(crate) const AES_GCM_256: u16 = 52;
+pub(crate) const CHACHA20_POLY1305: u16 = 54;
 
 /// The record content types that matter after the hand-off (RFC 8446 §5.1).
-pub const ALERT: u8 = 21;
-pub const HANDSHAKE: u8 = 22;
-pub const APPLICATION_DATA: u8 = 23;
+pub(crate) const ALERT: u8 = 21;
+pub(crate) const HANDSHAKE: u8 = 22;
+pub(crate) const APPLICATION_DATA: u8 = 23;
 
 /// One direction's key material, laid out as the kernel's `tls12_crypto_info_*` structs: the
 /// 4-byte header, then iv, key, salt and record sequence number, each at its C offset.
-pub struct CryptoInfo {
+pub(crate) struct CryptoInfo {
     bytes: Vec<u8>,
 }
 
 impl CryptoInfo {
     /// `iv` is the 12-byte nonce rustls derives: for the GCM suites the kernel takes its first
     /// 4 bytes as `salt` and the last 8 as `iv`; for ChaCha20-Poly1305 all 12 are `iv`.
-    pub fn new(version: u16, cipher: u16, key: &[u8], iv: &[u8; 12], seq: u64) -> Option<Self> {
+    pub(crate) fn new(
+        version: u16,
+        cipher: u16,
+        key: &[u8],
+        iv: &[u8; 12],
+        seq: u64,
+    ) -> Option<Self> {
         let mut bytes = Vec::with_capacity(56);
         bytes.extend(version.to_ne_bytes());
         bytes.extend(cipher.to_ne_bytes());
@@ -90,31 +96,31 @@ fn setsockopt(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &[u8]) ->
 
 /// Attaches the `tls` ULP to a connected TCP socket. Without keys the socket still behaves as
 /// plain TCP.
-pub fn attach(socket: &impl AsRawFd) -> io::Result<()> {
+pub(crate) fn attach(socket: &impl AsRawFd) -> io::Result<()> {
     setsockopt(socket.as_raw_fd(), SOL_TCP, TCP_ULP, b"tls")
 }
 
 /// Installs the keys for both directions; from here on the kernel encrypts what is written and
 /// decrypts what is read.
-pub fn install(socket: &impl AsRawFd, tx: &CryptoInfo, rx: &CryptoInfo) -> io::Result<()> {
+pub(crate) fn install(socket: &impl AsRawFd, tx: &CryptoInfo, rx: &CryptoInfo) -> io::Result<()> {
     install_tx(socket, tx)?;
     install_rx(socket, rx)
 }
 
 /// Installs (or, after a TLS 1.3 KeyUpdate, replaces) the sending key. Replacing needs a
 /// kernel with TLS 1.3 rekey support; older ones refuse.
-pub fn install_tx(socket: &impl AsRawFd, tx: &CryptoInfo) -> io::Result<()> {
+pub(crate) fn install_tx(socket: &impl AsRawFd, tx: &CryptoInfo) -> io::Result<()> {
     setsockopt(socket.as_raw_fd(), SOL_TLS, TLS_TX, &tx.bytes)
 }
 
 /// Installs (or replaces, as `install_tx`) the receiving key.
-pub fn install_rx(socket: &impl AsRawFd, rx: &CryptoInfo) -> io::Result<()> {
+pub(crate) fn install_rx(socket: &impl AsRawFd, rx: &CryptoInfo) -> io::Result<()> {
     setsockopt(socket.as_raw_fd(), SOL_TLS, TLS_RX, &rx.bytes)
 }
 
 /// What the kernel offers: the (version, cipher) pairs that took a key on a test connection.
 /// `Err` when the `tls` ULP itself is missing (no CONFIG_TLS, or the module cannot load).
-pub fn probe() -> io::Result<Vec<(u16, u16)>> {
+pub(crate) fn probe() -> io::Result<Vec<(u16, u16)>> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     let addr: SocketAddr = listener.local_addr()?;
     let mut supported = Vec::new();
@@ -148,7 +154,7 @@ pub fn probe() -> io::Result<Vec<(u16, u16)>> {
 
 /// Reads the next record the kernel holds when a plain read failed with EIO (a record that is
 /// not application data is at the head of the queue). Returns its content type and length.
-pub fn recv_record(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<(u8, usize)> {
+pub(crate) fn recv_record(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<(u8, usize)> {
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
@@ -183,14 +189,14 @@ pub fn recv_record(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<(u8, usi
 }
 
 /// Sends a close_notify alert through the kernel's record layer (non-blocking).
-pub fn send_close_notify(socket: &impl AsRawFd) -> io::Result<()> {
+pub(crate) fn send_close_notify(socket: &impl AsRawFd) -> io::Result<()> {
     send_record(socket, ALERT, &[1, 0]) // warning, close_notify
 }
 
 /// Sends `body` as one record of type `kind` (an alert, a handshake message) through the
 /// kernel's record layer, non-blocking. Control records are small and the caller has nothing
 /// else of its own queued, so a short send does not happen: the kernel takes all or nothing.
-pub fn send_record(socket: &impl AsRawFd, kind: u8, body: &[u8]) -> io::Result<()> {
+pub(crate) fn send_record(socket: &impl AsRawFd, kind: u8, body: &[u8]) -> io::Result<()> {
     let mut iov = libc::iovec {
         iov_base: body.as_ptr() as *mut libc::c_void,
         iov_len: body.len(),

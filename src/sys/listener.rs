@@ -9,7 +9,7 @@
 use std::io;
 use std::os::fd::AsRawFd;
 
-pub fn stop_listening(listener: &impl AsRawFd) -> io::Result<()> {
+pub(crate) fn stop_listening(listener: &impl AsRawFd) -> io::Result<()> {
     // SAFETY: a plain system call on a descriptor `listener` owns for the whole call.
     let rc = unsafe { libc::shutdown(listener.as_raw_fd(), libc::SHUT_RDWR) };
     if rc == 0 {

@@ -2,10 +2,10 @@
 //! not offer. Each `unsafe` block states the invariant that makes it sound; everything above
 //! this module is safe code.
 
-pub mod activation;
-pub mod inotify;
-pub mod ktls;
-pub mod listener;
-pub mod rlimit;
+pub(crate) mod activation;
+pub(crate) mod inotify;
+pub(crate) mod ktls;
+pub(crate) mod listener;
+pub(crate) mod rlimit;
 pub mod signals;
-pub mod splice;
+pub(crate) mod splice;

@@ -9,14 +9,14 @@ use std::io;
 
 /// The soft limit before and after `raise_nofile`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Raised {
+pub(crate) struct Raised {
     pub old: u64,
     pub new: u64,
 }
 
 /// Sets the soft RLIMIT_NOFILE to the hard limit (a no-op when they are already equal; an
 /// unlimited hard limit means the kernel's `fs.nr_open`).
-pub fn raise_nofile() -> io::Result<Raised> {
+pub(crate) fn raise_nofile() -> io::Result<Raised> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

@@ -12,7 +12,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 /// Makes a pipe, both ends non-blocking and close-on-exec, and asks for `size` bytes of
 /// capacity. Returns (read end, write end, the capacity the kernel granted): an unprivileged
 /// user past `/proc/sys/fs/pipe-user-pages-soft` gets less, and that is not an error.
-pub fn pipe(size: usize) -> io::Result<(OwnedFd, OwnedFd, usize)> {
+pub(crate) fn pipe(size: usize) -> io::Result<(OwnedFd, OwnedFd, usize)> {
     let mut fds = [0; 2];
     // SAFETY: pipe2 writes two descriptors into the array we own.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
@@ -33,7 +33,7 @@ pub fn pipe(size: usize) -> io::Result<(OwnedFd, OwnedFd, usize)> {
 
 /// Moves up to `len` bytes from `from` to `to`, one of which must be a pipe, without blocking
 /// (`WouldBlock` when nothing can move now). 0 means `from` reached its end.
-pub fn splice(from: &impl AsRawFd, to: &impl AsRawFd, len: usize) -> io::Result<usize> {
+pub(crate) fn splice(from: &impl AsRawFd, to: &impl AsRawFd, len: usize) -> io::Result<usize> {
     // SAFETY: both descriptors are borrowed for the call; null offsets, as pipes and sockets
     // require.
     let n = unsafe {
@@ -54,7 +54,7 @@ pub fn splice(from: &impl AsRawFd, to: &impl AsRawFd, len: usize) -> io::Result<
 }
 
 /// Sets `O_NONBLOCK` on a descriptor.
-pub fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
+pub(crate) fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
     let fd = fd.as_raw_fd();
     // SAFETY: fcntl flag calls on a borrowed descriptor.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
@@ -67,7 +67,7 @@ pub fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
 
 /// One read(2) into the spare capacity of `buf`, which grows by what was read (non-blocking
 /// if the descriptor is). Nothing is zeroed first: the kernel writes the bytes it reports.
-pub fn read_into(fd: &impl AsRawFd, buf: &mut Vec<u8>) -> io::Result<usize> {
+pub(crate) fn read_into(fd: &impl AsRawFd, buf: &mut Vec<u8>) -> io::Result<usize> {
     let spare = buf.spare_capacity_mut();
     // SAFETY: `spare` is valid and writable for `spare.len()` bytes for the whole call.
     let n = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
@@ -81,7 +81,7 @@ pub fn read_into(fd: &impl AsRawFd, buf: &mut Vec<u8>) -> io::Result<usize> {
 }
 
 /// One write(2) from `buf` (non-blocking if the descriptor is).
-pub fn write(fd: &impl AsRawFd, buf: &[u8]) -> io::Result<usize> {
+pub(crate) fn write(fd: &impl AsRawFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: `buf` is valid for `buf.len()` bytes for the whole call.
     let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
     if n < 0 {
@@ -92,7 +92,7 @@ pub fn write(fd: &impl AsRawFd, buf: &[u8]) -> io::Result<usize> {
 }
 
 /// `shutdown(SHUT_WR)`: the peer reads end-of-stream once what was sent is read.
-pub fn shutdown_write(fd: &impl AsRawFd) -> io::Result<()> {
+pub(crate) fn shutdown_write(fd: &impl AsRawFd) -> io::Result<()> {
     // SAFETY: a plain system call on a borrowed descriptor.
     if unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_WR) } == 0 {
         Ok(())

@@ -276,7 +276,7 @@ fn render_control(control: &ControlStats, out: &mut String) {
 
 /// Renders every worker's counters, summed, and the control plane's state, in the Prometheus
 /// text exposition format 0.0.4.
-pub fn render(workers: &[&'static WorkerStats], control: &ControlStats) -> String {
+pub(crate) fn render(workers: &[&'static WorkerStats], control: &ControlStats) -> String {
     let sum = |f: &dyn Fn(&WorkerStats) -> u64| workers.iter().map(|w| f(w)).sum::<u64>();
     let mut buf = String::with_capacity(4096);
     let out = &mut buf;

@@ -1,7 +1,7 @@
 //! Telemetry: what ringtls tells its operator: the event log on stderr, and the metrics and
 //! health endpoint.
 
-pub mod http;
+pub(crate) mod http;
 pub mod log;
-pub mod metrics;
-pub mod sink;
+pub(crate) mod metrics;
+pub(crate) mod sink;

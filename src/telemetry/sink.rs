@@ -33,14 +33,14 @@ const GATHER: Duration = Duration::from_millis(2);
 const RETRY_FULL: Duration = Duration::from_millis(10);
 
 /// The queue's sending end; the writer thread holds the other.
-pub struct Sink {
+pub(crate) struct Sink {
     tx: SyncSender<String>,
     /// Lines accepted into the queue.
     queued: AtomicU64,
 }
 
 /// Formats the line that reports `n` dropped lines (the event log's `log.dropped`).
-pub type DroppedLine = fn(u64) -> String;
+pub(crate) type DroppedLine = fn(u64) -> String;
 /// Lines handled by the writer (written or lost to a write error), for `flush`.
 static HANDLED: AtomicU64 = AtomicU64::new(0);
 /// Lines dropped since the start: the metric.
@@ -51,7 +51,7 @@ static DROPPED_UNREPORTED: AtomicU64 = AtomicU64::new(0);
 impl Sink {
     /// Starts the writer thread; `None` without one (out of threads at start), and the caller
     /// then drops and counts every line: a log must not be the reason the service cannot run.
-    pub fn start(dropped_line: DroppedLine) -> Option<Sink> {
+    pub(crate) fn start(dropped_line: DroppedLine) -> Option<Sink> {
         let (tx, rx) = sync_channel(QUEUE_EVENTS);
         std::thread::Builder::new()
             .name("ringtls-log".into())
@@ -65,7 +65,7 @@ impl Sink {
 
     /// Queues one whole line (ending in `\n`) for stderr; never blocks. A line the queue has no
     /// room for is dropped and counted.
-    pub fn push(&self, line: String) {
+    pub(crate) fn push(&self, line: String) {
         match self.tx.try_send(line) {
             Ok(()) => {
                 self.queued.fetch_add(1, Ordering::Release);
@@ -78,7 +78,7 @@ impl Sink {
     /// false if the sink did not take them in time. For the end of the process: its last lines
     /// (a drain's summary, the reason it stops) should not die in the queue, but a stalled
     /// stderr must not keep it from exiting either.
-    pub fn flush(&self, limit: Duration) -> bool {
+    pub(crate) fn flush(&self, limit: Duration) -> bool {
         let target = self.queued.load(Ordering::Acquire);
         let until = Instant::now() + limit;
         while HANDLED.load(Ordering::Acquire) < target {
@@ -92,13 +92,13 @@ impl Sink {
 }
 
 /// Counts lines lost without reaching the queue or the sink.
-pub fn count_dropped(n: u64) {
+pub(crate) fn count_dropped(n: u64) {
     DROPPED_TOTAL.fetch_add(n, Ordering::Relaxed);
     DROPPED_UNREPORTED.fetch_add(n, Ordering::Relaxed);
 }
 
 /// Event lines dropped so far because stderr could not take them in time.
-pub fn dropped_total() -> u64 {
+pub(crate) fn dropped_total() -> u64 {
     DROPPED_TOTAL.load(Ordering::Relaxed)
 }
 

@@ -101,13 +101,16 @@ fn matches_parts(pattern: &str, value: &str, sep: char) -> bool {
 
 /// Wraps the chain verifier: a valid chain must also match the allow-list.
 #[derive(Debug)]
-pub struct AllowListVerifier {
+pub(crate) struct AllowListVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     allow: AllowList,
 }
 
 impl AllowListVerifier {
-    pub fn new(inner: Arc<dyn ClientCertVerifier>, allow: AllowList) -> Arc<AllowListVerifier> {
+    pub(crate) fn new(
+        inner: Arc<dyn ClientCertVerifier>,
+        allow: AllowList,
+    ) -> Arc<AllowListVerifier> {
         Arc::new(AllowListVerifier { inner, allow })
     }
 }

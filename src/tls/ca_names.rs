@@ -35,7 +35,7 @@ use rustls::DistinguishedName;
 /// before ringtls refused lists past the TLS 1.3 limit). The smallest, Java's, is halved: room for
 /// clients not measured here (embedded stacks often have a 16 KiB input buffer), and 16 KiB still
 /// holds about 160 names of a typical size (C, O, OU, CN) or 450 CN-only ones.
-pub const AUTO_LIMIT: usize = 16 * 1024;
+pub(crate) const AUTO_LIMIT: usize = 16 * 1024;
 
 /// The largest list a CertificateRequest can carry at all. RFC 5246 §7.4.4 (TLS 1.2) gives the
 /// list a 2-byte length, and RFC 8446 §4.2 (TLS 1.3) puts it in an extension inside a block of
@@ -45,7 +45,7 @@ pub const AUTO_LIMIT: usize = 16 * 1024;
 /// not check this (its encoder truncates the length: every client then refuses the corrupt
 /// message, OpenSSL with "excessive message size" once it passes 100 KiB, and a debug build
 /// panics), so a list past it is refused at start.
-pub fn wire_limit(signature_schemes: usize) -> usize {
+pub(crate) fn wire_limit(signature_schemes: usize) -> usize {
     0xffff - 4 - (4 + 2 + 2 * signature_schemes)
 }
 

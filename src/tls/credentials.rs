@@ -21,7 +21,7 @@ pub struct ServerCredentials {
 }
 
 /// Loads `--crt` and `--key` and proves the key is the leaf's.
-pub fn load_server_credentials(
+pub(crate) fn load_server_credentials(
     crt: &Path,
     key: &Path,
     provider: &CryptoProvider,

@@ -34,7 +34,7 @@ pub struct Crls {
 }
 
 /// Loads every CRL of every file, in order.
-pub fn load_crls(paths: &[PathBuf]) -> Result<Crls, LoadError> {
+pub(crate) fn load_crls(paths: &[PathBuf]) -> Result<Crls, LoadError> {
     let mut crls = Crls::default();
     for path in paths {
         let bytes = pem::read_file(FLAG, path)?;

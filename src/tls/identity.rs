@@ -131,7 +131,7 @@ thread_local! {
 
 /// The identity of the certificate `der`, parsed unless this worker has it already; `None`
 /// when it does not parse.
-pub fn of(der: &[u8]) -> Option<Rc<ClientIdentity>> {
+pub(crate) fn of(der: &[u8]) -> Option<Rc<ClientIdentity>> {
     let digest = x509::sha256(der);
     PARSED.with(|parsed| {
         let mut parsed = parsed.borrow_mut();

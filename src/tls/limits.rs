@@ -13,12 +13,12 @@ use rustls::pki_types::CertificateDer;
 use rustls::{CertificateError, OtherError};
 
 /// Leaf plus intermediates: room for six sub-CAs, a root sent along, and some slack.
-pub const MAX_CLIENT_CHAIN: usize = 10;
+pub(crate) const MAX_CLIENT_CHAIN: usize = 10;
 /// Ten RSA-4096 certificates with long names fit; rustls' 64 KiB message limit is above.
-pub const MAX_CLIENT_CHAIN_BYTES: usize = 32 * 1024;
+pub(crate) const MAX_CLIENT_CHAIN_BYTES: usize = 32 * 1024;
 
 /// A client chain over `MAX_CLIENT_CHAIN` certificates or `MAX_CLIENT_CHAIN_BYTES` bytes.
-pub struct ChainTooLong {
+pub(crate) struct ChainTooLong {
     pub presented: usize,
     pub bytes: usize,
 }
@@ -52,7 +52,7 @@ impl std::fmt::Display for ChainTooLong {
 impl std::error::Error for ChainTooLong {}
 
 /// Refuses a chain (`leaf` + `intermediates`) over either cap.
-pub fn check_client_chain(
+pub(crate) fn check_client_chain(
     leaf: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
 ) -> Result<(), rustls::Error> {

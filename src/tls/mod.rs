@@ -47,22 +47,22 @@ macro_rules! delegate_client_verifier {
     };
 }
 
-pub mod allow_list;
-pub mod ca_names;
+pub(crate) mod allow_list;
+pub(crate) mod ca_names;
 pub mod capture;
-pub mod credentials;
-pub mod crl;
-pub mod error;
-pub mod identity;
-pub mod keylog;
-pub mod limits;
+pub(crate) mod credentials;
+pub(crate) mod crl;
+pub(crate) mod error;
+pub(crate) mod identity;
+pub(crate) mod keylog;
+pub(crate) mod limits;
 mod pem;
 pub mod secrets;
 mod sni;
-pub mod tickets;
-pub mod trust_store;
-pub mod verify_cache;
-pub mod x509;
+pub(crate) mod tickets;
+pub(crate) mod trust_store;
+pub(crate) mod verify_cache;
+pub(crate) mod x509;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -11,7 +11,7 @@ use rustls_pki_types::pem::{PemObject, SectionKind};
 use super::error::LoadError;
 
 /// One decoded PEM block.
-pub struct Block {
+pub(super) struct Block {
     /// 1-based position among the recognised blocks of the file.
     pub index: usize,
     pub kind: SectionKind,
@@ -19,7 +19,7 @@ pub struct Block {
 }
 
 /// Reads a whole file, naming the flag on failure.
-pub fn read_file(flag: &'static str, path: &Path) -> Result<Vec<u8>, LoadError> {
+pub(super) fn read_file(flag: &'static str, path: &Path) -> Result<Vec<u8>, LoadError> {
     std::fs::read(path).map_err(|source| LoadError::Read {
         flag,
         path: path.to_owned(),
@@ -28,7 +28,11 @@ pub fn read_file(flag: &'static str, path: &Path) -> Result<Vec<u8>, LoadError> 
 }
 
 /// Decodes every recognised PEM block of `bytes`, in order.
-pub fn blocks(flag: &'static str, path: &Path, bytes: &[u8]) -> Result<Vec<Block>, LoadError> {
+pub(super) fn blocks(
+    flag: &'static str,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<Vec<Block>, LoadError> {
     let mut out = Vec::new();
     for item in <(SectionKind, Vec<u8>)>::pem_slice_iter(bytes) {
         let index = out.len() + 1;
@@ -44,7 +48,7 @@ pub fn blocks(flag: &'static str, path: &Path, bytes: &[u8]) -> Result<Vec<Block
 }
 
 /// Whether a block holds private key material, whatever its encoding.
-pub fn is_private_key(kind: SectionKind) -> bool {
+pub(super) fn is_private_key(kind: SectionKind) -> bool {
     matches!(
         kind,
         SectionKind::PrivateKey | SectionKind::RsaPrivateKey | SectionKind::EcPrivateKey

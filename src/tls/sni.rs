@@ -19,7 +19,7 @@ struct Candidate {
 }
 
 #[derive(Debug)]
-pub struct SniResolver {
+pub(super) struct SniResolver {
     /// In `--crt` order; the first is the default.
     candidates: Vec<Candidate>,
 }
@@ -27,7 +27,7 @@ pub struct SniResolver {
 impl SniResolver {
     /// `certs`: each certificate with its SAN strings as `CertInfo::sans` spells them
     /// (`DNS:name`, `IP:addr`, ...); only the DNS names take part in the choice.
-    pub fn new(certs: Vec<(Arc<CertifiedKey>, Vec<String>)>) -> SniResolver {
+    pub(super) fn new(certs: Vec<(Arc<CertifiedKey>, Vec<String>)>) -> SniResolver {
         SniResolver {
             candidates: certs
                 .into_iter()

@@ -46,7 +46,7 @@ struct KeySet {
 }
 
 /// The ticket producer installed in the shared `ServerConfig`.
-pub struct Tickets {
+pub(crate) struct Tickets {
     keys: ArcSwap<KeySet>,
     /// Seconds a ticket is valid, and the rotation period.
     lifetime: u32,
@@ -63,7 +63,7 @@ impl std::fmt::Debug for Tickets {
 
 impl Tickets {
     /// A fresh key set; `None` only if the system random generator fails.
-    pub fn new(lifetime_secs: u32) -> Option<Arc<Tickets>> {
+    pub(crate) fn new(lifetime_secs: u32) -> Option<Arc<Tickets>> {
         let keys = KeySet {
             current: Arc::new(TicketKey::generate()?),
             previous: None,

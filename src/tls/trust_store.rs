@@ -44,7 +44,7 @@ impl TrustStore {
 }
 
 /// Loads and checks every bundle, in order; fails on the first unusable block.
-pub fn load_trust_store(paths: &[PathBuf]) -> Result<TrustStore, LoadError> {
+pub(crate) fn load_trust_store(paths: &[PathBuf]) -> Result<TrustStore, LoadError> {
     let mut store = TrustStore::empty();
     let now = x509::now_unix();
     for path in paths {
@@ -57,7 +57,7 @@ pub fn load_trust_store(paths: &[PathBuf]) -> Result<TrustStore, LoadError> {
 /// Checks one bundle, `bytes` as read from `path` (which every error names), and adds its CAs
 /// to `store`; `now` (Unix seconds) decides the validity warnings. Apart from the file read this
 /// is all `load_trust_store` does, so the fuzz target drives exactly what `serve` runs.
-pub fn add_bundle(
+pub(crate) fn add_bundle(
     store: &mut TrustStore,
     path: &Path,
     bytes: &[u8],

@@ -44,7 +44,7 @@ thread_local! {
 
 /// One verifier's memory of the chains it accepted, kept per worker thread.
 #[derive(Debug)]
-pub struct VerdictCache {
+pub(crate) struct VerdictCache {
     id: u64,
 }
 
@@ -59,7 +59,7 @@ impl Default for VerdictCache {
 impl VerdictCache {
     /// Runs `verify` unless this exact chain (with `context`, e.g. the server name it was
     /// checked for) was accepted before and `now` lies inside its validity window.
-    pub fn verified<E>(
+    pub(crate) fn verified<E>(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
@@ -102,13 +102,13 @@ impl VerdictCache {
 
 /// Wraps a verifier (rustls' `WebPkiClientVerifier`) with a per-worker cache of good chains.
 #[derive(Debug)]
-pub struct CachingVerifier {
+pub(crate) struct CachingVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     cache: VerdictCache,
 }
 
 impl CachingVerifier {
-    pub fn new(inner: Arc<dyn ClientCertVerifier>) -> Arc<CachingVerifier> {
+    pub(crate) fn new(inner: Arc<dyn ClientCertVerifier>) -> Arc<CachingVerifier> {
         Arc::new(CachingVerifier {
             inner,
             cache: VerdictCache::default(),
@@ -120,13 +120,13 @@ impl CachingVerifier {
 /// client would otherwise re-verify the server's chain on each of its handshakes and run out of
 /// CPU before the server under test does. The server name is part of the key.
 #[derive(Debug)]
-pub struct CachingServerVerifier {
+pub(crate) struct CachingServerVerifier {
     inner: Arc<dyn ServerCertVerifier>,
     cache: VerdictCache,
 }
 
 impl CachingServerVerifier {
-    pub fn new(inner: Arc<dyn ServerCertVerifier>) -> Arc<CachingServerVerifier> {
+    pub(crate) fn new(inner: Arc<dyn ServerCertVerifier>) -> Arc<CachingServerVerifier> {
         Arc::new(CachingServerVerifier {
             inner,
             cache: VerdictCache::default(),

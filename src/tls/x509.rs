@@ -50,7 +50,7 @@ pub struct CertInfo {
 }
 
 /// Why DER is not a certificate, as x509-parser says.
-pub type ParseError = x509_parser::nom::Err<x509_parser::error::X509Error>;
+pub(crate) type ParseError = x509_parser::nom::Err<x509_parser::error::X509Error>;
 
 impl CertInfo {
     /// Parses a DER certificate; the error is x509-parser's.
@@ -105,7 +105,7 @@ fn name_or_empty(name: &X509Name<'_>) -> String {
 /// §2.4 says, so no value can pass for a separator or another attribute: a subject
 /// `O="x, CN=admin", CN=bob` reads `O=x\, CN=admin, CN=bob`. (x509-parser's `to_string` does not
 /// escape.) A value that is not a string is `#` and its DER in hex (§2.4).
-pub fn name_string(name: &X509Name<'_>) -> String {
+pub(crate) fn name_string(name: &X509Name<'_>) -> String {
     let mut out = String::new();
     for (i, rdn) in name.iter().enumerate() {
         if i > 0 {
@@ -156,7 +156,7 @@ fn attribute_type_name(oid: &x509_parser::der_parser::oid::Oid<'_>) -> String {
 /// UTF8String, PrintableString, IA5String, NumericString and VisibleString as UTF-8 (strictly),
 /// BMPString as UTF-16BE, UniversalString as UTF-32BE, TeletexString as Latin-1 (what OpenSSL
 /// and most CAs mean by it). `None` for anything else or an undecodable value.
-pub fn attribute_text(value: &x509_parser::der_parser::asn1_rs::Any<'_>) -> Option<String> {
+pub(crate) fn attribute_text(value: &x509_parser::der_parser::asn1_rs::Any<'_>) -> Option<String> {
     use x509_parser::der_parser::asn1_rs::Tag;
     let data = value.data;
     match value.tag() {
@@ -304,19 +304,19 @@ fn key_type(cert: &X509Certificate<'_>) -> String {
 }
 
 /// Lowercase hex SHA-256 of `der`, colon-free, for fingerprints.
-pub fn sha256_hex(der: &[u8]) -> String {
+pub(crate) fn sha256_hex(der: &[u8]) -> String {
     hex(&sha256(der))
 }
 
 /// SHA-256 of `der`.
-pub fn sha256(der: &[u8]) -> [u8; 32] {
+pub(crate) fn sha256(der: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der).as_ref());
     out
 }
 
 /// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(2 * bytes.len());
     for b in bytes {
         use std::fmt::Write;
@@ -327,7 +327,7 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// Seconds since the Unix epoch, now.
-pub fn now_unix() -> i64 {
+pub(crate) fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

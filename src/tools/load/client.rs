@@ -17,7 +17,7 @@ const BUF_SIZE: usize = 16 * 1024 + 256;
 
 /// Why one operation failed, as a stable label for the report.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Failure {
+pub(super) enum Failure {
     Connect(String),
     Alert(String),
     Tls(String),
@@ -27,7 +27,7 @@ pub enum Failure {
 }
 
 impl Failure {
-    pub fn label(&self) -> String {
+    pub(super) fn label(&self) -> String {
         match self {
             Failure::Connect(e) => format!("connect: {e}"),
             Failure::Alert(a) => format!("alert {a}"),
@@ -51,7 +51,7 @@ impl Failure {
 }
 
 /// An established TLS connection to the server under test.
-pub struct TlsClient {
+pub(super) struct TlsClient {
     stream: TcpStream,
     conn: ClientConnection,
     read_buf: Vec<u8>,
@@ -62,7 +62,7 @@ pub struct TlsClient {
 
 impl TlsClient {
     /// Connects and completes the handshake.
-    pub async fn connect(
+    pub(super) async fn connect(
         addr: SocketAddr,
         config: Arc<ClientConfig>,
         name: ServerName<'static>,
@@ -89,14 +89,14 @@ impl TlsClient {
     }
 
     /// Whether the session was resumed.
-    pub fn resumed(&self) -> bool {
+    pub(super) fn resumed(&self) -> bool {
         self.conn.handshake_kind() == Some(HandshakeKind::Resumed)
     }
 
     /// In TLS 1.3 the server checks the client certificate after the client's Finished, so a
     /// rejection only shows on the next read. This waits for the first record the server sends
     /// after the handshake (a session ticket, or the alert), within `limit`.
-    pub async fn confirm(&mut self, limit: Duration) -> Result<(), Failure> {
+    pub(super) async fn confirm(&mut self, limit: Duration) -> Result<(), Failure> {
         if self.conn.protocol_version() != Some(ProtocolVersion::TLSv1_3) {
             return Ok(());
         }
@@ -107,7 +107,7 @@ impl TlsClient {
     }
 
     /// Sends `data` as application data.
-    pub async fn send(&mut self, data: &[u8]) -> Result<(), Failure> {
+    pub(super) async fn send(&mut self, data: &[u8]) -> Result<(), Failure> {
         let mut off = 0;
         while off < data.len() {
             off += self
@@ -121,7 +121,7 @@ impl TlsClient {
     }
 
     /// Reads until at least `n` bytes of plaintext are buffered in `plain`.
-    pub async fn fill(&mut self, n: usize) -> Result<(), Failure> {
+    pub(super) async fn fill(&mut self, n: usize) -> Result<(), Failure> {
         while self.plain.len() < n {
             if self.read_some().await? == 0 {
                 return Err(Failure::Closed);
@@ -131,7 +131,7 @@ impl TlsClient {
     }
 
     /// Sends close_notify and a FIN; drains the server's reply within `limit`.
-    pub async fn close(mut self, limit: Duration) {
+    pub(super) async fn close(mut self, limit: Duration) {
         self.conn.send_close_notify();
         if self.flush().await.is_ok() {
             let _ = self.stream.shutdown().await;
