@@ -5,14 +5,17 @@
 //! Layout:
 //! - `cli`: argh flag structs only (the `--help` text)
 //! - `config`: validated `ServeConfig`; every cross-flag check
-//! - `error`: the top-level error and its exit codes
+//! - `error`: the top-level error, wrapping the error it came from, and its exit codes
 //! - `tls`: trust store (CA bundle rules), CRLs, server credentials, the shared `ServerConfig`
 //! - `listen`: binding one SO_REUSEPORT socket per worker, refusing ports owned by others; or
 //!   sharing the socket-activated ones among the workers
 //! - `runtime`: pinned worker threads, each with its own monoio runtime and accept loop
-//! - `proxy`: one connection's life: handshake → upstream connect → relay → close
-//! - `outcome`: how a connection ended, as values (refusal and close reasons, data path, bytes)
-//!   that the proxy produces and telemetry records; a leaf
+//! - `proxy`: one connection's life, told by `proxy::serve_connection`: handshake → re-check of
+//!   a resumed session → upstream dial → data plane (user space or kernel TLS) → its outcome,
+//!   recorded once (`proxy::record`) as the event and every metric
+//! - `outcome`: how a connection ended, as values (the `Outcome`, refusal and close reasons, the
+//!   alert sent, data path, bytes) that the proxy produces and records; a leaf
+//! - `cause`: printing an error with its causes (each `Display` says its own part)
 //! - `control`: reload (SIGHUP, `--watch`) and drain (SIGTERM/SIGINT), off the workers
 //! - `sys`: the only `unsafe`: signals, inotify, listener shutdown, socket activation
 //!   (LISTEN_FDS), raising RLIMIT_NOFILE

@@ -85,22 +85,6 @@ pub(crate) trait Upstream: Split + AsyncReadRent + AsyncWriteRent + Ready {}
 
 impl<T: Split + AsyncReadRent + AsyncWriteRent + Ready> Upstream for T {}
 
-/// Something to do with a connected upstream, whichever kind it is (`UpstreamStream::run`).
-pub(crate) trait WithUpstream {
-    type Output;
-    async fn run<U: Upstream>(self, upstream: U) -> Self::Output;
-}
-
-impl UpstreamStream {
-    /// Runs `job` on the stream: the one place the kinds of upstream are told apart.
-    pub(crate) async fn run<J: WithUpstream>(self, job: J) -> J::Output {
-        match self {
-            UpstreamStream::Tcp(u) => job.run(u).await,
-            UpstreamStream::Unix(u) => job.run(u).await,
-        }
-    }
-}
-
 /// Why no upstream address could be dialled: the last address's failure.
 #[derive(Debug)]
 pub(crate) enum DialError {

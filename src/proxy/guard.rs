@@ -17,8 +17,8 @@ use rustls::ServerConnection;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::ClientCertVerifier;
 
-use super::Settings;
 use super::notify::Broadcast;
+use super::settings::Settings;
 use super::timer;
 use crate::outcome::{Counters, Stop};
 

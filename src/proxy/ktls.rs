@@ -38,12 +38,11 @@ use monoio::net::TcpStream;
 use rustls::{CipherSuite, ConnectionTrafficSecrets, ServerConnection};
 
 use super::buffers;
-use super::guard::{Guard, PeerChain};
 use super::handshake::Early;
 use super::relay_error::{HandOffError, KeyUpdateError, RelayError};
 use super::splice::{self, Pipes, Ready, SpliceError, Stop};
 use super::timer;
-use crate::outcome::Counters;
+use crate::outcome::{self, Counters};
 use crate::sys::ktls::{self as sys, CryptoInfo};
 use crate::tls::secrets::{KeyIv, Rekey, TrafficSecrets};
 
@@ -138,14 +137,14 @@ pub(crate) fn hand_off(
 }
 
 /// Relays plaintext between a kernel-TLS client socket and the upstream until both directions
-/// ended, or an error, or the guard's verdict. The bytes go socket → pipe → socket (`splice`).
+/// ended, or an error, or the guard's verdict (`stop`). The bytes go socket → pipe → socket
+/// (`splice`).
 pub(crate) async fn relay<U: Ready>(
     client: TcpStream,
     upstream: U,
     mut kernel: Kernel,
-    chain: &dyn PeerChain,
     early: Early,
-    guard: &Guard<'_>,
+    stop: impl Future<Output = outcome::Stop>,
     counters: &Counters,
 ) -> Result<(), RelayError> {
     splice::take_over(&client).map_err(RelayError::ClientRead)?;
@@ -156,7 +155,7 @@ pub(crate) async fn relay<U: Ready>(
         let down = upstream_to_client(&upstream, &client, &pool, counters);
         monoio::select! {
             r = async { monoio::try_join!(up, down) } => r.map(|_| ()),
-            stop = guard.watch(chain, counters) => Err(RelayError::Stopped(stop)),
+            stop = stop => Err(RelayError::Stopped(stop)),
         }
     };
     if matches!(

@@ -8,13 +8,14 @@ use monoio::net::TcpStream;
 use rustls::ServerConnection;
 use rustls::pki_types::CertificateDer;
 
-use super::connect::{Upstream, UpstreamStream, WithUpstream};
+use super::connect::{Upstream, UpstreamStream};
 use super::guard::Guard;
 use super::handshake::Early;
 use super::ktls::{self, Kernel};
 use super::relay_error::RelayError;
 use super::session::SessionFacts;
-use super::{Settings, WorkerSignals, buffers, relay};
+use super::settings::{Settings, WorkerSignals};
+use super::{buffers, relay};
 use crate::outcome::{Close, Counters, Path};
 
 /// How a relay ended: the path it took, what it moved, and why it ended.
@@ -55,10 +56,9 @@ pub(crate) async fn relay(
             let secrets = early.secrets.take();
             let result = match ktls::hand_off(conn, &client, suite, secrets) {
                 Ok(kernel) => {
+                    let kernel = Box::new(kernel);
                     let plane = Plane::Kernel { kernel, chain };
-                    upstream
-                        .run(Run::new(plane, client, early, &guard, &counters))
-                        .await
+                    carry_over(plane, client, upstream, early, &guard, &counters).await
                 }
                 Err(e) => Err(RelayError::HandOff(e)),
             };
@@ -70,9 +70,7 @@ pub(crate) async fn relay(
             let mut conn = conn;
             conn.set_buffer_limit(Some(2 * buffers::HUGE));
             let plane = Plane::User(RefCell::new(conn));
-            let result = upstream
-                .run(Run::new(plane, client, early, &guard, &counters))
-                .await;
+            let result = carry_over(plane, client, upstream, early, &guard, &counters).await;
             (Path::User, result)
         }
     };
@@ -99,61 +97,52 @@ fn owned_chain(conn: &ServerConnection) -> Vec<CertificateDer<'static>> {
 enum Plane {
     /// rustls, in user space (`relay`).
     User(RefCell<Box<ServerConnection>>),
-    /// The kernel (`ktls`), with the chain kept for re-checks after a reload.
+    /// The kernel (`ktls`), with the chain kept for re-checks after a reload. Boxed: a
+    /// connection's task holds the plane for its whole life, and most take the user path.
     Kernel {
-        kernel: Kernel,
+        kernel: Box<Kernel>,
         chain: Vec<CertificateDer<'static>>,
     },
 }
 
-/// One relay to run over whichever upstream was dialled.
-struct Run<'a> {
+/// Runs `plane` over whichever kind of upstream was dialled: the one place the four
+/// combinations meet. A plain function over one generic `carry`, not another async layer:
+/// every async layer keeps its own copy of its arguments for the whole connection.
+async fn carry_over(
     plane: Plane,
     client: TcpStream,
+    upstream: UpstreamStream,
     early: Early,
-    guard: &'a Guard<'a>,
-    counters: &'a Counters,
-}
-
-impl<'a> Run<'a> {
-    fn new(
-        plane: Plane,
-        client: TcpStream,
-        early: Early,
-        guard: &'a Guard<'a>,
-        counters: &'a Counters,
-    ) -> Self {
-        Run {
-            plane,
-            client,
-            early,
-            guard,
-            counters,
-        }
+    guard: &Guard<'_>,
+    counters: &Counters,
+) -> Result<(), RelayError> {
+    match upstream {
+        UpstreamStream::Tcp(u) => carry(plane, client, u, early, guard, counters).await,
+        UpstreamStream::Unix(u) => carry(plane, client, u, early, guard, counters).await,
     }
 }
 
-impl WithUpstream for Run<'_> {
-    type Output = Result<(), RelayError>;
-
-    async fn run<U: Upstream>(self, upstream: U) -> Result<(), RelayError> {
-        let Run {
-            plane,
-            client,
-            early,
-            guard,
-            counters,
-        } = self;
-        match plane {
-            Plane::User(conn) => {
-                relay::relay(client, upstream, &conn, early, guard, counters).await
-            }
-            // Boxed: the kernel-TLS relay's state is larger than the user-space one's, and
-            // inline it would set the size of every connection's task, idle ones included.
-            Plane::Kernel { kernel, chain } => {
-                let relay = ktls::relay(client, upstream, kernel, &chain, early, guard, counters);
-                Box::pin(relay).await
-            }
+async fn carry<U: Upstream>(
+    plane: Plane,
+    client: TcpStream,
+    upstream: U,
+    early: Early,
+    guard: &Guard<'_>,
+    counters: &Counters,
+) -> Result<(), RelayError> {
+    match plane {
+        Plane::User(conn) => {
+            let stop = guard.watch(&conn, counters);
+            relay::relay(client, upstream, &conn, early, stop, counters).await
+        }
+        // Boxed: the kernel-TLS relay's state is larger than the user-space one's, and
+        // inline it would set the size of every connection's task, idle ones included.
+        Plane::Kernel { kernel, chain } => {
+            let stop = guard.watch(&chain, counters);
+            Box::pin(ktls::relay(
+                client, upstream, *kernel, early, stop, counters,
+            ))
+            .await
         }
     }
 }

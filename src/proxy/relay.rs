@@ -25,22 +25,22 @@ use rustls::ServerConnection;
 
 use super::budget;
 use super::buffers::{self, ReadBuf};
-use super::guard::Guard;
 use super::handshake::Early;
 use super::notify::Notify;
 use super::relay_error::RelayError;
 use super::timer;
 use crate::engine;
-use crate::outcome::Counters;
+use crate::outcome::{Counters, Stop};
 
-/// Relays until both directions have ended, or until the first error or the guard's verdict.
-/// `early` is what the client sent with the end of its handshake, forwarded first.
+/// Relays until both directions have ended, or until the first error or the guard's verdict
+/// (`stop`, raced against the relay). `early` is what the client sent with the end of its
+/// handshake, forwarded first.
 pub(crate) async fn relay<U>(
     client: TcpStream,
     upstream: U,
     conn: &RefCell<Box<ServerConnection>>,
     early: Early,
-    guard: &Guard<'_>,
+    stop: impl Future<Output = Stop>,
     counters: &Counters,
 ) -> Result<(), RelayError>
 where
@@ -58,7 +58,7 @@ where
         let write = write_client(conn, &mut cw, &to_writer, &space, &upstream_done);
         monoio::select! {
             r = async { monoio::try_join!(up, down, write) } => r.map(|_| ()),
-            stop = guard.watch(conn, counters) => Err(RelayError::Stopped(stop)),
+            stop = stop => Err(RelayError::Stopped(stop)),
         }
     };
     if let Err(e @ (RelayError::Tls(_) | RelayError::Stopped(_))) = &result {
