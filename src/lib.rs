@@ -206,7 +206,7 @@ fn raise_open_files_limit() -> Event {
 fn kernel_tls(
     mode: config::KtlsMode,
     probe: Option<std::io::Result<Vec<(u16, u16)>>>,
-) -> Result<(Option<proxy::ktls::Offer>, Option<Event>), Error> {
+) -> Result<(Option<proxy::ktls_offer::Offer>, Option<Event>), Error> {
     use config::KtlsMode;
     let Some(probe) = probe else {
         return Ok((None, None));
@@ -215,10 +215,10 @@ fn kernel_tls(
         Ok(suites) if !suites.is_empty() => {
             let names: Vec<String> = suites
                 .iter()
-                .map(|&(v, c)| proxy::ktls::suite_name(v, c))
+                .map(|&(v, c)| proxy::ktls_offer::suite_name(v, c))
                 .collect();
             let event = Event::info("ktls.available").word("suites", names.join(","));
-            return Ok((Some(proxy::ktls::Offer(suites)), Some(event)));
+            return Ok((Some(proxy::ktls_offer::Offer(suites)), Some(event)));
         }
         Ok(_) => "the tls module takes none of the AES-GCM or ChaCha20-Poly1305 suites".to_owned(),
         Err(e) => format!(

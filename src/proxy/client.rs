@@ -33,7 +33,8 @@ pub(crate) struct Client {
     out: Vec<u8>,
 }
 
-/// A client refused in the handshake, and the socket to close gently when an alert went out.
+/// A client that will not be relayed: its outcome, and the socket to close gently when an
+/// alert went out.
 pub(crate) struct Refusal {
     pub outcome: Ended,
     /// Lingered on after the outcome is recorded (`handshake::linger`), so the alert is not
@@ -42,7 +43,8 @@ pub(crate) struct Refusal {
 }
 
 impl Refusal {
-    fn ended(outcome: Ended) -> Refusal {
+    /// A refusal with nothing to linger on.
+    pub(crate) fn ended(outcome: Ended) -> Refusal {
         Refusal {
             outcome,
             linger: None,

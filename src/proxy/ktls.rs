@@ -35,62 +35,18 @@ use std::io;
 use std::time::Duration;
 
 use monoio::net::TcpStream;
-use rustls::{CipherSuite, ConnectionTrafficSecrets, ServerConnection};
+use rustls::pki_types::CertificateDer;
+use rustls::{ConnectionTrafficSecrets, ServerConnection};
 
 use super::buffers;
+use super::guard::Guard;
 use super::handshake::Early;
 use super::relay_error::{HandOffError, KeyUpdateError, RelayError};
 use super::splice::{self, Pipes, Ready, SpliceError, Stop};
 use super::timer;
-use crate::outcome::{self, Counters};
+use crate::outcome::Counters;
 use crate::sys::ktls::{self as sys, CryptoInfo};
 use crate::tls::secrets::{KeyIv, Rekey, TrafficSecrets};
-
-/// The (version, cipher) pairs the kernel took at start (`sys::ktls::probe`).
-#[derive(Debug, Clone)]
-pub struct Offer(pub Vec<(u16, u16)>);
-
-impl Offer {
-    /// The kernel's name for the connection's suite, if the kernel takes it.
-    pub fn takes(&self, conn: &ServerConnection) -> Option<(u16, u16)> {
-        let suite = conn.negotiated_cipher_suite()?.suite();
-        let pair = kernel_suite(suite)?;
-        self.0.contains(&pair).then_some(pair)
-    }
-}
-
-/// `TLS1.3/AES-128-GCM`, for the log.
-pub(crate) fn suite_name(version: u16, cipher: u16) -> String {
-    let v = if version == sys::TLS_1_3 {
-        "TLS1.3"
-    } else {
-        "TLS1.2"
-    };
-    let c = match cipher {
-        sys::AES_GCM_128 => "AES-128-GCM",
-        sys::AES_GCM_256 => "AES-256-GCM",
-        _ => "CHACHA20-POLY1305",
-    };
-    format!("{v}/{c}")
-}
-
-fn kernel_suite(suite: CipherSuite) -> Option<(u16, u16)> {
-    use CipherSuite::*;
-    Some(match suite {
-        TLS13_AES_128_GCM_SHA256 => (sys::TLS_1_3, sys::AES_GCM_128),
-        TLS13_AES_256_GCM_SHA384 => (sys::TLS_1_3, sys::AES_GCM_256),
-        TLS13_CHACHA20_POLY1305_SHA256 => (sys::TLS_1_3, sys::CHACHA20_POLY1305),
-        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 | TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => {
-            (sys::TLS_1_2, sys::AES_GCM_128)
-        }
-        TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 | TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => {
-            (sys::TLS_1_2, sys::AES_GCM_256)
-        }
-        TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
-        | TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => (sys::TLS_1_2, sys::CHACHA20_POLY1305),
-        _ => return None,
-    })
-}
 
 fn crypto_info(version: u16, seq: u64, secrets: &ConnectionTrafficSecrets) -> Option<CryptoInfo> {
     let (cipher, key, iv) = match secrets {
@@ -137,14 +93,15 @@ pub(crate) fn hand_off(
 }
 
 /// Relays plaintext between a kernel-TLS client socket and the upstream until both directions
-/// ended, or an error, or the guard's verdict (`stop`). The bytes go socket → pipe → socket
-/// (`splice`).
+/// ended, or an error, or the guard's verdict (on `chain`, the client's, kept for re-checks).
+/// The bytes go socket → pipe → socket (`splice`).
 pub(crate) async fn relay<U: Ready>(
     client: TcpStream,
     upstream: U,
     mut kernel: Kernel,
+    chain: Vec<CertificateDer<'static>>,
     early: Early,
-    stop: impl Future<Output = outcome::Stop>,
+    guard: &Guard<'_>,
     counters: &Counters,
 ) -> Result<(), RelayError> {
     splice::take_over(&client).map_err(RelayError::ClientRead)?;
@@ -155,7 +112,7 @@ pub(crate) async fn relay<U: Ready>(
         let down = upstream_to_client(&upstream, &client, &pool, counters);
         monoio::select! {
             r = async { monoio::try_join!(up, down) } => r.map(|_| ()),
-            stop = stop => Err(RelayError::Stopped(stop)),
+            stop = guard.watch(&chain, counters) => Err(RelayError::Stopped(stop)),
         }
     };
     if matches!(

@@ -15,6 +15,7 @@ pub(crate) mod connect;
 pub(crate) mod guard;
 pub(crate) mod handshake;
 pub(crate) mod ktls;
+pub(crate) mod ktls_offer;
 pub(crate) mod notify;
 mod plane;
 pub(crate) mod proxy_v2;
@@ -37,6 +38,7 @@ use crate::cause::Chain;
 use crate::outcome::{Outcome, Reject, Sent};
 use crate::telemetry::metrics::WorkerStats;
 use client::{Client, Refusal};
+use plane::Established;
 pub(crate) use settings::{Generation, Settings, WorkerSignals};
 
 /// Serves one accepted client to completion and records how it ended. Never panics on
@@ -50,50 +52,73 @@ pub async fn serve_connection(
 ) {
     let started = Instant::now();
     let record = |outcome| record::record(stats, peer, started.elapsed(), outcome);
-    // Held until the upstream is dialled: the whole setup sees one configuration.
-    let generation = settings.current.load_full();
-
-    // The handshake: a client whose certificate does not pass goes no further.
-    let timeout = settings.handshake_timeout;
-    let by_record = settings.ktls.is_some();
-    let mut client = match Client::accept(stream, &generation.tls, timeout, by_record).await {
-        Ok(client) => client,
-        Err(Refusal { outcome, linger }) => {
+    // Boxed either way, so that the result held between the two waits is two words in the
+    // task, not the whole connection a second time.
+    let established = match establish(stream, peer, stats, &settings, started).await {
+        Ok(established) => established,
+        Err(refusal) => {
+            let Refusal { outcome, linger } = *refusal;
             record(outcome);
             return client::linger(linger).await;
         }
     };
-    if let Err(outcome) = client.recheck_resumed(generation.verifier.as_ref()).await {
-        return record(outcome);
-    }
-    record::handshake_done(stats, started.elapsed());
-    let facts = client.facts();
-
-    // The upstream is dialled only now: a refused client never causes a connection to it.
-    let dialled = connect::connect(&generation.upstream, settings.connect_timeout).await;
-    drop(generation);
-    let upstream = match dialled {
-        Ok(upstream) => upstream,
-        Err(e) => {
-            client.close_notify().await;
-            let detail = Chain(&e).to_string();
-            return record(Outcome::Unreachable { facts, detail });
-        }
-    };
-    if settings.proxy_protocol {
-        client.prepend_proxy_header(&facts, peer);
-    }
-
     // The relay, until either side ends it or the guard does.
-    let (stream, conn, early) = client.into_parts();
-    let relayed = plane::relay(stream, conn, early, upstream, &facts, &settings, signals).await;
+    let relayed = plane::relay(*established, &settings, signals).await;
     record(Outcome::Closed {
-        facts,
+        facts: relayed.facts,
         path: relayed.path,
         counters: relayed.counters,
         reason: relayed.reason,
         detail: relayed.detail,
     });
+}
+
+/// The connection up to its relay: the handshake, the re-check of a resumed session, the
+/// dial. A future of its own, so that nothing it holds across its waits takes room in the
+/// task while the relay runs (a coroutine keeps a local that lives across two waits in every
+/// state, the relay's long one included).
+async fn establish(
+    stream: TcpStream,
+    peer: SocketAddr,
+    stats: &WorkerStats,
+    settings: &Settings,
+    started: Instant,
+) -> Result<Box<Established>, Box<Refusal>> {
+    // Held until the upstream is dialled: the whole setup sees one configuration.
+    let generation = settings.current.load_full();
+    // The handshake: a client whose certificate does not pass goes no further.
+    let timeout = settings.handshake_timeout;
+    let by_record = settings.ktls.is_some();
+    let mut client = Client::accept(stream, &generation.tls, timeout, by_record).await?;
+    let verifier = generation.verifier.as_ref();
+    let resumed = client.recheck_resumed(verifier).await;
+    resumed.map_err(|outcome| Box::new(Refusal::ended(outcome)))?;
+    record::handshake_done(stats, started.elapsed());
+    let facts = client.facts();
+
+    // The upstream is dialled only now: a refused client never causes a connection to it.
+    let upstream = match connect::connect(&generation.upstream, settings.connect_timeout).await {
+        Ok(upstream) => upstream,
+        Err(e) => {
+            client.close_notify().await;
+            let detail = Chain(&e).to_string();
+            return Err(Box::new(Refusal::ended(Outcome::Unreachable {
+                facts,
+                detail,
+            })));
+        }
+    };
+    if settings.proxy_protocol {
+        client.prepend_proxy_header(&facts, peer);
+    }
+    let (stream, conn, early) = client.into_parts();
+    Ok(Box::new(Established {
+        client: stream,
+        conn,
+        early,
+        upstream,
+        facts,
+    }))
 }
 
 /// Records a client turned away at accept, before any handshake (`--max-conns`).

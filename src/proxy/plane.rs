@@ -2,7 +2,10 @@
 //! or the kernel after a hand-off, `ktls`), the guard that may end it, and the one dispatch
 //! that runs either path over either kind of upstream.
 
-use std::cell::RefCell;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
 
 use monoio::net::TcpStream;
 use rustls::ServerConnection;
@@ -18,71 +21,98 @@ use super::settings::{Settings, WorkerSignals};
 use super::{buffers, relay};
 use crate::outcome::{Close, Counters, Path};
 
-/// How a relay ended: the path it took, what it moved, and why it ended.
+/// How a relay ended: the path it took, what it moved, and why it ended (and the session's
+/// facts, handed back for the close event).
 pub(crate) struct Relayed {
+    pub facts: SessionFacts,
     pub path: Path,
     pub counters: Counters,
     pub reason: Close,
     pub detail: String,
 }
 
-/// Relays between the client and `upstream` until the connection ends.
-pub(crate) async fn relay(
-    client: TcpStream,
-    conn: Box<ServerConnection>,
-    mut early: Early,
-    upstream: UpstreamStream,
-    facts: &SessionFacts,
-    settings: &Settings,
+/// A connection through its handshake with its upstream dialled: what the relay starts from.
+pub(crate) struct Established {
+    pub client: TcpStream,
+    pub conn: Box<ServerConnection>,
+    /// What the client sent with the end of its handshake.
+    pub early: Early,
+    pub upstream: UpstreamStream,
+    pub facts: SessionFacts,
+}
+
+/// Relays between the client and its upstream until the connection ends.
+///
+/// Not an `async fn`: the choice of path (and the hand-off to the kernel) is made before the
+/// future exists, and the future is one async block that uses what it captured in place. An
+/// `async fn` would also copy each argument into a local of its own, and both copies would
+/// stay in every connection's task as long as it lives.
+pub(crate) fn relay<'a>(
+    established: Established,
+    settings: &'a Settings,
     signals: WorkerSignals,
-) -> Relayed {
-    let counters = Counters::default();
-    let guard = Guard {
-        idle: settings.idle_timeout,
-        tick: signals.tick,
-        expires: facts.not_after().and_then(super::guard::deadline),
-        reauthorize: (settings.reauthorize && conn.peer_certificates().is_some())
-            .then_some((signals.trust_changed, settings)),
-    };
-    let kernel = settings.ktls.as_ref().and_then(|offer| offer.takes(&conn));
-    let (path, result) = match kernel {
+) -> impl Future<Output = Relayed> + 'a {
+    let Established {
+        client,
+        conn,
+        mut early,
+        upstream,
+        facts,
+    } = established;
+    let reauthorize = settings.reauthorize && conn.peer_certificates().is_some();
+    let (path, plane) = match settings.ktls.as_ref().and_then(|offer| offer.takes(&conn)) {
         Some(suite) => {
             // The rustls connection is spent by the hand-off: keep the chain if a reload may
             // have to check it again.
-            let chain = match guard.reauthorize {
-                Some(_) => owned_chain(&conn),
-                None => Vec::new(),
+            let chain = match reauthorize {
+                true => owned_chain(&conn),
+                false => Vec::new(),
             };
             let secrets = early.secrets.take();
-            let result = match ktls::hand_off(conn, &client, suite, secrets) {
-                Ok(kernel) => {
-                    let kernel = Box::new(kernel);
-                    let plane = Plane::Kernel { kernel, chain };
-                    carry_over(plane, client, upstream, early, &guard, &counters).await
-                }
-                Err(e) => Err(RelayError::HandOff(e)),
-            };
-            (Path::Kernel, result)
+            let plane = ktls::hand_off(conn, &client, suite, secrets)
+                .map(|kernel| Plane::Kernel {
+                    kernel: Box::new(kernel),
+                    chain,
+                })
+                .map_err(RelayError::HandOff);
+            (Path::Kernel, plane)
         }
         None => {
             // Room for a whole bulk read of upstream bytes as records, so one client write
             // carries it.
             let mut conn = conn;
             conn.set_buffer_limit(Some(2 * buffers::HUGE));
-            let plane = Plane::User(RefCell::new(conn));
-            let result = carry_over(plane, client, upstream, early, &guard, &counters).await;
-            (Path::User, result)
+            (Path::User, Ok(Plane::User(conn)))
         }
     };
-    let (reason, detail) = match &result {
-        Ok(()) => (Close::Closed, String::new()),
-        Err(e) => (e.reason(), e.detail()),
-    };
-    Relayed {
-        path,
-        counters,
-        reason,
-        detail,
+    let expires = facts.not_after().and_then(super::guard::deadline);
+    async move {
+        let counters = Counters::default();
+        let guard = Guard {
+            idle: settings.idle_timeout,
+            tick: signals.tick,
+            expires,
+            reauthorize: reauthorize.then_some((signals.trust_changed, settings)),
+        };
+        // The one dispatch over the kinds of upstream; `carry` is generic over it.
+        let result = match plane {
+            Ok(plane) => match upstream {
+                UpstreamStream::Tcp(u) => carry(plane, client, u, early, &guard, &counters).await,
+                UpstreamStream::Unix(u) => carry(plane, client, u, early, &guard, &counters).await,
+            },
+            Err(e) => Err(e),
+        };
+        let (reason, detail) = match &result {
+            Ok(()) => (Close::Closed, String::new()),
+            Err(e) => (e.reason(), e.detail()),
+        };
+        Relayed {
+            facts,
+            path,
+            counters,
+            reason,
+            detail,
+        }
     }
 }
 
@@ -96,7 +126,7 @@ fn owned_chain(conn: &ServerConnection) -> Vec<CertificateDer<'static>> {
 /// What carries the client's records.
 enum Plane {
     /// rustls, in user space (`relay`).
-    User(RefCell<Box<ServerConnection>>),
+    User(Box<ServerConnection>),
     /// The kernel (`ktls`), with the chain kept for re-checks after a reload. Boxed: a
     /// connection's task holds the plane for its whole life, and most take the user path.
     Kernel {
@@ -105,44 +135,49 @@ enum Plane {
     },
 }
 
-/// Runs `plane` over whichever kind of upstream was dialled: the one place the four
-/// combinations meet. A plain function over one generic `carry`, not another async layer:
-/// every async layer keeps its own copy of its arguments for the whole connection.
-async fn carry_over(
-    plane: Plane,
-    client: TcpStream,
-    upstream: UpstreamStream,
-    early: Early,
-    guard: &Guard<'_>,
-    counters: &Counters,
-) -> Result<(), RelayError> {
-    match upstream {
-        UpstreamStream::Tcp(u) => carry(plane, client, u, early, guard, counters).await,
-        UpstreamStream::Unix(u) => carry(plane, client, u, early, guard, counters).await,
-    }
-}
-
-async fn carry<U: Upstream>(
+/// Runs `plane` over an upstream of any kind: the one place the four combinations of
+/// upstream and data path meet. A plain function that returns the path's future rather than
+/// an `async fn` that awaits it, which would keep its own dead copy of the sockets for the
+/// whole connection.
+fn carry<'a, U: Upstream + 'a>(
     plane: Plane,
     client: TcpStream,
     upstream: U,
     early: Early,
-    guard: &Guard<'_>,
-    counters: &Counters,
-) -> Result<(), RelayError> {
+    guard: &'a Guard<'a>,
+    counters: &'a Counters,
+) -> impl Future<Output = Result<(), RelayError>> + 'a {
     match plane {
-        Plane::User(conn) => {
-            let stop = guard.watch(&conn, counters);
-            relay::relay(client, upstream, &conn, early, stop, counters).await
-        }
+        Plane::User(conn) => Either::Inline {
+            future: relay::relay(client, upstream, conn, early, guard, counters),
+        },
         // Boxed: the kernel-TLS relay's state is larger than the user-space one's, and
         // inline it would set the size of every connection's task, idle ones included.
-        Plane::Kernel { kernel, chain } => {
-            let stop = guard.watch(&chain, counters);
-            Box::pin(ktls::relay(
-                client, upstream, *kernel, early, stop, counters,
-            ))
-            .await
+        Plane::Kernel { kernel, chain } => Either::Boxed {
+            future: Box::pin(ktls::relay(
+                client, upstream, *kernel, chain, early, guard, counters,
+            )),
+        },
+    }
+}
+
+pin_project! {
+    /// One of two futures with the same output: the user-space relay inline, the kernel one
+    /// on the heap.
+    #[project = EitherProj]
+    enum Either<A, B> {
+        Inline { #[pin] future: A },
+        Boxed { future: Pin<Box<B>> },
+    }
+}
+
+impl<A: Future, B: Future<Output = A::Output>> Future for Either<A, B> {
+    type Output = A::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<A::Output> {
+        match self.project() {
+            EitherProj::Inline { future } => future.poll(cx),
+            EitherProj::Boxed { future } => future.as_mut().poll(cx),
         }
     }
 }

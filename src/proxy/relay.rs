@@ -25,27 +25,30 @@ use rustls::ServerConnection;
 
 use super::budget;
 use super::buffers::{self, ReadBuf};
+use super::guard::Guard;
 use super::handshake::Early;
 use super::notify::Notify;
 use super::relay_error::RelayError;
 use super::timer;
 use crate::engine;
-use crate::outcome::{Counters, Stop};
+use crate::outcome::Counters;
 
 /// Relays until both directions have ended, or until the first error or the guard's verdict
-/// (`stop`, raced against the relay). `early` is what the client sent with the end of its
-/// handshake, forwarded first.
+/// (raced against the relay). `early` is what the client sent with the end of its handshake,
+/// forwarded first.
 pub(crate) async fn relay<U>(
     client: TcpStream,
     upstream: U,
-    conn: &RefCell<Box<ServerConnection>>,
+    conn: Box<ServerConnection>,
     early: Early,
-    stop: impl Future<Output = Stop>,
+    guard: &Guard<'_>,
     counters: &Counters,
 ) -> Result<(), RelayError>
 where
     U: Split + AsyncReadRent + AsyncWriteRent,
 {
+    let conn = &RefCell::new(conn);
+    let stop = guard.watch(conn, counters);
     let (mut cr, mut cw) = client.into_split();
     let (mut ur, mut uw) = upstream.into_split();
     let to_writer = Notify::default();

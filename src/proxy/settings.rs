@@ -8,8 +8,9 @@ use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 use rustls::server::danger::ClientCertVerifier;
 
+use super::connect;
+use super::ktls_offer::Offer;
 use super::notify::Broadcast;
-use super::{connect, ktls};
 
 /// What every connection of every worker needs, shared read-only; the part files and names
 /// decide is a `Generation`, replaced whole on reload.
@@ -24,7 +25,7 @@ pub struct Settings {
     /// Send a PROXY protocol v2 header to the upstream before any client byte.
     pub proxy_protocol: bool,
     /// What kernel TLS takes, when it is to be used (`--ktls` and the start-time probe).
-    pub ktls: Option<ktls::Offer>,
+    pub ktls: Option<Offer>,
 }
 
 /// One loaded configuration: built at start and by each successful reload, never changed.
