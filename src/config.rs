@@ -349,7 +349,7 @@ fn parse_listen(s: &str) -> Result<SocketAddr, Error> {
 pub fn resolve_upstream(s: &str) -> Result<Vec<UpstreamAddr>, Error> {
     connect::resolve(s).map_err(|e| match e {
         ResolveError::Syntax(m) => Error::Usage(m),
-        ResolveError::Resolve(m) => Error::Config(m),
+        other => Error::Upstream(other),
     })
 }
 

@@ -6,6 +6,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use crate::proxy::connect::ResolveError;
 use crate::runtime::StartError;
 use crate::sys::activation::ActivationError;
 use crate::tls::LoadError;
@@ -16,6 +17,8 @@ pub enum Error {
     Usage(String),
     /// A flag value is well-formed but unusable (e.g. an upstream name that does not resolve).
     Config(String),
+    /// `--upstream` names no address we can reach now.
+    Upstream(ResolveError),
     /// A certificate, key, CA bundle or CRL is unusable.
     Load(LoadError),
     /// The sockets passed by socket activation are unusable.
@@ -35,6 +38,7 @@ impl Error {
         match self {
             Error::Usage(_) => 64,
             Error::Config(_)
+            | Error::Upstream(_)
             | Error::Load(_)
             | Error::Activation(_)
             | Error::Unwatchable { .. } => 78,
@@ -57,6 +61,7 @@ impl fmt::Display for Error {
             Error::Unwatchable { dir, .. } => {
                 write!(f, "--watch: cannot watch directory {}", dir.display())
             }
+            Error::Upstream(e) => e.fmt(f),
             Error::Load(e) => e.fmt(f),
             Error::Start(e) => e.fmt(f),
             Error::Activation(e) => e.fmt(f),
@@ -69,6 +74,7 @@ impl std::error::Error for Error {
         // The wrapped errors' own words are the Display above: the chain goes on with their
         // causes.
         match self {
+            Error::Upstream(e) => e.source(),
             Error::Load(e) => e.source(),
             Error::Start(e) => e.source(),
             Error::Activation(e) => e.source(),

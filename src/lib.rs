@@ -10,9 +10,9 @@
 //! - `listen`: binding one SO_REUSEPORT socket per worker, refusing ports owned by others; or
 //!   sharing the socket-activated ones among the workers
 //! - `runtime`: pinned worker threads, each with its own monoio runtime and accept loop
-//! - `proxy`: one connection's life, told by `proxy::serve_connection`: handshake → re-check of
-//!   a resumed session → upstream dial → data plane (user space or kernel TLS) → its outcome,
-//!   recorded once (`proxy::record`) as the event and every metric
+//! - `proxy`: one connection's life, told by `proxy::serve_connection`: establish (handshake →
+//!   re-check of a resumed session → upstream dial) → data plane (user space or kernel TLS) →
+//!   its outcome, recorded once (`proxy::record`) as the event and every metric
 //! - `outcome`: how a connection ended, as values (the `Outcome`, refusal and close reasons, the
 //!   alert sent, data path, bytes) that the proxy produces and records; a leaf
 //! - `cause`: printing an error with its causes (each `Display` says its own part)

@@ -23,12 +23,12 @@ pub(crate) type Ended = Outcome<SessionFacts>;
 
 /// A client through the handshake.
 pub(crate) struct Client {
-    pub stream: TcpStream,
+    stream: TcpStream,
     /// Boxed: the connection state (over 1 KiB) then lives once on the heap instead of in
     /// every future that holds it, which keeps an idle connection's footprint small.
-    pub conn: Box<ServerConnection>,
+    conn: Box<ServerConnection>,
     /// What the client sent with the end of its handshake.
-    pub early: Early,
+    early: Early,
     /// The handshake's write buffer, for what goes out before the relay.
     out: Vec<u8>,
 }

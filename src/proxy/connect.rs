@@ -33,12 +33,37 @@ impl fmt::Display for UpstreamAddr {
 }
 
 /// Why `--upstream` could not be turned into addresses.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum ResolveError {
-    /// Not `HOST:PORT` nor `unix:/path`: a usage mistake.
+#[derive(Debug)]
+pub enum ResolveError {
+    /// Not `HOST:PORT` nor `unix:/path`: a usage mistake (the message says what was expected).
     Syntax(String),
     /// Well formed, but the name does not resolve (now).
-    Resolve(String),
+    Unresolvable { spec: String, source: io::Error },
+    /// The name resolves to no address.
+    NoAddress { spec: String },
+}
+
+impl fmt::Display for ResolveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResolveError::Syntax(m) => f.write_str(m),
+            ResolveError::Unresolvable { spec, .. } => {
+                write!(f, "--upstream {spec}: cannot resolve")
+            }
+            ResolveError::NoAddress { spec } => {
+                write!(f, "--upstream {spec}: name resolves to no address")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ResolveError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ResolveError::Unresolvable { source, .. } => Some(source),
+            ResolveError::Syntax(_) | ResolveError::NoAddress { .. } => None,
+        }
+    }
 }
 
 /// Parses `--upstream` and resolves it: `unix:/path` is one address, `HOST:PORT` every address
@@ -62,13 +87,16 @@ pub(crate) fn resolve(spec: &str) -> Result<Vec<UpstreamAddr>, ResolveError> {
     }
     let addrs: Vec<UpstreamAddr> = spec
         .to_socket_addrs()
-        .map_err(|e| ResolveError::Resolve(format!("--upstream {spec}: cannot resolve: {e}")))?
+        .map_err(|source| ResolveError::Unresolvable {
+            spec: spec.to_owned(),
+            source,
+        })?
         .map(UpstreamAddr::Tcp)
         .collect();
     if addrs.is_empty() {
-        return Err(ResolveError::Resolve(format!(
-            "--upstream {spec}: name resolves to no address"
-        )));
+        return Err(ResolveError::NoAddress {
+            spec: spec.to_owned(),
+        });
     }
     Ok(addrs)
 }
@@ -185,10 +213,10 @@ mod tests {
     #[test]
     fn parses_unix_and_host_port() {
         assert_eq!(
-            resolve("unix:/run/app.sock"),
-            Ok(vec![UpstreamAddr::Unix("/run/app.sock".into())])
+            resolve("unix:/run/app.sock").ok(),
+            Some(vec![UpstreamAddr::Unix("/run/app.sock".into())])
         );
-        assert_eq!(resolve("127.0.0.1:9").map(|a| a.len()), Ok(1));
+        assert_eq!(resolve("127.0.0.1:9").map(|a| a.len()).ok(), Some(1));
         for bad in ["localhost", "127.0.0.1:http", "unix:", ""] {
             assert!(
                 matches!(resolve(bad), Err(ResolveError::Syntax(m)) if m.contains("--upstream")),

@@ -1,7 +1,7 @@
-//! One connection's life, told by `serve_connection`: handshake (`client`) → re-check of a
-//! resumed session → upstream dial (`connect`) → data plane (`plane`: `relay` in user space or
-//! `ktls` in the kernel, with the `guard`) → its `Outcome`, which `record` writes down as the one
-//! event and every metric.
+//! One connection's life, told by `serve_connection`: `establish` (the handshake in `client`,
+//! the re-check of a resumed session, the upstream dial in `connect`) → data plane (`plane`:
+//! `relay` in user space or `ktls` in the kernel, raced against the `guard`) → its `Outcome`,
+//! which `record` writes down as the one event and every metric.
 //!
 //! The upstream is dialled only after the handshake (and so the client-certificate check) has
 //! succeeded: a rejected client never causes an upstream connection, and none of its bytes reach

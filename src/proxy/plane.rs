@@ -5,9 +5,8 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use pin_project_lite::pin_project;
-
 use monoio::net::TcpStream;
+use pin_project_lite::pin_project;
 use rustls::ServerConnection;
 use rustls::pki_types::CertificateDer;
 
