@@ -43,7 +43,7 @@ pub(crate) use settings::{Generation, Settings, WorkerSignals};
 
 /// Serves one accepted client to completion and records how it ended. Never panics on
 /// anything the client sends.
-pub async fn serve_connection(
+pub(crate) async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     stats: &'static WorkerStats,
@@ -122,7 +122,12 @@ async fn establish(
 }
 
 /// Records a client turned away at accept, before any handshake (`--max-conns`).
-pub fn refuse_at_accept(stats: &WorkerStats, peer: SocketAddr, reason: Reject, detail: &str) {
+pub(crate) fn refuse_at_accept(
+    stats: &WorkerStats,
+    peer: SocketAddr,
+    reason: Reject,
+    detail: &str,
+) {
     let outcome = Outcome::Refused {
         reason,
         alert: Sent::None,

@@ -54,7 +54,7 @@ impl Future for Notified<'_> {
 /// Each waiter owns a slot in a small slab, so re-polling one (every time its task wakes for
 /// other reasons) replaces its waker rather than piling up clones.
 #[derive(Default)]
-pub struct Broadcast {
+pub(crate) struct Broadcast {
     epoch: Cell<u64>,
     slots: RefCell<Vec<Option<Waker>>>,
     free: RefCell<Vec<usize>>,
@@ -62,7 +62,7 @@ pub struct Broadcast {
 
 impl Broadcast {
     /// Wakes every current waiter.
-    pub fn advance(&self) {
+    pub(crate) fn advance(&self) {
         self.epoch.set(self.epoch.get().wrapping_add(1));
         let wakers: Vec<Waker> = self
             .slots
@@ -76,7 +76,7 @@ impl Broadcast {
     }
 
     /// Resolves at the next `advance()` after this call.
-    pub fn changed(&self) -> Changed<'_> {
+    pub(crate) fn changed(&self) -> Changed<'_> {
         Changed {
             broadcast: self,
             seen: self.epoch.get(),
@@ -85,7 +85,7 @@ impl Broadcast {
     }
 }
 
-pub struct Changed<'a> {
+pub(crate) struct Changed<'a> {
     broadcast: &'a Broadcast,
     seen: u64,
     slot: Option<usize>,

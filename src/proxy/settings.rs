@@ -41,7 +41,7 @@ pub struct Generation {
 
 /// A worker's signals to its connections.
 #[derive(Clone, Copy)]
-pub struct WorkerSignals {
+pub(crate) struct WorkerSignals {
     /// A reload happened.
     pub trust_changed: &'static Broadcast,
     /// The guards' clock (`guard::ticker`).
