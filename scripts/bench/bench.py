@@ -7,7 +7,8 @@ the same plaintext `ringtls upstream`, with the same certificates, in one run.
   scripts/bench.sh --quick    smoke run (about 1-2 minutes), same files, marked quick
   scripts/bench/bench.py --self-test   checks this script's helpers on canned inputs (no servers)
 
-Options: --quick, --no-build (use target/release/ringtls as it is), --out DIR (default
+Options: --quick, --no-build (use target/release/ringtls as it is, compile nothing: no crypto
+floor then), --out DIR (default
 benches/results), --servers ringtls,haproxy,nginx,stunnel (a subset, for debugging; ratios need
 haproxy), --only 1,5 (run only these measurement blocks, for debugging: 1 handshakes and echo,
 2 RSA handshakes, 3 bulk up, 4 bulk down, 5 idle memory, 6 ringtls threads, 7 ringtls kernel TLS
@@ -806,8 +807,12 @@ def run(opts, children, state):
     for number, measure in MEASUREMENTS.items():
         if number in opts.only:
             measure(b)
-    if has_floor:
+    if has_floor and opts.build:
         crypto_floor(b)
+    elif has_floor:
+        # `cargo bench` would compile whatever the tree holds now, which --no-build promises
+        # not to do (and a half-edited tree would not even build).
+        b.note("crypto floor not measured: --no-build compiles nothing, and `cargo bench` would")
 
     with open(b.path("meta.txt"), "w") as f:
         f.writelines(f"{k}={v}\n" for k, v in machine_meta(b, int(time.monotonic() - t_start)))

@@ -616,8 +616,9 @@ def results_md(meta, runs, floor, servers):
         lines += ["### Observations from the run", ""] + [f"- {n}" for n in notes_path] + [""]
     lines += ["### Crypto floor", ""]
     if floor is None:
-        lines.append("crypto floor: not measured (no `crypto_floor` bench target; when one exists, "
-                     "`cargo bench --bench crypto_floor -- --json` is run and its JSON line is shown here).")
+        lines.append("crypto floor: not measured (no `crypto_floor` bench target, or a `--no-build` run; "
+                     "otherwise `cargo bench --bench crypto_floor -- --json` is run and its JSON line is "
+                     "shown here).")
     else:
         lines += ["`cargo bench --bench crypto_floor -- --json`, on core 0:", "", "```json",
                   json.dumps(floor, indent=2), "```"]
