@@ -45,13 +45,14 @@ pub enum Sent {
     Sealed,
 }
 
-impl Sent {
-    /// The `alert=` field: the description's number, `none` or `sealed`.
-    pub fn field(self) -> String {
+/// The `alert=` field: the description's number, `none` or `sealed`; written straight into
+/// the event, so a refusal that is logged costs no string of its own for it.
+impl std::fmt::Display for Sent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Sent::None => "none".into(),
-            Sent::Alert(description) => description.to_string(),
-            Sent::Sealed => "sealed".into(),
+            Sent::None => f.write_str("none"),
+            Sent::Alert(description) => description.fmt(f),
+            Sent::Sealed => f.write_str("sealed"),
         }
     }
 }

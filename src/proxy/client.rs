@@ -18,6 +18,9 @@ use super::session::SessionFacts;
 use super::timer;
 use crate::outcome::{Outcome, Reject, Sent};
 
+/// How long a close_notify we send on our own initiative may wait for room (as the relay's).
+const CLOSE_NOTIFY_WAIT: Duration = Duration::from_secs(1);
+
 /// How a connection that is still only ours has ended: its outcome.
 pub(crate) type Ended = Outcome<SessionFacts>;
 
@@ -156,11 +159,12 @@ impl Client {
         self.flush().await;
     }
 
-    /// Writes what rustls queued; false if the client is gone.
+    /// Writes what rustls queued (a close_notify) within `CLOSE_NOTIFY_WAIT`; false if the
+    /// client is gone or takes nothing. Past the handshake no other timeout covers this write:
+    /// a client that stopped reading must not hold the task.
     async fn flush(&mut self) -> bool {
-        handshake::flush(&mut self.stream, &mut self.conn, &mut self.out)
-            .await
-            .is_ok()
+        let write = handshake::flush(&mut self.stream, &mut self.conn, &mut self.out);
+        matches!(timer::timeout(CLOSE_NOTIFY_WAIT, write).await, Ok(Ok(())))
     }
 
     /// Puts the PROXY v2 header (see `proxy_v2`) for this connection, from the facts already

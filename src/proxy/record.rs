@@ -40,7 +40,7 @@ pub(crate) fn record(
                 .num("worker", worker)
                 .word("peer", peer)
                 .word("reason", reason.as_str())
-                .word("alert", alert.field())
+                .word("alert", alert)
                 .num("ms", ms)
                 .text("detail", &detail);
             // What was negotiated before the refusal, as far as it got, and the refused
