@@ -32,6 +32,10 @@ pub enum Command {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "serve")]
 pub struct ServeArgs {
+    /// many endpoints from a TOML file (one [[endpoint]] table each; see README "Many
+    /// endpoints"); the endpoint flags below then stay unset
+    #[argh(option)]
+    pub config: Option<PathBuf>,
     /// address to accept TLS on, e.g. 0.0.0.0:8443 or 127.0.0.1:0 (repeatable; omit it when
     /// systemd passes the listening sockets: socket activation, LISTEN_FDS)
     #[argh(option)]
@@ -39,7 +43,7 @@ pub struct ServeArgs {
     /// plaintext service to forward to: HOST:PORT (a name is resolved at start and on reload;
     /// every address is tried in turn) or unix:/path/to/socket
     #[argh(option)]
-    pub upstream: String,
+    pub upstream: Option<String>,
     /// server certificate chain, PEM, leaf first (repeatable with --key: chosen by SNI, the
     /// first pair being the default)
     #[argh(option)]
@@ -57,6 +61,11 @@ pub struct ServeArgs {
     /// small enough for every mainstream client, none above), all or none (default auto)
     #[argh(option)]
     pub ca_names: Option<String>,
+    /// client certificates: require-and-verify (the default with --mutual-tls-cas),
+    /// require-any (required, chain not checked), request (asked for, not required, not
+    /// checked) or none (the default without CAs)
+    #[argh(option)]
+    pub client_auth: Option<String>,
     /// admit only clients whose subject CN is NAME (repeatable; allow-lists are ORed)
     #[argh(option)]
     pub allow_cn: Vec<String>,
@@ -94,8 +103,8 @@ pub struct ServeArgs {
     #[argh(option)]
     pub alpn: Vec<String>,
     /// lowest TLS version accepted: 1.2 or 1.3 (default 1.2)
-    #[argh(option, default = "String::from(\"1.2\")")]
-    pub tls_min: String,
+    #[argh(option)]
+    pub tls_min: Option<String>,
     /// UNSAFE, for debugging: append TLS secrets to FILE (NSS key-log format, for Wireshark)
     #[argh(option)]
     pub unsafe_keylog: Option<PathBuf>,
@@ -103,14 +112,14 @@ pub struct ServeArgs {
     #[argh(option)]
     pub threads: Option<usize>,
     /// time a client has to complete the handshake (default 10s)
-    #[argh(option, default = "String::from(\"10s\")")]
-    pub handshake_timeout: String,
+    #[argh(option)]
+    pub handshake_timeout: Option<String>,
     /// time to connect to the upstream (default 5s)
-    #[argh(option, default = "String::from(\"5s\")")]
-    pub connect_timeout: String,
+    #[argh(option)]
+    pub connect_timeout: Option<String>,
     /// close a connection after this long with no bytes either way (default 300s)
-    #[argh(option, default = "String::from(\"300s\")")]
-    pub idle_timeout: String,
+    #[argh(option)]
+    pub idle_timeout: Option<String>,
     /// most connections served at once, split evenly across workers (default: no limit)
     #[argh(option)]
     pub max_conns: Option<usize>,
@@ -136,6 +145,9 @@ pub struct ServeArgs {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "check")]
 pub struct CheckArgs {
+    /// check a TOML config file of endpoints instead of the flags below
+    #[argh(option)]
+    pub config: Option<PathBuf>,
     /// server certificate chain, PEM, leaf first (repeatable with --key: chosen by SNI, the
     /// first pair being the default)
     #[argh(option)]
@@ -153,6 +165,11 @@ pub struct CheckArgs {
     /// small enough for every mainstream client, none above), all or none (default auto)
     #[argh(option)]
     pub ca_names: Option<String>,
+    /// client certificates: require-and-verify (the default with --mutual-tls-cas),
+    /// require-any (required, chain not checked), request (asked for, not required, not
+    /// checked) or none (the default without CAs)
+    #[argh(option)]
+    pub client_auth: Option<String>,
     /// admit only clients whose subject CN is NAME (repeatable; allow-lists are ORed)
     #[argh(option)]
     pub allow_cn: Vec<String>,
@@ -168,6 +185,12 @@ pub struct CheckArgs {
     /// admit every client whose chain is valid (the explicit opposite of the --allow-* lists)
     #[argh(switch)]
     pub allow_all: bool,
+    /// ALPN protocol to advertise, e.g. h2 or http/1.1 (repeatable, in preference order)
+    #[argh(option)]
+    pub alpn: Vec<String>,
+    /// lowest TLS version accepted: 1.2 or 1.3 (default 1.2)
+    #[argh(option)]
+    pub tls_min: Option<String>,
 }
 
 /// write a development PKI (CA, server and client certificates, ECDSA P-256) into DIR

@@ -6,6 +6,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use crate::config::file::FileError;
 use crate::proxy::connect::ResolveError;
 use crate::runtime::StartError;
 use crate::sys::activation::ActivationError;
@@ -17,10 +18,17 @@ pub enum Error {
     Usage(String),
     /// A flag value is well-formed but unusable (e.g. an upstream name that does not resolve).
     Config(String),
+    /// The `--config` file is unusable: its file, line and endpoint.
+    File(FileError),
     /// `--upstream` names no address we can reach now.
     Upstream(ResolveError),
     /// A certificate, key, CA bundle or CRL is unusable.
     Load(LoadError),
+    /// A `--config` endpoint's certificate, key, CA bundle or CRL is unusable.
+    InEndpoint {
+        endpoint: String,
+        source: Box<LoadError>,
+    },
     /// The sockets passed by socket activation are unusable.
     Activation(ActivationError),
     /// Binding or starting the workers failed.
@@ -38,8 +46,10 @@ impl Error {
         match self {
             Error::Usage(_) => 64,
             Error::Config(_)
+            | Error::File(_)
             | Error::Upstream(_)
             | Error::Load(_)
+            | Error::InEndpoint { .. }
             | Error::Activation(_)
             | Error::Unwatchable { .. } => 78,
             Error::Start(_) | Error::Io { .. } | Error::Runtime(_) => 1,
@@ -62,7 +72,9 @@ impl fmt::Display for Error {
                 write!(f, "--watch: cannot watch directory {}", dir.display())
             }
             Error::Upstream(e) => e.fmt(f),
+            Error::File(e) => e.fmt(f),
             Error::Load(e) => e.fmt(f),
+            Error::InEndpoint { endpoint, source } => write!(f, "endpoint {endpoint:?}: {source}"),
             Error::Start(e) => e.fmt(f),
             Error::Activation(e) => e.fmt(f),
         }
@@ -75,7 +87,9 @@ impl std::error::Error for Error {
         // causes.
         match self {
             Error::Upstream(e) => e.source(),
+            Error::File(e) => e.source(),
             Error::Load(e) => e.source(),
+            Error::InEndpoint { source, .. } => source.source(),
             Error::Start(e) => e.source(),
             Error::Activation(e) => e.source(),
             Error::Io { source, .. } | Error::Unwatchable { source, .. } => Some(source),

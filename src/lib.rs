@@ -4,14 +4,16 @@
 //!
 //! Layout:
 //! - `cli`: argh flag structs only (the `--help` text)
-//! - `config`: validated `ServeConfig`; every cross-flag check
+//! - `config`: validated `ServeConfig`; every cross-flag check; its endpoints, from the flags
+//!   or a `--config` TOML file (`config::file`, errors by file, line and endpoint)
 //! - `error`: the top-level error, wrapping the error it came from, and its exit codes
 //! - `tls`: trust store (CA bundle rules), CRLs, server credentials, the shared `ServerConfig`
+//!   and, per connection, the SNI of a raw ClientHello and the endpoint it names
 //! - `listen`: binding one SO_REUSEPORT socket per worker, refusing ports owned by others; or
 //!   sharing the socket-activated ones among the workers
 //! - `runtime`: pinned worker threads, each with its own monoio runtime and accept loop
-//! - `proxy`: one connection's life, told by `proxy::serve_connection`: establish (handshake →
-//!   re-check of a resumed session → upstream dial) → data plane (user space or kernel TLS) →
+//! - `proxy`: one connection's life, told by `proxy::serve_connection`: establish (the endpoint,
+//!   by SNI → handshake → re-check of a resumed session, or passthrough → upstream dial) → data plane (user space or kernel TLS) →
 //!   its outcome, recorded once (`proxy::record`) as the event and every metric
 //! - `outcome`: how a connection ended, as values (the `Outcome`, refusal and close reasons, the
 //!   alert sent, data path, bytes) that the proxy produces and records; a leaf
@@ -94,16 +96,21 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
     // Secrets may leave a connection only when kernel TLS may take them: when it is wanted and
     // this kernel offers it (the probe is logged and judged after the files are read).
     let probe = (config.ktls != config::KtlsMode::Off).then(sys::ktls::probe);
-    let mut config = config.clone();
-    config.tls.extract_secrets = matches!(&probe, Some(Ok(suites)) if !suites.is_empty());
-    let config = &config;
-    let fingerprint = control::generation::fingerprint(config, &config.upstream_addrs);
-    let built = control::generation::build(config, 1, config.upstream_addrs.clone())?;
+    let extract_secrets = matches!(&probe, Some(Ok(suites)) if !suites.is_empty());
+    let fingerprint = control::generation::fingerprint(config, &config.endpoints);
+    let listeners = match &sockets {
+        runtime::Sockets::Bind(addrs) => addrs.len(),
+        runtime::Sockets::Passed(passed) => passed.len(),
+    };
+    let from_file = config.file.is_some();
+    let built =
+        control::generation::build(&config.endpoints, listeners, 1, extract_secrets, from_file)?;
     let (ktls, ktls_event) = kernel_tls(config.ktls, probe)?;
     held.extend(ktls_event);
-    let material = &built.material;
-    held.extend(trust_warnings(material));
-    if let Some(path) = &config.tls.keylog {
+    for (name, material) in &built.materials {
+        held.extend(trust_warnings(name, material));
+    }
+    if let Some(path) = &config.keylog {
         held.push(
             Event::warn("tls.unsafe_keylog")
                 .text("file", &path.display().to_string())
@@ -121,26 +128,29 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
     if let runtime::Sockets::Passed(passed) = &sockets {
         start = start.num("socket_activation", passed.len() as u64);
     }
+    if let Some(file) = &config.file {
+        start = start
+            .text("config", &file.display().to_string())
+            .num("endpoints", config.endpoints.len() as u64);
+    }
+    let upstreams: Vec<&str> = config
+        .endpoints
+        .iter()
+        .map(|e| e.upstream.as_str())
+        .collect();
     held.push(
         start
-            .word("upstream", &config.upstream)
+            .word("upstream", upstreams.join(","))
             .num("threads", config.threads as u64)
-            .num(
-                "cas",
-                material.trust_store.as_ref().map_or(0, |s| s.anchors.len()) as u64,
-            )
-            .num("crls", material.crls.infos.len() as u64)
-            .word("ca_names", control::ca_names_verdict(material)),
+            .num("cas", built.cas() as u64)
+            .num("crls", built.crls() as u64)
+            .word("ca_names", built.ca_names_verdict()),
     );
     let control_stats = ControlStats::leak();
     control_stats.set_generation(1, built.expiries);
     let settings = Arc::new(proxy::Settings {
         current: ArcSwap::from_pointee(built.generation),
         reauthorize: config.reauthorize,
-        handshake_timeout: config.handshake_timeout,
-        connect_timeout: config.connect_timeout,
-        idle_timeout: config.idle_timeout,
-        proxy_protocol: config.proxy_protocol,
         ktls: ktls.clone(),
     });
     // After every check and before binding, so that the listeners count against the new limit.
@@ -159,6 +169,7 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
     let plan = runtime::WorkerPlan {
         listeners,
         max_conns: config.max_conns,
+        idle_tick: config.endpoints.iter().map(|e| e.timeouts.idle).min(),
     };
     let mut server = runtime::start(plan, Arc::clone(&settings))?;
     if let Some(listener) = metrics {
@@ -237,35 +248,53 @@ fn kernel_tls(
 }
 
 /// Says on stderr what is accepted but deserves a look: expired, not-yet-valid or duplicate CAs,
-/// and serving without client authentication at all.
-pub fn log_trust_warnings(material: &tls::TlsMaterial) {
-    for event in trust_warnings(material) {
+/// and clients that are not authenticated at all.
+pub fn log_trust_warnings(endpoint: &str, material: &tls::TlsMaterial) {
+    for event in trust_warnings(endpoint, material) {
         event.emit();
     }
 }
 
 /// The events of `log_trust_warnings`, not yet logged.
-fn trust_warnings(material: &tls::TlsMaterial) -> Vec<Event> {
+fn trust_warnings(endpoint: &str, material: &tls::TlsMaterial) -> Vec<Event> {
     let mut events = Vec::new();
     if let Some(decision) = &material.ca_names {
-        events.push(ca_names_event(decision));
+        events.push(ca_names_event(decision).word("endpoint", endpoint));
     }
-    match &material.trust_store {
-        Some(store) => {
-            for anchor in store.anchors.iter().filter(|a| !a.warnings.is_empty()) {
-                events.push(
-                    Event::warn("trust.warning")
-                        .text("file", &anchor.file.display().to_string())
-                        .num("index", anchor.index as u64)
-                        .text("subject", &anchor.info.subject)
-                        .text("problem", &anchor.warnings.join("; ")),
-                );
-            }
+    if let Some(store) = &material.trust_store {
+        for anchor in store.anchors.iter().filter(|a| !a.warnings.is_empty()) {
+            events.push(
+                Event::warn("trust.warning")
+                    .word("endpoint", endpoint)
+                    .text("file", &anchor.file.display().to_string())
+                    .num("index", anchor.index as u64)
+                    .text("subject", &anchor.info.subject)
+                    .text("problem", &anchor.warnings.join("; ")),
+            );
         }
-        None => events.push(Event::warn("tls.no_client_auth").text(
-            "message",
+    }
+    let unverified = match material.client_auth {
+        tls::ClientAuth::RequireAndVerify => None,
+        tls::ClientAuth::None => Some((
+            "tls.no_client_auth",
             "serving without client authentication: no --mutual-tls-cas given, any client gets through",
         )),
+        tls::ClientAuth::RequireAny => Some((
+            "tls.unverified_clients",
+            "client_auth require-any: a certificate is required but its chain is not verified; connections are marked verified=false",
+        )),
+        tls::ClientAuth::Request => Some((
+            "tls.unverified_clients",
+            "client_auth request: a certificate is asked for but neither required nor verified; connections are marked verified=false",
+        )),
+    };
+    if let Some((name, message)) = unverified {
+        events.push(
+            Event::warn(name)
+                .word("endpoint", endpoint)
+                .word("client_auth", material.client_auth.as_str())
+                .text("message", message),
+        );
     }
     events
 }

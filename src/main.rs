@@ -65,13 +65,18 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             drop(stdout);
             control.run(&signals).map(|()| ExitCode::SUCCESS)
         }
-        Command::Check(args) => {
-            let files = config::check_files(args)?;
-            let material = ringtls::tls::load_tls(&files)?;
-            ringtls::log_trust_warnings(&material);
-            print!("{}", ringtls::tools::check::report(&files, &material));
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Check(args) => match config::check_target(args)? {
+            config::CheckTarget::Flags(files) => {
+                let material = ringtls::tls::load_tls(&files)?;
+                ringtls::log_trust_warnings("default", &material);
+                print!("{}", ringtls::tools::check::report(&files, &material));
+                Ok(ExitCode::SUCCESS)
+            }
+            config::CheckTarget::File(path, endpoints) => {
+                print!("{}", ringtls::tools::check::report_file(&path, &endpoints)?);
+                Ok(ExitCode::SUCCESS)
+            }
+        },
         Command::Pki(args) => {
             for path in ringtls::tools::pki::write_dev_pki(&args.dir)? {
                 println!("wrote {}", path.display());

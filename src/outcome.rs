@@ -77,6 +77,9 @@ pub enum Reject {
     ClientClosed,
     /// The worker is at its share of `--max-conns`.
     MaxConns,
+    /// No endpoint on the listener answers the ClientHello's server name (or its lack of
+    /// one): alert unrecognized_name (112), no upstream connection.
+    UnknownServerName,
     /// The handshake succeeded but the upstream could not be reached: the client is closed with
     /// close_notify and nothing reaches the upstream.
     UpstreamUnreachable,
@@ -84,7 +87,7 @@ pub enum Reject {
 
 impl Reject {
     /// Every reason, in declaration order (the metrics index by `reason as usize`).
-    pub const ALL: [Reject; 14] = [
+    pub const ALL: [Reject; 15] = [
         Reject::NoCertificate,
         Reject::UnknownCa,
         Reject::Expired,
@@ -98,6 +101,7 @@ impl Reject {
         Reject::ClientAlert,
         Reject::ClientClosed,
         Reject::MaxConns,
+        Reject::UnknownServerName,
         Reject::UpstreamUnreachable,
     ];
 
@@ -116,6 +120,7 @@ impl Reject {
             Reject::ClientAlert => "client_alert",
             Reject::ClientClosed => "client_closed",
             Reject::MaxConns => "max_conns",
+            Reject::UnknownServerName => "unknown_server_name",
             Reject::UpstreamUnreachable => "upstream_unreachable",
         }
     }
@@ -215,19 +220,22 @@ pub enum Path {
     User,
     /// Kernel TLS (`ktls`).
     Kernel,
+    /// TLS passed through untouched to the upstream, spliced.
+    Passthrough,
     /// None: it ended before the relay.
     None,
 }
 
 impl Path {
     /// The paths a relay takes, in metric order (the metrics index by `path as usize`).
-    pub const RELAYED: [Path; 2] = [Path::User, Path::Kernel];
+    pub const RELAYED: [Path; 3] = [Path::User, Path::Kernel, Path::Passthrough];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Path::None => "none",
             Path::User => "userspace",
             Path::Kernel => "ktls",
+            Path::Passthrough => "passthrough",
         }
     }
 }

@@ -34,6 +34,9 @@ pub(crate) struct WorkerPlan {
     pub listeners: Listeners,
     /// Total connection limit, split evenly across workers.
     pub max_conns: Option<usize>,
+    /// The shortest idle timeout of any endpoint: the guards' clock runs at a quarter of it
+    /// (`guard::ticker`).
+    pub idle_tick: Option<Duration>,
 }
 
 /// Where the workers accept.
@@ -217,6 +220,9 @@ pub(crate) fn start(plan: WorkerPlan, settings: Arc<Settings>) -> Result<Server,
     let threads = bound.per_worker.len();
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let max_per_worker = plan.max_conns.map(|total| total.div_ceil(threads).max(1));
+    let idle_tick = plan
+        .idle_tick
+        .unwrap_or(crate::proxy::Timeouts::default().idle);
 
     let (tx, rx) = mpsc::channel();
     let mut workers = Vec::with_capacity(threads);
@@ -231,6 +237,7 @@ pub(crate) fn start(plan: WorkerPlan, settings: Arc<Settings>) -> Result<Server,
         links.push(ours);
         let shape = Shape {
             core,
+            idle_tick,
             max_conns: max_per_worker,
             owned,
             control: theirs,
@@ -290,6 +297,8 @@ pub(crate) fn start(plan: WorkerPlan, settings: Arc<Settings>) -> Result<Server,
 /// A worker's place and limits.
 struct Shape {
     core: Option<core_affinity::CoreId>,
+    /// See `WorkerPlan::idle_tick`.
+    idle_tick: Duration,
     /// This worker's share of `--max-conns`.
     max_conns: Option<usize>,
     /// The worker's end of its control socket.
@@ -307,6 +316,7 @@ fn run_worker(
 ) {
     let Shape {
         core,
+        idle_tick,
         max_conns,
         control,
         owned,
@@ -369,11 +379,11 @@ fn run_worker(
         drop(tx);
         monoio::spawn(obey(control, trust_changed, stop));
         monoio::spawn(proxy::budget::pump());
-        monoio::spawn(proxy::guard::ticker(signals.tick, settings.idle_timeout));
+        monoio::spawn(proxy::guard::ticker(signals.tick, idle_tick));
         let mut loops = Vec::new();
-        for listener in monoio_listeners {
+        for (index, listener) in monoio_listeners.into_iter().enumerate() {
             loops.push(monoio::spawn(accept_loop(
-                listener,
+                (listener, index),
                 stats,
                 settings.clone(),
                 max_conns,
@@ -418,7 +428,7 @@ async fn obey(
 
 /// Accepts until told to stop, then closes the listener.
 async fn accept_loop(
-    listener: monoio::net::TcpListener,
+    (listener, index): (monoio::net::TcpListener, usize),
     stats: &'static WorkerStats,
     settings: Arc<Settings>,
     max_conns: Option<usize>,
@@ -477,7 +487,7 @@ async fn accept_loop(
         monoio::spawn(async move {
             let _guard = guard;
             let served = CatchUnwind(Box::pin(proxy::serve_connection(
-                stream, peer, stats, settings, signals,
+                stream, peer, index, stats, settings, signals,
             )))
             .await;
             if let Err(panic) = served {

@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::config::{self, ServeConfig};
+use crate::config::ServeConfig;
 use crate::error::Error;
 use crate::proxy::Settings;
 use crate::runtime::Server;
@@ -110,12 +110,12 @@ impl Control {
                 .text("message", "keeping the configuration in force");
             (ReloadResult::Failed, event)
         };
-        // A name is resolved again: its addresses may have moved.
-        let upstream = match config::resolve_upstream(&self.config.upstream) {
-            Ok(u) => u,
+        // The file is read again, and every name resolved again: addresses may have moved.
+        let endpoints = match self.config.reread() {
+            Ok(e) => e,
             Err(e) => return failed(&e),
         };
-        let fingerprint = generation::fingerprint(&self.config, &upstream);
+        let fingerprint = generation::fingerprint(&self.config, &endpoints);
         if fingerprint == *in_force {
             let event = Event::info("reload.unchanged")
                 .word("cause", cause.as_str())
@@ -123,33 +123,32 @@ impl Control {
             return (ReloadResult::Unchanged, event);
         }
         let id = self.settings.current.load().id + 1;
-        let built = match generation::build(&self.config, id, upstream) {
+        let listeners = self.server.local_addrs().len();
+        let extract_secrets = self.settings.ktls.is_some();
+        let from_file = self.config.file.is_some();
+        let built = match generation::build(&endpoints, listeners, id, extract_secrets, from_file) {
             Ok(b) => b,
             Err(e) => return failed(&e),
         };
-        crate::log_trust_warnings(&built.material);
-        let cas = built
-            .material
-            .trust_store
-            .as_ref()
-            .map_or(0, |s| s.anchors.len());
-        let upstream: Vec<String> = built
-            .generation
-            .upstream
+        for (name, material) in &built.materials {
+            crate::log_trust_warnings(name, material);
+        }
+        let upstream: Vec<String> = endpoints
             .iter()
-            .map(|a| a.to_string())
+            .flat_map(|e| e.upstream_addrs.iter().map(|a| a.to_string()))
             .collect();
-        self.settings.current.store(Arc::new(built.generation));
-        *in_force = fingerprint;
-        self.stats.set_generation(id, built.expiries);
         let event = Event::info("reload.ok")
             .word("cause", cause.as_str())
             .num("generation", id)
-            .num("cas", cas as u64)
-            .num("crls", built.material.crls.infos.len() as u64)
-            .word("ca_names", ca_names_verdict(&built.material))
+            .num("endpoints", endpoints.len() as u64)
+            .num("cas", built.cas() as u64)
+            .num("crls", built.crls() as u64)
+            .word("ca_names", built.ca_names_verdict())
             .word("upstream", upstream.join(","))
             .num("reauthorize", u64::from(self.settings.reauthorize));
+        self.settings.current.store(Arc::new(built.generation));
+        *in_force = fingerprint;
+        self.stats.set_generation(id, built.expiries);
         (ReloadResult::Ok, event)
     }
 

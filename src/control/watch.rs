@@ -28,7 +28,7 @@ const MAX_DELAY: Duration = Duration::from_secs(2);
 pub(crate) fn spawn(control: Arc<Control>) -> Result<(), Error> {
     let mut dirs = BTreeSet::new();
     let mut names = BTreeSet::new();
-    for file in generation::files(&control.config) {
+    for file in generation::watched(&control.config) {
         add(file, &mut dirs, &mut names);
         if let Ok(target) = std::fs::canonicalize(file) {
             add(&target, &mut dirs, &mut names);

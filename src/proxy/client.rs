@@ -3,6 +3,7 @@
 //! session (`recheck_resumed`) and, once the upstream is dialled, the PROXY header.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use monoio::net::TcpStream;
@@ -43,6 +44,8 @@ pub(crate) struct Refusal {
     /// Lingered on after the outcome is recorded (`handshake::linger`), so the alert is not
     /// lost to a reset.
     pub linger: Option<TcpStream>,
+    /// The endpoint the client was routed to, once it was.
+    pub endpoint: Option<Arc<str>>,
 }
 
 impl Refusal {
@@ -51,6 +54,7 @@ impl Refusal {
         Refusal {
             outcome,
             linger: None,
+            endpoint: None,
         }
     }
 }
@@ -66,10 +70,12 @@ pub(crate) async fn linger(stream: Option<TcpStream>) {
 }
 
 impl Client {
-    /// Runs the handshake within `timeout`. `record_by_record` when the connection may go to
+    /// Runs the handshake within `timeout`, starting from `hello` (what was read to route the
+    /// connection; empty when nothing was). `record_by_record` when the connection may go to
     /// kernel TLS (see `handshake::Reads`).
     pub(super) async fn accept(
         mut stream: TcpStream,
+        hello: Vec<u8>,
         tls: &std::sync::Arc<ServerConfig>,
         timeout: Duration,
         record_by_record: bool,
@@ -87,7 +93,8 @@ impl Client {
         };
         let mut out = Vec::new();
         let buf = Vec::with_capacity(buffers::BIG);
-        let handshake = handshake::accept_client(&mut stream, &mut conn, buf, &mut out, reads);
+        let handshake =
+            handshake::accept_client(&mut stream, &mut conn, (hello, buf), &mut out, reads);
         let err = match timer::timeout(timeout, handshake).await {
             Ok(Ok(early)) => {
                 return Ok(Client {
@@ -126,6 +133,7 @@ impl Client {
         Err(Refusal {
             outcome: refused(reason, alert, detail, Some(presented)),
             linger,
+            endpoint: None,
         })
     }
 
@@ -167,32 +175,14 @@ impl Client {
         matches!(timer::timeout(CLOSE_NOTIFY_WAIT, write).await, Ok(Ok(())))
     }
 
-    /// Puts the PROXY v2 header (see `proxy_v2`) for this connection, from the facts already
-    /// read, before what the client sent, so it reaches the upstream first.
-    pub(super) fn prepend_proxy_header(&mut self, facts: &SessionFacts, peer: SocketAddr) {
-        let local = self.stream.local_addr().unwrap_or(peer);
-        let (version, cipher, cert) = facts.proxy_fields();
-        let info = proxy_v2::ClientInfo {
-            alpn: self.conn.alpn_protocol(),
-            sni: self.conn.server_name(),
-            version,
-            cipher,
-            cert,
-            resumed: self.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
-        };
-        let mut header = Vec::with_capacity(256);
-        proxy_v2::encode(peer, local, &info, &mut header);
-        header.extend_from_slice(&self.early.plain);
-        self.early.plain = header;
-    }
-
-    /// The session's facts for the log and the PROXY header, read once.
-    pub(super) fn facts(&self) -> SessionFacts {
+    /// The session's facts for the log and the PROXY header, read once; `verified` when the
+    /// endpoint verified the client's chain.
+    pub(super) fn facts(&self, verified: bool) -> SessionFacts {
         let leaf = self
             .conn
             .peer_certificates()
             .and_then(|chain| chain.first());
-        SessionFacts::read(&self.conn, leaf.map(|der| der.as_ref()))
+        SessionFacts::read(&self.conn, leaf.map(|der| der.as_ref()), verified)
     }
 
     /// Gives up the handshake's write buffer (record-sized; the relay starts small, see
@@ -200,6 +190,70 @@ impl Client {
     pub(super) fn into_parts(self) -> (TcpStream, Box<ServerConnection>, Early) {
         (self.stream, self.conn, self.early)
     }
+
+    /// The client again, from `into_parts` (to send close_notify when the dial failed).
+    pub(super) fn from_parts(
+        stream: TcpStream,
+        conn: Box<ServerConnection>,
+        early: Early,
+    ) -> Client {
+        Client {
+            stream,
+            conn,
+            early,
+            out: Vec::new(),
+        }
+    }
+}
+
+/// Puts the PROXY v2 header (see `proxy_v2`) for this connection, from the facts already
+/// read, before what the client sent, so it reaches the upstream first.
+pub(super) fn prepend_proxy_header(
+    conn: &ServerConnection,
+    early: &mut Early,
+    facts: &SessionFacts,
+    peer: SocketAddr,
+    local: SocketAddr,
+) {
+    let (version, cipher, cert) = facts.proxy_fields();
+    let info = proxy_v2::ClientInfo {
+        alpn: conn.alpn_protocol(),
+        sni: conn.server_name(),
+        version,
+        cipher,
+        cert,
+        resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+        verified: facts.verified(),
+        terminated: true,
+    };
+    prepend(&mut early.plain, peer, local, &info);
+}
+
+/// The same for a passed-through connection: its addresses and the SNI it was routed by
+/// (AUTHORITY), before its ClientHello.
+pub(super) fn prepend_passthrough_header(
+    first: &mut Vec<u8>,
+    facts: &SessionFacts,
+    peer: SocketAddr,
+    local: SocketAddr,
+) {
+    let info = proxy_v2::ClientInfo {
+        sni: facts.sni(),
+        ..proxy_v2::ClientInfo::default()
+    };
+    prepend(first, peer, local, &info);
+}
+
+fn prepend(
+    bytes: &mut Vec<u8>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    info: &proxy_v2::ClientInfo<'_>,
+) {
+    let mut header = Vec::with_capacity(256 + bytes.len());
+    proxy_v2::encode(peer, local, info, &mut header);
+    header.extend_from_slice(bytes);
+    *bytes = header;
 }
 
 fn refused(reason: Reject, alert: Sent, detail: String, presented: Option<SessionFacts>) -> Ended {

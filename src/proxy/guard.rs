@@ -18,7 +18,7 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::ClientCertVerifier;
 
 use super::notify::Broadcast;
-use super::settings::Settings;
+use super::settings::{Serve, Settings};
 use super::timer;
 use crate::outcome::{Counters, Stop};
 
@@ -31,7 +31,8 @@ pub(crate) struct Guard<'a> {
     pub expires: Option<Instant>,
     /// The worker's "configuration changed" signal and where to read the new one; `None`
     /// unless `--reauthorize-on-reload` is on and the client presented a certificate.
-    pub reauthorize: Option<(&'a Broadcast, &'a Settings)>,
+    /// The endpoint's name finds its verifier in the new generation.
+    pub reauthorize: Option<(&'a Broadcast, &'a Settings, &'a str)>,
 }
 
 /// Where the client's chain is kept: in the rustls connection on the user-space path, copied
@@ -70,12 +71,18 @@ impl Guard<'_> {
     /// Resolves with the reason the connection must end.
     pub(crate) async fn watch(&self, chain: &dyn PeerChain, counters: &Counters) -> Stop {
         match self.reauthorize {
-            Some((changed, settings)) => {
+            Some((changed, settings, endpoint)) => {
                 let trust = async {
                     loop {
                         changed.changed().await;
                         let generation = settings.current.load();
-                        if let Err(e) = chain.verify_with(generation.verifier.as_ref()) {
+                        // An endpoint removed (or now passed through) has no verifier to
+                        // re-check with; its connections go on until they end.
+                        let verifier = match generation.by_name.get(endpoint).map(|e| &e.serve) {
+                            Some(Serve::Terminate { verifier, .. }) => verifier,
+                            _ => continue,
+                        };
+                        if let Err(e) = chain.verify_with(verifier.as_ref()) {
                             return Stop::Reauthorization(e);
                         }
                     }

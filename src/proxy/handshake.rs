@@ -63,12 +63,13 @@ pub(crate) enum Reads {
     RecordByRecord,
 }
 
-/// Runs the server side of the handshake, reading into `buf`. On success returns what the
-/// client already sent after its Finished.
+/// Runs the server side of the handshake on what was read already (`first`: the ClientHello
+/// read to route the connection, or nothing), then reading into `buf`. On success returns
+/// what the client already sent after its Finished.
 pub(crate) async fn accept_client(
     stream: &mut TcpStream,
     conn: &mut ServerConnection,
-    mut buf: Vec<u8>,
+    (mut first, mut buf): (Vec<u8>, Vec<u8>),
     out: &mut Vec<u8>,
     reads: Reads,
 ) -> Result<Early, HandshakeError> {
@@ -85,13 +86,21 @@ pub(crate) async fn accept_client(
             early.secrets = TrafficSecrets::take(&mut secrets).map(Box::new);
             return Ok(early);
         }
-        buf.clear();
-        let (res, b) = match reads {
-            Reads::Greedy => stream.read(buf).await,
-            Reads::RecordByRecord => read_record(stream, buf).await,
+        // What routing read goes first, in the read buffer's place for this round (and the
+        // buffer back in its own after it).
+        let from_route = !first.is_empty();
+        let n = if from_route {
+            std::mem::swap(&mut buf, &mut first);
+            buf.len()
+        } else {
+            buf.clear();
+            let (res, b) = match reads {
+                Reads::Greedy => stream.read(buf).await,
+                Reads::RecordByRecord => read_record(stream, buf).await,
+            };
+            buf = b;
+            res.map_err(HandshakeError::Io)?
         };
-        buf = b;
-        let n = res.map_err(HandshakeError::Io)?;
         if n == 0 {
             if !fed_any || written.any {
                 return Err(HandshakeError::Eof);
@@ -118,6 +127,10 @@ pub(crate) async fn accept_client(
         // reveal during it is this connection's (`capture`).
         let (fed, captured) =
             capture::during(|| engine::feed(&mut **conn, &buf[..n], &mut early.plain));
+        if from_route {
+            std::mem::swap(&mut buf, &mut first);
+            first = Vec::new();
+        }
         secrets.merge(captured.secrets);
         match fed {
             Ok(fed) => early.closed |= fed.peer_closed,

@@ -17,12 +17,14 @@ pub(crate) mod handshake;
 pub(crate) mod ktls;
 pub(crate) mod ktls_offer;
 pub(crate) mod notify;
+mod passthrough;
 mod plane;
 pub(crate) mod proxy_v2;
 pub(crate) mod reason;
 mod record;
 pub(crate) mod relay;
 pub(crate) mod relay_error;
+mod route;
 mod session;
 pub(crate) mod settings;
 pub mod splice;
@@ -37,87 +39,150 @@ use monoio::net::TcpStream;
 use crate::cause::Chain;
 use crate::outcome::{Outcome, Reject, Sent};
 use crate::telemetry::metrics::WorkerStats;
+use crate::tls::ClientAuth;
 use client::{Client, Refusal};
-use plane::Established;
-pub(crate) use settings::{Generation, Settings, WorkerSignals};
+use plane::{Established, Link};
+use session::SessionFacts;
+pub use settings::Timeouts;
+pub(crate) use settings::{Endpoint, Generation, Serve, Settings, WorkerSignals};
 
-/// Serves one accepted client to completion and records how it ended. Never panics on
-/// anything the client sends.
+/// Serves one accepted client (on listener `listener`, an index into the listen addresses)
+/// to completion and records how it ended. Never panics on anything the client sends.
 pub(crate) async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
+    listener: usize,
     stats: &'static WorkerStats,
     settings: Arc<Settings>,
     signals: WorkerSignals,
 ) {
     let started = Instant::now();
-    let record = |outcome| record::record(stats, peer, started.elapsed(), outcome);
+    let record = |endpoint: Option<&str>, outcome| {
+        record::record(stats, peer, started.elapsed(), endpoint, outcome)
+    };
     // Boxed either way, so that the result held between the two waits is two words in the
     // task, not the whole connection a second time.
-    let established = match establish(stream, peer, stats, &settings, started).await {
+    let established = match establish(stream, peer, listener, stats, &settings, started).await {
         Ok(established) => established,
         Err(refusal) => {
-            let Refusal { outcome, linger } = *refusal;
-            record(outcome);
+            let Refusal {
+                outcome,
+                linger,
+                endpoint,
+            } = *refusal;
+            record(endpoint.as_deref(), outcome);
             return client::linger(linger).await;
         }
     };
     // The relay, until either side ends it or the guard does.
     let relayed = plane::relay(*established, &settings, signals).await;
-    record(Outcome::Closed {
-        facts: relayed.facts,
-        path: relayed.path,
-        counters: relayed.counters,
-        reason: relayed.reason,
-        detail: relayed.detail,
-    });
+    record(
+        Some(&relayed.endpoint),
+        Outcome::Closed {
+            facts: relayed.facts,
+            path: relayed.path,
+            counters: relayed.counters,
+            reason: relayed.reason,
+            detail: relayed.detail,
+        },
+    );
 }
 
-/// The connection up to its relay: the handshake, the re-check of a resumed session, the
-/// dial. A future of its own, so that nothing it holds across its waits takes room in the
-/// task while the relay runs (a coroutine keeps a local that lives across two waits in every
-/// state, the relay's long one included).
+/// The connection up to its relay: the choice of endpoint, then the handshake and the
+/// re-check of a resumed session (or, passed through, nothing), then the dial. A future of
+/// its own, so that nothing it holds across its waits takes room in the task while the relay
+/// runs (a coroutine keeps a local that lives across two waits in every state, the relay's
+/// long one included).
 async fn establish(
     stream: TcpStream,
     peer: SocketAddr,
+    listener: usize,
     stats: &WorkerStats,
     settings: &Settings,
     started: Instant,
 ) -> Result<Box<Established>, Box<Refusal>> {
     // Held until the upstream is dialled: the whole setup sees one configuration.
     let generation = settings.current.load_full();
-    // The handshake: a client whose certificate does not pass goes no further.
-    let timeout = settings.handshake_timeout;
-    let by_record = settings.ktls.is_some();
-    let mut client = Client::accept(stream, &generation.tls, timeout, by_record).await?;
-    let verifier = generation.verifier.as_ref();
-    let resumed = client.recheck_resumed(verifier).await;
-    resumed.map_err(|outcome| Box::new(Refusal::ended(outcome)))?;
-    record::handshake_done(stats, started.elapsed());
-    let facts = client.facts();
-
-    // The upstream is dialled only now: a refused client never causes a connection to it.
-    let upstream = match connect::connect(&generation.upstream, settings.connect_timeout).await {
-        Ok(upstream) => upstream,
-        Err(e) => {
-            client.close_notify().await;
-            let detail = Chain(&e).to_string();
-            return Err(Box::new(Refusal::ended(Outcome::Unreachable {
-                facts,
-                detail,
-            })));
+    let Some(routes) = generation.routes(listener) else {
+        let detail = format!("listener #{listener} has no endpoints");
+        return Err(Box::new(Refusal::ended(Outcome::Failed { detail })));
+    };
+    let (stream, routed) = route::choose(stream, routes, generation.hello_timeout).await?;
+    let endpoint = routed.endpoint;
+    let named = |mut refusal: Box<Refusal>| {
+        refusal.endpoint = Some(Arc::clone(&endpoint.name));
+        refusal
+    };
+    let (stream, link, facts) = match &endpoint.serve {
+        Serve::Passthrough => {
+            let facts = SessionFacts::passthrough(routed.sni.as_deref());
+            (stream, Link::Passthrough { first: routed.read }, facts)
+        }
+        Serve::Terminate {
+            tls,
+            verifier,
+            client_auth,
+        } => {
+            // The handshake: a client whose certificate does not pass goes no further.
+            let left = endpoint
+                .timeouts
+                .handshake
+                .saturating_sub(started.elapsed());
+            let timeout = left.max(Duration::from_millis(1));
+            let by_record = settings.ktls.is_some();
+            let accepted = Client::accept(stream, routed.read, tls, timeout, by_record).await;
+            let mut client = accepted.map_err(|r| named(Box::new(r)))?;
+            let resumed = client.recheck_resumed(verifier.as_ref()).await;
+            resumed.map_err(|outcome| named(Box::new(Refusal::ended(outcome))))?;
+            let unchecked = matches!(client_auth, ClientAuth::RequireAny | ClientAuth::Request);
+            record::handshake_done(stats, started.elapsed(), !unchecked);
+            let facts = client.facts(client_auth.verifies());
+            let (stream, conn, early) = client.into_parts();
+            (stream, Link::Tls { conn, early }, facts)
         }
     };
-    if settings.proxy_protocol {
-        client.prepend_proxy_header(&facts, peer);
+
+    // The upstream is dialled only now: a refused client never causes a connection to it.
+    let upstream = match connect::connect(&endpoint.upstream, endpoint.timeouts.connect).await {
+        Ok(upstream) => upstream,
+        Err(e) => {
+            let detail = Chain(&e).to_string();
+            let outcome = Outcome::Unreachable { facts, detail };
+            let linger = match link {
+                Link::Tls { conn, early } => {
+                    let mut client = Client::from_parts(stream, conn, early);
+                    client.close_notify().await;
+                    None
+                }
+                // Nothing of TLS was said to a passed-through client: it sees the close.
+                Link::Passthrough { .. } => None,
+            };
+            let refusal = Refusal {
+                outcome,
+                linger,
+                endpoint: None,
+            };
+            return Err(named(Box::new(refusal)));
+        }
+    };
+    let mut link = link;
+    if endpoint.proxy_protocol {
+        let local = stream.local_addr().unwrap_or(peer);
+        match &mut link {
+            Link::Tls { conn, early } => {
+                client::prepend_proxy_header(conn, early, &facts, peer, local)
+            }
+            Link::Passthrough { first } => {
+                client::prepend_passthrough_header(first, &facts, peer, local)
+            }
+        }
     }
-    let (stream, conn, early) = client.into_parts();
     Ok(Box::new(Established {
         client: stream,
-        conn,
-        early,
+        link,
         upstream,
         facts,
+        endpoint,
     }))
 }
 
@@ -134,5 +199,5 @@ pub(crate) fn refuse_at_accept(
         detail: detail.to_owned(),
         presented: None,
     };
-    record::record(stats, peer, Duration::ZERO, outcome);
+    record::record(stats, peer, Duration::ZERO, None, outcome);
 }

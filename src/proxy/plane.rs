@@ -3,6 +3,7 @@
 //! that runs either path over either kind of upstream.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use monoio::net::TcpStream;
@@ -16,13 +17,16 @@ use super::handshake::Early;
 use super::ktls::{self, Kernel};
 use super::relay_error::RelayError;
 use super::session::SessionFacts;
+use super::settings::Endpoint;
 use super::settings::{Settings, WorkerSignals};
-use super::{buffers, relay};
+use super::{buffers, passthrough, relay};
 use crate::outcome::{Close, Counters, Path};
 
 /// How a relay ended: the path it took, what it moved, and why it ended (and the session's
 /// facts, handed back for the close event).
 pub(crate) struct Relayed {
+    /// The endpoint's name, for the close event.
+    pub endpoint: Arc<str>,
     pub facts: SessionFacts,
     pub path: Path,
     pub counters: Counters,
@@ -30,14 +34,26 @@ pub(crate) struct Relayed {
     pub detail: String,
 }
 
-/// A connection through its handshake with its upstream dialled: what the relay starts from.
+/// A connection through its handshake (or, passed through, its routing) with its upstream
+/// dialled: what the relay starts from.
 pub(crate) struct Established {
     pub client: TcpStream,
-    pub conn: Box<ServerConnection>,
-    /// What the client sent with the end of its handshake.
-    pub early: Early,
+    pub link: Link,
     pub upstream: UpstreamStream,
     pub facts: SessionFacts,
+    pub endpoint: Arc<Endpoint>,
+}
+
+/// What stands between the client's bytes and the upstream.
+pub(crate) enum Link {
+    /// The TLS ends here: rustls' connection, and what the client sent with the end of its
+    /// handshake.
+    Tls {
+        conn: Box<ServerConnection>,
+        early: Early,
+    },
+    /// The TLS goes through: what was read to route the connection goes first.
+    Passthrough { first: Vec<u8> },
 }
 
 /// Relays between the client and its upstream until the connection ends.
@@ -53,13 +69,61 @@ pub(crate) fn relay<'a>(
 ) -> impl Future<Output = Relayed> + 'a {
     let Established {
         client,
-        conn,
-        mut early,
+        link,
         upstream,
         facts,
+        endpoint,
     } = established;
-    let reauthorize = settings.reauthorize && conn.peer_certificates().is_some();
-    let (path, plane) = match settings.ktls.as_ref().and_then(|offer| offer.takes(&conn)) {
+    let (path, plane, reauthorize) = match link {
+        Link::Tls { conn, early } => {
+            let reauthorize = settings.reauthorize && conn.peer_certificates().is_some();
+            let (path, plane) = tls_plane(settings, conn, early, &client, reauthorize);
+            (path, plane, reauthorize)
+        }
+        Link::Passthrough { first } => (Path::Passthrough, Ok(Plane::Passthrough(first)), false),
+    };
+    let expires = facts.not_after().and_then(super::guard::deadline);
+    async move {
+        let counters = Counters::default();
+        let guard = Guard {
+            idle: endpoint.timeouts.idle,
+            tick: signals.tick,
+            expires,
+            reauthorize: reauthorize.then_some((signals.trust_changed, settings, &endpoint.name)),
+        };
+        // The one dispatch over the kinds of upstream; `carry` is generic over it.
+        let result = match plane {
+            Ok(plane) => match upstream {
+                UpstreamStream::Tcp(u) => carry(plane, client, u, &guard, &counters).await,
+                UpstreamStream::Unix(u) => carry(plane, client, u, &guard, &counters).await,
+            },
+            Err(e) => Err(e),
+        };
+        let (reason, detail) = match &result {
+            Ok(()) => (Close::Closed, String::new()),
+            Err(e) => (e.reason(), e.detail()),
+        };
+        Relayed {
+            endpoint: Arc::clone(&endpoint.name),
+            facts,
+            path,
+            counters,
+            reason,
+            detail,
+        }
+    }
+}
+
+/// The path of a terminated connection: kernel TLS when it takes the negotiated suite, else
+/// rustls in user space.
+fn tls_plane(
+    settings: &Settings,
+    conn: Box<ServerConnection>,
+    mut early: Early,
+    client: &TcpStream,
+    reauthorize: bool,
+) -> (Path, Result<Plane, RelayError>) {
+    match settings.ktls.as_ref().and_then(|offer| offer.takes(&conn)) {
         Some(suite) => {
             // The rustls connection is spent by the hand-off: keep the chain if a reload may
             // have to check it again.
@@ -68,10 +132,11 @@ pub(crate) fn relay<'a>(
                 false => Vec::new(),
             };
             let secrets = early.secrets.take();
-            let plane = ktls::hand_off(conn, &client, suite, secrets)
+            let plane = ktls::hand_off(conn, client, suite, secrets)
                 .map(|kernel| Plane::Kernel {
                     kernel: Box::new(kernel),
                     chain,
+                    early,
                 })
                 .map_err(RelayError::HandOff);
             (Path::Kernel, plane)
@@ -81,36 +146,7 @@ pub(crate) fn relay<'a>(
             // carries it.
             let mut conn = conn;
             conn.set_buffer_limit(Some(2 * buffers::HUGE));
-            (Path::User, Ok(Plane::User(conn)))
-        }
-    };
-    let expires = facts.not_after().and_then(super::guard::deadline);
-    async move {
-        let counters = Counters::default();
-        let guard = Guard {
-            idle: settings.idle_timeout,
-            tick: signals.tick,
-            expires,
-            reauthorize: reauthorize.then_some((signals.trust_changed, settings)),
-        };
-        // The one dispatch over the kinds of upstream; `carry` is generic over it.
-        let result = match plane {
-            Ok(plane) => match upstream {
-                UpstreamStream::Tcp(u) => carry(plane, client, u, early, &guard, &counters).await,
-                UpstreamStream::Unix(u) => carry(plane, client, u, early, &guard, &counters).await,
-            },
-            Err(e) => Err(e),
-        };
-        let (reason, detail) = match &result {
-            Ok(()) => (Close::Closed, String::new()),
-            Err(e) => (e.reason(), e.detail()),
-        };
-        Relayed {
-            facts,
-            path,
-            counters,
-            reason,
-            detail,
+            (Path::User, Ok(Plane::User(conn, early)))
         }
     }
 }
@@ -122,16 +158,19 @@ fn owned_chain(conn: &ServerConnection) -> Vec<CertificateDer<'static>> {
         .unwrap_or_default()
 }
 
-/// What carries the client's records.
+/// What carries the client's records, with what is to go to the upstream first.
 enum Plane {
     /// rustls, in user space (`relay`).
-    User(Box<ServerConnection>),
+    User(Box<ServerConnection>, Early),
     /// The kernel (`ktls`), with the chain kept for re-checks after a reload. Boxed: a
     /// connection's task holds the plane for its whole life, and most take the user path.
     Kernel {
         kernel: Box<Kernel>,
         chain: Vec<CertificateDer<'static>>,
+        early: Early,
     },
+    /// Nothing: the TLS bytes go through (`passthrough`).
+    Passthrough(Vec<u8>),
 }
 
 /// Runs `plane` over an upstream of any kind: the one place the four combinations of
@@ -142,41 +181,52 @@ fn carry<'a, U: Upstream + 'a>(
     plane: Plane,
     client: TcpStream,
     upstream: U,
-    early: Early,
     guard: &'a Guard<'a>,
     counters: &'a Counters,
 ) -> impl Future<Output = Result<(), RelayError>> + 'a {
     match plane {
-        Plane::User(conn) => Either::Inline {
+        Plane::User(conn, early) => Either::Inline {
             future: relay::relay(client, upstream, conn, early, guard, counters),
         },
         // Boxed: the kernel-TLS relay's state is larger than the user-space one's, and
         // inline it would set the size of every connection's task, idle ones included.
-        Plane::Kernel { kernel, chain } => Either::Boxed {
+        Plane::Kernel {
+            kernel,
+            chain,
+            early,
+        } => Either::Boxed {
             future: Box::pin(ktls::relay(
                 client, upstream, *kernel, chain, early, guard, counters,
             )),
+        },
+        // Boxed too: its state is as large as the kernel path's, and few connections take it.
+        Plane::Passthrough(first) => Either::Spliced {
+            future: Box::pin(passthrough::relay(client, upstream, first, guard, counters)),
         },
     }
 }
 
 pin_project! {
-    /// One of two futures with the same output: the user-space relay inline, the kernel one
-    /// on the heap.
+    /// One of three futures with the same output: the user-space relay inline, the kernel-TLS
+    /// and passthrough ones on the heap.
     #[project = EitherProj]
-    enum Either<A, B> {
+    enum Either<A, B, C> {
         Inline { #[pin] future: A },
         Boxed { future: Pin<Box<B>> },
+        Spliced { future: Pin<Box<C>> },
     }
 }
 
-impl<A: Future, B: Future<Output = A::Output>> Future for Either<A, B> {
+impl<A: Future, B: Future<Output = A::Output>, C: Future<Output = A::Output>> Future
+    for Either<A, B, C>
+{
     type Output = A::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<A::Output> {
         match self.project() {
             EitherProj::Inline { future } => future.poll(cx),
             EitherProj::Boxed { future } => future.as_mut().poll(cx),
+            EitherProj::Spliced { future } => future.as_mut().poll(cx),
         }
     }
 }

@@ -49,11 +49,16 @@ pub(crate) struct ClientInfo<'a> {
     pub version: &'a str,
     /// IANA name, e.g. `TLS_AES_128_GCM_SHA256`
     pub cipher: &'a str,
-    /// Client certificate facts, when one was presented (and verified: we never forward
-    /// a connection whose certificate failed).
+    /// Client certificate facts, when one was presented (verified, or taken unchecked: we
+    /// never forward a connection whose certificate failed verification).
     pub cert: Option<CertFacts<'a>>,
     /// The certificate came from a resumed session rather than this connection's handshake.
     pub resumed: bool,
+    /// The certificate's chain was verified (`--client-auth require-and-verify`).
+    pub verified: bool,
+    /// We terminated the TLS: false for a passthrough endpoint, whose header then carries
+    /// the addresses and the SNI (AUTHORITY) but no SSL TLV.
+    pub terminated: bool,
 }
 
 #[derive(Debug)]
@@ -105,6 +110,17 @@ pub(crate) fn encode(src: SocketAddr, dst: SocketAddr, info: &ClientInfo<'_>, ou
     if let Some(sni) = info.sni {
         value_tlv(out, TYPE_AUTHORITY, sni.as_bytes());
     }
+    if info.terminated {
+        ssl_tlvs(info, out);
+    }
+
+    // Cannot saturate: `MAX_VALUE_LEN` bounds the body below u16::MAX (asserted above).
+    let body_len = u16::try_from(out.len() - body_start).unwrap_or(u16::MAX);
+    out[len_at..len_at + 2].copy_from_slice(&body_len.to_be_bytes());
+}
+
+/// The SSL TLV and the UNIQUE_ID (the client certificate's SHA-256).
+fn ssl_tlvs(info: &ClientInfo<'_>, out: &mut Vec<u8>) {
     let mut ssl = Vec::with_capacity(96);
     let mut client = CLIENT_SSL;
     if info.cert.is_some() {
@@ -115,8 +131,13 @@ pub(crate) fn encode(src: SocketAddr, dst: SocketAddr, info: &ClientInfo<'_>, ou
         };
     }
     ssl.push(client);
-    // verify: 0 means the client presented a certificate and it was verified.
-    let verify: u32 = if info.cert.is_some() { 0 } else { 1 };
+    // verify: 0 means the client presented a certificate and it was verified; a certificate
+    // taken unchecked (`--client-auth require-any` or `request`) is sent with 1.
+    let verify: u32 = if info.cert.is_some() && info.verified {
+        0
+    } else {
+        1
+    };
     ssl.extend_from_slice(&verify.to_be_bytes());
     value_tlv(&mut ssl, SUBTYPE_SSL_VERSION, info.version.as_bytes());
     if let Some(cert) = &info.cert {
@@ -133,10 +154,6 @@ pub(crate) fn encode(src: SocketAddr, dst: SocketAddr, info: &ClientInfo<'_>, ou
     if let Some(cert) = &info.cert {
         tlv(out, TYPE_UNIQUE_ID, &cert.fingerprint);
     }
-
-    // Cannot saturate: `MAX_VALUE_LEN` bounds the body below u16::MAX (asserted above).
-    let body_len = u16::try_from(out.len() - body_start).unwrap_or(u16::MAX);
-    out[len_at..len_at + 2].copy_from_slice(&body_len.to_be_bytes());
 }
 
 /// One TLV carrying a value we were handed, or nothing when it is longer than `MAX_VALUE_LEN`.
@@ -201,6 +218,8 @@ mod tests {
                 key_alg: "id-ecPublicKey",
                 fingerprint: [7; 32],
             }),
+            verified: true,
+            terminated: true,
             ..ClientInfo::default()
         };
         let header = encode_v4(&info);
@@ -243,6 +262,8 @@ mod tests {
                 key_alg: &long,
                 fingerprint: [7; 32],
             }),
+            verified: true,
+            terminated: true,
             resumed: false,
         };
         let header = encode_v4(&info);

@@ -19,16 +19,21 @@ pub(crate) fn record(
     stats: &WorkerStats,
     peer: SocketAddr,
     took: Duration,
+    endpoint: Option<&str>,
     outcome: Outcome<SessionFacts>,
 ) {
+    let at = |event: Event| match endpoint {
+        Some(name) => event.word("endpoint", name),
+        None => event,
+    };
     let ms = took.as_millis();
     let worker = stats.id as u64;
     match outcome {
-        Outcome::Failed { detail } => Event::error("conn.error")
+        Outcome::Failed { detail } => at(Event::error("conn.error")
             .num("worker", worker)
-            .word("peer", peer)
-            .text("detail", &detail)
-            .emit(),
+            .word("peer", peer))
+        .text("detail", &detail)
+        .emit(),
         Outcome::Refused {
             reason,
             alert,
@@ -36,13 +41,13 @@ pub(crate) fn record(
             presented,
         } => {
             stats.reject(reason);
-            let event = Event::connection(Level::Info, "conn.rejected")
+            let event = at(Event::connection(Level::Info, "conn.rejected")
                 .num("worker", worker)
-                .word("peer", peer)
-                .word("reason", reason.as_str())
-                .word("alert", alert)
-                .num("ms", ms)
-                .text("detail", &detail);
+                .word("peer", peer))
+            .word("reason", reason.as_str())
+            .word("alert", alert)
+            .num("ms", ms)
+            .text("detail", &detail);
             // What was negotiated before the refusal, as far as it got, and the refused
             // certificate when that is what failed: the same fields as a close event.
             match presented {
@@ -61,7 +66,9 @@ pub(crate) fn record(
                 detail: &detail,
                 ms,
             };
-            closed.event(Level::Warn, worker, peer, &facts).emit();
+            closed
+                .event(at(start(Level::Warn, worker, peer)), &facts)
+                .emit();
         }
         Outcome::Closed {
             facts,
@@ -82,14 +89,24 @@ pub(crate) fn record(
                 detail: &detail,
                 ms,
             };
-            closed.event(Level::Info, worker, peer, &facts).emit();
+            closed
+                .event(at(start(Level::Info, worker, peer)), &facts)
+                .emit();
         }
     }
 }
 
-/// A completed handshake, `took` after the accept.
-pub(crate) fn handshake_done(stats: &WorkerStats, took: Duration) {
-    stats.handshake_done(took);
+/// A completed handshake, `took` after the accept; `verified` unless the endpoint leaves
+/// client certificates unchecked.
+pub(crate) fn handshake_done(stats: &WorkerStats, took: Duration, verified: bool) {
+    stats.handshake_done(took, verified);
+}
+
+/// The start of a `conn.closed` event.
+fn start(level: Level, worker: u64, peer: SocketAddr) -> Event {
+    Event::connection(level, "conn.closed")
+        .num("worker", worker)
+        .word("peer", peer)
 }
 
 /// The fields of a `conn.closed` event after the session's.
@@ -102,13 +119,9 @@ struct Closed<'a> {
 }
 
 impl Closed<'_> {
-    fn event(&self, level: Level, worker: u64, peer: SocketAddr, facts: &SessionFacts) -> Event {
+    fn event(&self, start: Event, facts: &SessionFacts) -> Event {
         facts
-            .add_to(
-                Event::connection(level, "conn.closed")
-                    .num("worker", worker)
-                    .word("peer", peer),
-            )
+            .add_to(start)
             .word("path", self.path.as_str())
             .num("up", self.counters.up.get())
             .num("down", self.counters.down.get())

@@ -37,13 +37,44 @@ pub(super) struct SessionFacts {
     cipher: String,
     /// The client's leaf, parsed.
     client: Option<Rc<ClientIdentity>>,
+    /// Its chain was verified (false under `--client-auth require-any` or `request`).
+    verified: bool,
 }
 
 impl SessionFacts {
     /// Reads what `conn` negotiated and what the verified `leaf` says, sharing its parse with
     /// the worker's other connections (`identity::of`).
-    pub(super) fn read(conn: &ServerConnection, leaf: Option<&[u8]>) -> SessionFacts {
-        SessionFacts::with_client(conn, leaf.and_then(identity::of))
+    pub(super) fn read(
+        conn: &ServerConnection,
+        leaf: Option<&[u8]>,
+        verified: bool,
+    ) -> SessionFacts {
+        let mut facts = SessionFacts::with_client(conn, leaf.and_then(identity::of));
+        facts.verified = verified;
+        facts
+    }
+
+    /// A passthrough connection's: the server name it was routed by, and nothing of TLS.
+    pub(super) fn passthrough(sni: Option<&str>) -> SessionFacts {
+        SessionFacts {
+            sni: sni.unwrap_or_default().to_owned(),
+            alpn: String::new(),
+            // Empty: what `add_to` knows a passed-through connection by.
+            tls: "",
+            cipher: String::new(),
+            client: None,
+            verified: false,
+        }
+    }
+
+    /// The server name the client sent.
+    pub(super) fn sni(&self) -> Option<&str> {
+        Some(self.sni.as_str()).filter(|s| !s.is_empty())
+    }
+
+    /// Whether the client's certificate was verified.
+    pub(super) fn verified(&self) -> bool {
+        self.verified
     }
 
     /// The same for a rejection: the refused certificate is parsed for this event alone and
@@ -64,6 +95,8 @@ impl SessionFacts {
             tls: tls_version_name(conn),
             cipher: cipher_name(conn),
             client,
+            // A refused certificate was not verified; `read` says so for an admitted one.
+            verified: false,
         }
     }
 
@@ -93,6 +126,10 @@ impl SessionFacts {
 
     /// Adds the session's fields to `event`.
     pub(super) fn add_to(&self, event: Event) -> Event {
+        // Passed through: nothing of the TLS was ours to see but the name it was routed by.
+        if self.tls.is_empty() {
+            return event.text("sni", &self.sni);
+        }
         let event = event
             .text("client", self.client_cn())
             .word("tls", self.tls)
@@ -101,6 +138,7 @@ impl SessionFacts {
             .text("alpn", &self.alpn);
         match self.client.as_deref() {
             Some(client) => event
+                .word("verified", self.verified)
                 .text("subject", &client.info.subject)
                 .text("issuer", &client.info.issuer)
                 .word("serial", &client.info.serial_hex)

@@ -52,6 +52,9 @@ pub struct WorkerStats {
     pub accepted: Counter,
     pub active: Counter,
     pub handshakes_ok: Counter,
+    /// Completed handshakes whose client certificate was not verified (`--client-auth
+    /// require-any` or `request`).
+    pub handshakes_unverified: Counter,
     rejected: [Counter; Reject::ALL.len()],
     handshake_buckets: [Counter; BUCKETS.len()],
     handshake_count: Counter,
@@ -74,6 +77,7 @@ impl WorkerStats {
             accepted: Counter::default(),
             active: Counter::default(),
             handshakes_ok: Counter::default(),
+            handshakes_unverified: Counter::default(),
             rejected: Default::default(),
             handshake_buckets: Default::default(),
             handshake_count: Counter::default(),
@@ -107,9 +111,13 @@ impl WorkerStats {
         self.rejected[reason as usize].add(1);
     }
 
-    /// Records a completed handshake's duration.
-    pub fn handshake_done(&self, took: Duration) {
-        self.handshakes_ok.add(1);
+    /// Records a completed handshake's duration; `verified` unless the endpoint's strategy
+    /// leaves client certificates unchecked.
+    pub fn handshake_done(&self, took: Duration, verified: bool) {
+        match verified {
+            true => self.handshakes_ok.add(1),
+            false => self.handshakes_unverified.add(1),
+        }
         self.handshake_count.add(1);
         self.handshake_micros.add(took.as_micros() as u64);
         let secs = took.as_secs_f64();
@@ -311,6 +319,11 @@ pub(crate) fn render(workers: &[&'static WorkerStats], control: &ControlStats) -
         out,
         "ringtls_handshakes_total{{result=\"ok\",reason=\"\"}} {}",
         sum(&|w| w.handshakes_ok.get())
+    );
+    let _ = writeln!(
+        out,
+        "ringtls_handshakes_total{{result=\"unverified\",reason=\"\"}} {}",
+        sum(&|w| w.handshakes_unverified.get())
     );
     for reason in Reject::ALL {
         let _ = writeln!(

@@ -1,7 +1,9 @@
 //! TLS material: the trust store (CA bundle rules), CRLs, the server's certificate and key, and
 //! the one `rustls::ServerConfig` all workers share read-only.
 //!
-//! Everything here runs once at start (and later on reload), never per connection.
+//! Most of it runs once at start (and later on reload). The two pure pieces of SNI routing run
+//! per connection: `client_hello` finds the server name in a connection's first bytes, before
+//! any rustls state exists, and `sni_route` maps it to an endpoint.
 
 /// Implements every `ClientCertVerifier` method but `verify_client_cert` by delegating to
 /// `self.inner`: our verifiers wrap rustls' and change only the chain decision.
@@ -50,6 +52,8 @@ macro_rules! delegate_client_verifier {
 pub(crate) mod allow_list;
 pub(crate) mod ca_names;
 pub mod capture;
+pub mod client_auth;
+pub mod client_hello;
 pub(crate) mod credentials;
 pub(crate) mod crl;
 pub(crate) mod error;
@@ -59,8 +63,10 @@ pub(crate) mod limits;
 mod pem;
 pub mod secrets;
 mod sni;
+pub mod sni_route;
 pub(crate) mod tickets;
 pub(crate) mod trust_store;
+
 pub(crate) mod verify_cache;
 pub(crate) mod x509;
 
@@ -73,6 +79,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::sign::SingleCertAndKey;
 
+pub use client_auth::ClientAuth;
 pub use credentials::ServerCredentials;
 pub use crl::Crls;
 pub use error::LoadError;
@@ -102,6 +109,8 @@ pub struct TlsSettings {
     pub crls: Vec<PathBuf>,
     /// `--ca-names`: which CA subjects CertificateRequest carries.
     pub ca_names: ca_names::CaNamesMode,
+    /// `--client-auth`: what is asked of the client's certificate.
+    pub client_auth: ClientAuth,
 }
 
 impl TlsSettings {
@@ -116,9 +125,14 @@ impl TlsSettings {
             crt,
             key,
             more_certs: Vec::new(),
-            cas,
             crls: Vec::new(),
             ca_names: ca_names::CaNamesMode::Auto,
+            client_auth: if cas.is_empty() {
+                ClientAuth::None
+            } else {
+                ClientAuth::RequireAndVerify
+            },
+            cas,
         }
     }
 }
@@ -136,6 +150,8 @@ pub struct TlsMaterial {
     pub crls: Crls,
     /// Which CA names CertificateRequest carries and why; `None` without a trust store.
     pub ca_names: Option<ca_names::CaNames>,
+    /// What the verifier asks of client certificates.
+    pub client_auth: ClientAuth,
 }
 
 /// The crypto provider: aws-lc-rs with rustls' suites and groups, AES-128-GCM first.
@@ -185,8 +201,21 @@ pub fn load_tls(files: &TlsSettings) -> Result<TlsMaterial, LoadError> {
             limit: d.wire_limit,
         });
     }
-    let verifier: Arc<dyn ClientCertVerifier> = match &trust_store {
-        Some(store) => hint_subjects(
+    let verifier: Arc<dyn ClientCertVerifier> = match (&trust_store, files.client_auth) {
+        (_, ClientAuth::None) => WebPkiClientVerifier::no_client_auth(),
+        (_, ClientAuth::RequireAny | ClientAuth::Request) => {
+            let hints = match (&trust_store, ca_names) {
+                (Some(store), Some(d)) if d.sent => store.roots.subjects(),
+                _ => Vec::new(),
+            };
+            let mandatory = files.client_auth == ClientAuth::RequireAny;
+            Arc::new(client_auth::UnverifiedClient::new(
+                provider.clone(),
+                hints,
+                mandatory,
+            ))
+        }
+        (Some(store), ClientAuth::RequireAndVerify) => hint_subjects(
             WebPkiClientVerifier::builder_with_provider(
                 Arc::new(store.roots.clone()),
                 provider.clone(),
@@ -208,7 +237,12 @@ pub fn load_tls(files: &TlsSettings) -> Result<TlsMaterial, LoadError> {
             verify_cache::CachingVerifier::new(checked)
         })
         .map_err(LoadError::Verifier)?,
-        None => WebPkiClientVerifier::no_client_auth(),
+        // config refuses require-and-verify without CAs; should one come, nothing verifies.
+        (None, ClientAuth::RequireAndVerify) => {
+            return Err(LoadError::Verifier(
+                rustls::server::VerifierBuilderError::NoRootAnchors,
+            ));
+        }
     };
 
     let versions: &[&rustls::SupportedProtocolVersion] = if files.tls13_only {
@@ -265,6 +299,7 @@ pub fn load_tls(files: &TlsSettings) -> Result<TlsMaterial, LoadError> {
         trust_store,
         crls,
         ca_names,
+        client_auth: files.client_auth,
     })
 }
 

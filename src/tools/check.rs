@@ -3,7 +3,83 @@
 
 use std::fmt::Write;
 
+use std::path::Path;
+
+use crate::config::{EndpointConfig, Mode};
+use crate::error::Error;
 use crate::tls::{TlsMaterial, TlsSettings, x509};
+
+/// Loads every endpoint of a `--config` file as `serve` would and renders a table of them,
+/// then each terminating endpoint's material as `report` does; the first endpoint that does
+/// not load is the error.
+pub fn report_file(path: &Path, endpoints: &[EndpointConfig]) -> Result<String, Error> {
+    let mut loaded = Vec::with_capacity(endpoints.len());
+    for endpoint in endpoints {
+        let material = match &endpoint.mode {
+            Mode::Terminate(files) => {
+                let material = crate::tls::load_tls(files).map_err(|source| Error::InEndpoint {
+                    endpoint: endpoint.name.clone(),
+                    source: Box::new(source),
+                })?;
+                crate::log_trust_warnings(&endpoint.name, &material);
+                Some(material)
+            }
+            Mode::Passthrough => None,
+        };
+        loaded.push(material);
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "config {}: {} endpoint(s)",
+        path.display(),
+        endpoints.len()
+    );
+    let _ = writeln!(
+        out,
+        "  {:<20} {:<12} {:<22} {:<8} {:<32} {:<19} {:<5} UPSTREAM",
+        "ENDPOINT", "MODE", "LISTEN", "DEFAULT", "SERVER NAMES", "CLIENT AUTH", "CAS"
+    );
+    for (endpoint, material) in endpoints.iter().zip(&loaded) {
+        let client_auth = match &endpoint.mode {
+            Mode::Terminate(files) => files.client_auth.as_str(),
+            Mode::Passthrough => "-",
+        };
+        let cas = material
+            .as_ref()
+            .and_then(|m| m.trust_store.as_ref())
+            .map_or(0, |s| s.anchors.len());
+        let listen: Vec<String> = endpoint.listeners.iter().map(|i| format!("#{i}")).collect();
+        let names = match endpoint.server_names.is_empty() {
+            true => "-".to_owned(),
+            false => endpoint.server_names.join(","),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<20} {:<12} {:<22} {:<8} {:<32} {:<19} {:<5} {}",
+            endpoint.name,
+            endpoint.mode.as_str(),
+            listen.join(","),
+            if endpoint.default { "yes" } else { "no" },
+            names,
+            client_auth,
+            cas,
+            endpoint.upstream
+        );
+    }
+    for (endpoint, material) in endpoints.iter().zip(&loaded) {
+        if let (Mode::Terminate(files), Some(material)) = (&endpoint.mode, material) {
+            let _ = writeln!(out);
+            let _ = writeln!(out, "endpoint {:?}:", endpoint.name);
+            let body = report(files, material);
+            for line in body.lines().filter(|l| !l.starts_with("ok: ")) {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
+    }
+    let _ = writeln!(out, "ok: serve would start with this configuration");
+    Ok(out)
+}
 
 /// Renders the report of successfully loaded material.
 pub fn report(files: &TlsSettings, material: &TlsMaterial) -> String {

@@ -19,7 +19,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
-use crate::config::{Listen, ServeConfig};
+use crate::config::{EndpointConfig, Listen, Mode, ServeConfig, Timeouts};
 use crate::error::Error;
 use crate::tls::TlsSettings;
 
@@ -74,27 +74,37 @@ pub fn run_demo() -> Result<bool, Error> {
     crate::tools::pki::write_dev_pki(dir)?;
     let (upstream, accepted) = start_echo_upstream()?;
 
-    let config = ServeConfig {
-        listen: Listen::Bind(vec![SocketAddr::from(([127, 0, 0, 1], 0))]),
-        upstream: upstream.to_string(),
-        upstream_addrs: vec![crate::proxy::connect::UpstreamAddr::Tcp(upstream)],
-        tls: TlsSettings::new(
+    let endpoint = EndpointConfig {
+        name: "default".into(),
+        listeners: vec![0],
+        server_names: Vec::new(),
+        default: true,
+        mode: Mode::Terminate(Box::new(TlsSettings::new(
             dir.join("server.pem"),
             dir.join("server.key"),
             vec![dir.join("ca.pem")],
-        ),
-        threads: 1,
-        handshake_timeout: Duration::from_secs(10),
-        connect_timeout: Duration::from_secs(5),
-        idle_timeout: Duration::from_secs(30),
-        max_conns: None,
+        ))),
+        upstream: upstream.to_string(),
+        upstream_addrs: vec![crate::proxy::connect::UpstreamAddr::Tcp(upstream)],
         proxy_protocol: false,
+        timeouts: Timeouts {
+            idle: Duration::from_secs(30),
+            ..Timeouts::default()
+        },
+    };
+    let config = ServeConfig {
+        listen: Listen::Bind(vec![SocketAddr::from(([127, 0, 0, 1], 0))]),
+        endpoints: vec![endpoint],
+        file: None,
+        threads: 1,
+        max_conns: None,
         log: Default::default(),
         metrics: None,
         watch: false,
         reauthorize: false,
         drain_timeout: Duration::from_secs(1),
         ktls: Default::default(),
+        keylog: None,
     };
     let server = crate::start(&config)?;
     let addr = server.local_addrs()[0];

@@ -314,6 +314,18 @@ impl Serve {
         }
     }
 
+    /// `ringtls serve --config FILE`: the file names the listeners, endpoints and upstreams.
+    pub fn config(file: &Path) -> Serve {
+        Serve {
+            args: vec!["--config".into(), file.into()],
+            listen: Vec::new(),
+            default_listen: false,
+            driver: Driver::Default,
+            wrap: None,
+            stderr: StderrMode::Read,
+        }
+    }
+
     /// Passes no `--listen` at all (for socket activation, or to test its absence).
     pub fn no_listen(mut self) -> Serve {
         self.default_listen = false;

@@ -2,6 +2,9 @@
 //! leaves here is valid; what is not becomes a usage error (exit 64) or a configuration error
 //! (exit 78) naming the flag.
 
+pub mod endpoint;
+pub mod file;
+
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,23 +18,43 @@ use crate::telemetry::log::{
 };
 use crate::tls::TlsSettings;
 use crate::tls::allow_list::AllowList;
-use crate::tls::ca_names::CaNamesMode;
+pub use endpoint::{ClientAuth, EndpointConfig, Mode, Timeouts};
+use endpoint::{Spelling, TlsInput};
+
+/// The TLS flags `serve` and `check` share, moved out of either argh struct (argh has no
+/// flattening).
+macro_rules! tls_input {
+    ($args:ident) => {
+        TlsInput {
+            crt: std::mem::take(&mut $args.crt),
+            key: std::mem::take(&mut $args.key),
+            cas: std::mem::take(&mut $args.mutual_tls_cas),
+            crls: std::mem::take(&mut $args.crl),
+            ca_names: $args.ca_names.take(),
+            client_auth: $args.client_auth.take(),
+            allow: AllowList {
+                cn: std::mem::take(&mut $args.allow_cn),
+                ou: std::mem::take(&mut $args.allow_ou),
+                dns: std::mem::take(&mut $args.allow_dns),
+                uri: std::mem::take(&mut $args.allow_uri),
+                all: $args.allow_all,
+            },
+            alpn: std::mem::take(&mut $args.alpn),
+            tls_min: $args.tls_min.take(),
+        }
+    };
+}
 
 /// A validated `serve` invocation.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub listen: Listen,
-    /// The upstream as given, for messages.
-    pub upstream: String,
-    /// The upstream's addresses, resolved at start (and again on reload), tried in turn.
-    pub upstream_addrs: Vec<UpstreamAddr>,
-    pub tls: TlsSettings,
+    /// What is served: the one endpoint of the flags, or a `--config` file's.
+    pub endpoints: Vec<EndpointConfig>,
+    /// `--config`: the file the endpoints come from, read again on reload.
+    pub file: Option<PathBuf>,
     pub threads: usize,
-    pub handshake_timeout: Duration,
-    pub connect_timeout: Duration,
-    pub idle_timeout: Duration,
     pub max_conns: Option<usize>,
-    pub proxy_protocol: bool,
     /// `--log-format`, `--log-level`, `--log-connections`.
     pub log: LogSettings,
     /// Where to serve `/metrics`, `/healthz` and `/readyz`.
@@ -44,6 +67,8 @@ pub struct ServeConfig {
     pub drain_timeout: Duration,
     /// `--ktls`: whether to hand established connections to kernel TLS.
     pub ktls: KtlsMode,
+    /// `--unsafe-keylog`: every terminating endpoint appends its TLS secrets here.
+    pub keylog: Option<PathBuf>,
 }
 
 /// `--ktls auto|on|off`.
@@ -77,40 +102,44 @@ impl ServeConfig {
 
     /// `from_args` with the socket-activation environment already read.
     pub fn from_args_and_activation(
-        args: ServeArgs,
+        mut args: ServeArgs,
         passed: Option<Passed>,
     ) -> Result<ServeConfig, Error> {
-        let listen = match (args.listen.is_empty(), passed) {
-            (true, None) => {
-                return Err(Error::Usage(
-                    "--listen is required (e.g. --listen 0.0.0.0:8443) unless started by socket activation (LISTEN_FDS)".into(),
-                ));
+        let file = args.config.take();
+        let (listen, endpoints) = match &file {
+            Some(path) => {
+                if let Some(flag) = endpoint_flag(&args) {
+                    return Err(Error::Usage(format!(
+                        "--config {} and {flag}: with a config file, {flag} is set per endpoint in the file",
+                        path.display()
+                    )));
+                }
+                if let Some(passed) = passed {
+                    return Err(Error::Usage(format!(
+                        "--config {}: started by socket activation with {} socket(s) (LISTEN_FDS); a config file binds its own listen addresses",
+                        path.display(),
+                        passed.count
+                    )));
+                }
+                let loaded = file::load(path).map_err(Error::File)?;
+                (Listen::Bind(loaded.listen), loaded.endpoints)
             }
-            (false, Some(passed)) => {
-                return Err(Error::Usage(format!(
-                    "--listen {}: started by socket activation with {} socket(s) (LISTEN_FDS); use one or the other",
-                    args.listen.join(" --listen "),
-                    passed.count
-                )));
-            }
-            (true, Some(passed)) => Listen::Activated(passed),
-            (false, None) => Listen::Bind(
-                args.listen
-                    .iter()
-                    .map(|s| parse_listen(s))
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
+            None => flags_endpoint(&mut args, passed)?,
         };
-        let upstream_addrs = resolve_upstream(&args.upstream)?;
-        if args.reauthorize_on_reload && args.mutual_tls_cas.is_empty() {
+        let mut endpoints = endpoints;
+        for endpoint in &mut endpoints {
+            if let Mode::Terminate(tls) = &mut endpoint.mode {
+                tls.keylog.clone_from(&args.unsafe_keylog);
+            }
+        }
+        let verifies = endpoints
+            .iter()
+            .any(|e| matches!(&e.mode, Mode::Terminate(tls) if tls.client_auth.verifies()));
+        if args.reauthorize_on_reload && !verifies {
             return Err(Error::Usage(
                 "--reauthorize-on-reload needs --mutual-tls-cas: without a trust store there is nothing to re-check".into(),
             ));
         }
-        let mut tls = tls_settings(shared_tls_flags!(args))?;
-        tls.tls13_only = parse_tls_min(&args.tls_min)?;
-        tls.keylog = args.unsafe_keylog;
-        tls.alpn = parse_alpn(args.alpn)?;
         let threads = match args.threads {
             Some(0) => return Err(Error::Usage("--threads must be at least 1".into())),
             Some(n) => n,
@@ -121,15 +150,10 @@ impl ServeConfig {
         }
         Ok(ServeConfig {
             listen,
-            upstream: args.upstream,
-            upstream_addrs,
-            tls,
+            endpoints,
+            file,
             threads,
-            handshake_timeout: parse_duration("--handshake-timeout", &args.handshake_timeout)?,
-            connect_timeout: parse_duration("--connect-timeout", &args.connect_timeout)?,
-            idle_timeout: parse_duration("--idle-timeout", &args.idle_timeout)?,
             max_conns: args.max_conns,
-            proxy_protocol: args.proxy_protocol,
             watch: args.watch,
             reauthorize: args.reauthorize_on_reload,
             drain_timeout: parse_duration("--drain-timeout", &args.drain_timeout)?,
@@ -177,147 +201,160 @@ impl ServeConfig {
                     ))
                 })?,
             },
+            keylog: args.unsafe_keylog,
         })
     }
-}
 
-/// The credential and identity-policy flags `serve` and `check` share, moved out of either
-/// argh struct (argh has no flattening).
-macro_rules! shared_tls_flags {
-    ($args:ident) => {
-        SharedTlsFlags {
-            crt: $args.crt,
-            key: $args.key,
-            cas: $args.mutual_tls_cas,
-            crls: $args.crl,
-            ca_names: $args.ca_names,
-            allow: AllowList {
-                cn: $args.allow_cn,
-                ou: $args.allow_ou,
-                dns: $args.allow_dns,
-                uri: $args.allow_uri,
-                all: $args.allow_all,
-            },
+    /// Reads the `--config` file again (a reload): its endpoints, which must listen only on
+    /// the addresses bound at start.
+    pub fn reread(&self) -> Result<Vec<EndpointConfig>, Error> {
+        let Some(path) = &self.file else {
+            let mut endpoints = self.endpoints.clone();
+            for endpoint in &mut endpoints {
+                endpoint.upstream_addrs = resolve_upstream(&endpoint.upstream)?;
+            }
+            return Ok(endpoints);
+        };
+        let loaded = file::load(path).map_err(Error::File)?;
+        let Listen::Bind(bound) = &self.listen else {
+            return Ok(loaded.endpoints);
+        };
+        let mut endpoints = loaded.endpoints;
+        for endpoint in &mut endpoints {
+            for index in &mut endpoint.listeners {
+                let addr = loaded.listen[*index];
+                *index = bound.iter().position(|b| *b == addr).ok_or_else(|| {
+                    Error::Config(format!(
+                        "--config {}: endpoint {:?}: listen {addr} is not bound (listeners are bound at start; adding one needs a restart)",
+                        path.display(),
+                        endpoint.name
+                    ))
+                })?;
+            }
+            if let Mode::Terminate(tls) = &mut endpoint.mode {
+                tls.keylog.clone_from(&self.keylog);
+            }
         }
+        Ok(endpoints)
+    }
+}
+
+/// The first flag given that a config file sets per endpoint.
+fn endpoint_flag(args: &ServeArgs) -> Option<&'static str> {
+    let given = [
+        ("--listen", !args.listen.is_empty()),
+        ("--upstream", args.upstream.is_some()),
+        ("--crt", !args.crt.is_empty()),
+        ("--key", !args.key.is_empty()),
+        ("--mutual-tls-cas", !args.mutual_tls_cas.is_empty()),
+        ("--crl", !args.crl.is_empty()),
+        ("--ca-names", args.ca_names.is_some()),
+        ("--client-auth", args.client_auth.is_some()),
+        ("--allow-cn", !args.allow_cn.is_empty()),
+        ("--allow-ou", !args.allow_ou.is_empty()),
+        ("--allow-dns", !args.allow_dns.is_empty()),
+        ("--allow-uri", !args.allow_uri.is_empty()),
+        ("--allow-all", args.allow_all),
+        ("--proxy-protocol", args.proxy_protocol),
+        ("--alpn", !args.alpn.is_empty()),
+        ("--tls-min", args.tls_min.is_some()),
+        ("--handshake-timeout", args.handshake_timeout.is_some()),
+        ("--connect-timeout", args.connect_timeout.is_some()),
+        ("--idle-timeout", args.idle_timeout.is_some()),
+    ];
+    given.iter().find(|(_, g)| *g).map(|(flag, _)| *flag)
+}
+
+/// The flags form: one endpoint, named `default`, on every listener.
+fn flags_endpoint(
+    args: &mut ServeArgs,
+    passed: Option<Passed>,
+) -> Result<(Listen, Vec<EndpointConfig>), Error> {
+    let listen = match (args.listen.is_empty(), passed) {
+        (true, None) => {
+            return Err(Error::Usage(
+                "--listen is required (e.g. --listen 0.0.0.0:8443) unless started by socket activation (LISTEN_FDS), or --config FILE".into(),
+            ));
+        }
+        (false, Some(passed)) => {
+            return Err(Error::Usage(format!(
+                "--listen {}: started by socket activation with {} socket(s) (LISTEN_FDS); use one or the other",
+                args.listen.join(" --listen "),
+                passed.count
+            )));
+        }
+        (true, Some(passed)) => Listen::Activated(passed),
+        (false, None) => Listen::Bind(
+            args.listen
+                .iter()
+                .map(|s| parse_listen(s))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
     };
-}
-use shared_tls_flags;
-
-/// See `shared_tls_flags!`.
-struct SharedTlsFlags {
-    crt: Vec<PathBuf>,
-    key: Vec<PathBuf>,
-    cas: Vec<PathBuf>,
-    crls: Vec<PathBuf>,
-    ca_names: Option<String>,
-    allow: AllowList,
-}
-
-/// Checks the shared flags; the `serve`-only TLS settings start at their defaults.
-fn tls_settings(flags: SharedTlsFlags) -> Result<TlsSettings, Error> {
-    let (crt, key, more_certs) = cert_pairs(flags.crt, flags.key)?;
-    let allow = allow_list(!flags.cas.is_empty(), flags.allow)?;
-    let ca_names = parse_ca_names(!flags.cas.is_empty(), flags.ca_names.as_deref())?;
-    Ok(TlsSettings {
-        allow,
-        more_certs,
-        crls: flags.crls,
-        ca_names,
-        ..TlsSettings::new(crt, key, flags.cas)
-    })
-}
-
-/// The TLS settings of a `check` invocation.
-pub fn check_files(args: CheckArgs) -> Result<TlsSettings, Error> {
-    tls_settings(shared_tls_flags!(args))
-}
-
-/// `--crt`/`--key` in pairs: the first pair (the default certificate) and the others.
-#[allow(clippy::type_complexity)]
-fn cert_pairs(
-    crts: Vec<PathBuf>,
-    keys: Vec<PathBuf>,
-) -> Result<(PathBuf, PathBuf, Vec<(PathBuf, PathBuf)>), Error> {
-    if crts.is_empty() || keys.is_empty() {
-        return Err(Error::Usage(
-            "--crt and --key are required (e.g. --crt server.pem --key server.key)".into(),
-        ));
-    }
-    if crts.len() != keys.len() {
-        return Err(Error::Usage(format!(
-            "--crt and --key go in pairs: {} --crt but {} --key",
-            crts.len(),
-            keys.len()
-        )));
-    }
-    let mut pairs = crts.into_iter().zip(keys);
-    let (crt, key) = pairs
-        .next()
-        .ok_or_else(|| Error::Usage("--crt is required".into()))?;
-    Ok((crt, key, pairs.collect()))
-}
-
-/// `--ca-names auto|all|none` (default auto); it shapes the client-certificate request, so it
-/// needs a trust store like the `--allow-*` flags do.
-fn parse_ca_names(have_cas: bool, value: Option<&str>) -> Result<CaNamesMode, Error> {
-    let Some(value) = value else {
-        return Ok(CaNamesMode::Auto);
+    let upstream = args.upstream.take().ok_or_else(|| {
+        Error::Usage(
+            "--upstream is required (e.g. --upstream 127.0.0.1:8080), or --config FILE".into(),
+        )
+    })?;
+    let upstream_addrs = resolve_upstream(&upstream)?;
+    let tls = tls_input!(args)
+        .check(Spelling::Flag)
+        .map_err(Error::Usage)?;
+    let defaults = Timeouts::default();
+    let duration = |flag: &str, value: &Option<String>, default| match value {
+        None => Ok(default),
+        Some(v) => parse_duration(flag, v),
     };
-    let mode = CaNamesMode::parse(value)
-        .ok_or_else(|| Error::Usage(format!("--ca-names {value}: expected auto, all or none")))?;
-    if !have_cas {
-        return Err(Error::Usage(format!(
-            "--ca-names {value} needs --mutual-tls-cas: without a trust store no client certificate is requested"
-        )));
-    }
-    Ok(mode)
+    let timeouts = Timeouts {
+        handshake: duration(
+            "--handshake-timeout",
+            &args.handshake_timeout,
+            defaults.handshake,
+        )?,
+        connect: duration("--connect-timeout", &args.connect_timeout, defaults.connect)?,
+        idle: duration("--idle-timeout", &args.idle_timeout, defaults.idle)?,
+    };
+    let listeners = match &listen {
+        Listen::Bind(addrs) => (0..addrs.len()).collect(),
+        Listen::Activated(passed) => (0..passed.count).collect(),
+    };
+    let endpoint = EndpointConfig {
+        name: "default".into(),
+        listeners,
+        server_names: Vec::new(),
+        default: true,
+        mode: Mode::Terminate(Box::new(tls)),
+        upstream,
+        upstream_addrs,
+        proxy_protocol: args.proxy_protocol,
+        timeouts,
+    };
+    Ok((listen, vec![endpoint]))
 }
 
-/// `--alpn`: protocol names of 1 to 255 bytes (RFC 7301 §3.1).
-fn parse_alpn(protocols: Vec<String>) -> Result<Vec<String>, Error> {
-    match protocols.iter().find(|p| p.is_empty() || p.len() > 255) {
-        Some(bad) => Err(Error::Usage(format!(
-            "--alpn {bad:?}: a protocol name is 1 to 255 bytes"
-        ))),
-        None => Ok(protocols),
-    }
+/// What `check` loads: the TLS settings of its flags, or a config file's endpoints.
+pub enum CheckTarget {
+    Flags(Box<TlsSettings>),
+    File(PathBuf, Vec<EndpointConfig>),
 }
 
-/// `--tls-min`: whether TLS 1.2 is turned off.
-fn parse_tls_min(s: &str) -> Result<bool, Error> {
-    match s {
-        "1.2" => Ok(false),
-        "1.3" => Ok(true),
-        other => Err(Error::Usage(format!(
-            "--tls-min {other}: expected 1.2 or 1.3 (older versions are not supported)"
-        ))),
+/// The TLS settings of a `check` invocation, or the endpoints of its `--config` file.
+pub fn check_target(mut args: CheckArgs) -> Result<CheckTarget, Error> {
+    if let Some(path) = args.config.take() {
+        let given = tls_input!(args).first_given(Spelling::Flag);
+        if let Some(flag) = given {
+            return Err(Error::Usage(format!(
+                "--config {} and {flag}: with a config file, {flag} is set per endpoint in the file",
+                path.display()
+            )));
+        }
+        let loaded = file::load(&path).map_err(Error::File)?;
+        return Ok(CheckTarget::File(path, loaded.endpoints));
     }
-}
-
-/// The identity allow-list from the `--allow-*` flags: `--allow-all` excludes the others, and
-/// any of them needs a trust store to check chains against.
-fn allow_list(have_cas: bool, list: AllowList) -> Result<AllowList, Error> {
-    if list.all && !list.is_empty() {
-        return Err(Error::Usage(
-            "--allow-all admits every valid client; it cannot be combined with --allow-cn, --allow-ou, --allow-dns or --allow-uri".into(),
-        ));
-    }
-    if (list.all || !list.is_empty()) && !have_cas {
-        return Err(Error::Usage(
-            "--allow-* flags need --mutual-tls-cas: without a trust store no client certificate is checked".into(),
-        ));
-    }
-    if let Some(bad) = list
-        .dns
-        .iter()
-        .chain(&list.uri)
-        .chain(&list.cn)
-        .chain(&list.ou)
-        .find(|v| v.trim().is_empty())
-    {
-        return Err(Error::Usage(format!("--allow-*: empty value {bad:?}")));
-    }
-    Ok(list)
+    let tls = tls_input!(args)
+        .check(Spelling::Flag)
+        .map_err(Error::Usage)?;
+    Ok(CheckTarget::Flags(Box::new(tls)))
 }
 
 /// The number of cores this process may run on (its affinity mask, not the machine's count).
@@ -329,7 +366,7 @@ pub fn default_threads() -> usize {
         .unwrap_or(1)
 }
 
-fn parse_listen(s: &str) -> Result<SocketAddr, Error> {
+pub(crate) fn parse_listen(s: &str) -> Result<SocketAddr, Error> {
     if let Ok(addr) = s.parse() {
         return Ok(addr);
     }

@@ -1,0 +1,595 @@
+//! Many endpoints in one process (`serve --config FILE`): trust and policy per SNI name on one
+//! listener, unknown names, the verification strategies, and every config error with its
+//! file, line and endpoint. The real binary, the rustls client, curl and `openssl s_client`.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::proxy_header;
+use common::{Ca, ClientOpts, Dir, KeyFormat, Leaf, Serve, Server, Upstream, expect_alert};
+use rustls::AlertDescription;
+
+/// One tenant: its CA, a server certificate for its name, a client it issued, its upstream.
+struct Tenant {
+    name: &'static str,
+    sni: String,
+    ca: Ca,
+    client: Leaf,
+    crt: PathBuf,
+    key: PathBuf,
+    cas: PathBuf,
+    upstream: Upstream,
+}
+
+impl Tenant {
+    fn new(dir: &Dir, name: &'static str) -> Tenant {
+        let ca = Ca::root(&format!("{name} Root"));
+        let sni = format!("{name}.test");
+        let server = ca.server_for(&[&sni]);
+        Tenant {
+            crt: dir.write(&format!("{name}.pem"), server.chain_pem()),
+            key: dir.write(&format!("{name}.key"), server.key_pem(KeyFormat::Pkcs8)),
+            cas: dir.write(&format!("{name}-cas.pem"), ca.pem()),
+            client: ca.client(&format!("{name} client")),
+            upstream: Upstream::echo(),
+            name,
+            sni,
+            ca,
+        }
+    }
+
+    /// The endpoint's table; `extra` is added to it.
+    fn table(&self, extra: &str) -> String {
+        format!(
+            "[[endpoint]]\nname = \"{}\"\nlisten = [\"127.0.0.1:0\"]\nserver_names = [\"{}\"]\ncrt = \"{}\"\nkey = \"{}\"\nmutual_tls_cas = [\"{}\"]\nupstream = \"{}\"\n{extra}\n",
+            self.name,
+            self.sni,
+            self.crt.display(),
+            self.key.display(),
+            self.cas.display(),
+            self.upstream.addr
+        )
+    }
+
+    /// A client that trusts every tenant's CA (the server certificate is chosen by name),
+    /// asks for `sni` and presents `client`.
+    fn client_for(&self, sni: &str, client: &Leaf, all: &[&Tenant]) -> ClientOpts {
+        let roots = all.iter().map(|t| t.ca.der().clone()).collect();
+        ClientOpts::with_roots(roots)
+            .identity(client)
+            .server_name(sni)
+    }
+}
+
+fn write_config(dir: &Dir, text: &str) -> PathBuf {
+    dir.write("ringtls.toml", text)
+}
+
+fn serve(config: &Path) -> Server {
+    Serve::config(config).start()
+}
+
+/// `ringtls serve --config FILE` that must fail: its stderr.
+fn refused_start(config: &Path, extra: &[&str]) -> (Option<i32>, String) {
+    match Serve::config(config).args(extra).try_start() {
+        Ok(_) => panic!("serve started with {}", config.display()),
+        Err(exited) => (exited.code, exited.stderr),
+    }
+}
+
+#[test]
+fn three_tenants_on_one_port_are_each_admitted_on_their_own_name_and_refused_on_the_others() {
+    let dir = Dir::new();
+    let tenants = [
+        Tenant::new(&dir, "alpha"),
+        Tenant::new(&dir, "beta"),
+        Tenant::new(&dir, "gamma"),
+    ];
+    let text: String = tenants.iter().map(|t| t.table("")).collect();
+    let server = serve(&write_config(&dir, &text));
+    assert_eq!(server.addrs.len(), 1, "one shared listener");
+    let all: Vec<&Tenant> = tenants.iter().collect();
+    for own in &tenants {
+        let opts = own.client_for(&own.sni, &own.client, &all);
+        let mut stream = common::handshake(server.addr(), &opts)
+            .unwrap_or_else(|e| panic!("{} refused on its own name: {e:?}", own.name));
+        common::probe(&mut stream).expect("echo through its own upstream");
+        assert_eq!(own.upstream.accepted(), 1, "{}'s upstream", own.name);
+        for other in tenants.iter().filter(|t| t.name != own.name) {
+            let before = other.upstream.accepted();
+            let opts = own.client_for(&other.sni, &own.client, &all);
+            // A chain to tenant A's CA means nothing to tenant B's trust store.
+            expect_alert(
+                common::connect(server.addr(), &opts),
+                AlertDescription::UnknownCA,
+            );
+            assert_eq!(
+                other.upstream.accepted(),
+                before,
+                "{}'s upstream dialled",
+                other.name
+            );
+        }
+    }
+    let line = server.wait_for_line(&["conn.rejected", "endpoint=beta", "reason=unknown_ca"]);
+    assert!(line.contains("sni=\"beta.test\""), "{line}");
+    server.wait_for_line(&["conn.closed", "endpoint=gamma"]);
+}
+
+#[test]
+fn certificate_request_lists_only_the_endpoints_own_cas() {
+    common::need("openssl");
+    let dir = Dir::new();
+    let (a, b) = (Tenant::new(&dir, "alpha"), Tenant::new(&dir, "beta"));
+    let server = serve(&write_config(&dir, &(a.table("") + &b.table(""))));
+    let out = std::process::Command::new("openssl")
+        .args(["s_client", "-connect", &server.addr().to_string()])
+        .args(["-servername", "beta.test", "-tls1_3"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl s_client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let listed = text
+        .split("Acceptable client certificate CA names")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no CA names in:\n{text}"));
+    let listed = listed
+        .split("Requested Signature Algorithms")
+        .next()
+        .unwrap_or(listed);
+    assert!(listed.contains("CN = beta Root"), "{listed}");
+    assert!(
+        !listed.contains("alpha Root"),
+        "alpha's CA listed on beta's name: {listed}"
+    );
+}
+
+#[test]
+fn unknown_server_name_without_a_default_gets_unrecognized_name_and_no_upstream() {
+    let dir = Dir::new();
+    let a = Tenant::new(&dir, "alpha");
+    let server = serve(&write_config(&dir, &a.table("")));
+    let opts = a.client_for("nobody.test", &a.client, &[&a]);
+    expect_alert(
+        common::connect(server.addr(), &opts),
+        AlertDescription::UnrecognisedName,
+    );
+    // An IP address as the name: rustls sends no SNI at all.
+    let opts = a.client_for("127.0.0.1", &a.client, &[&a]);
+    expect_alert(
+        common::connect(server.addr(), &opts),
+        AlertDescription::UnrecognisedName,
+    );
+    assert_eq!(a.upstream.accepted(), 0);
+    let line = server.wait_for_line(&["conn.rejected", "reason=unknown_server_name"]);
+    assert!(line.contains("alert=112"), "{line}");
+}
+
+#[test]
+fn unknown_server_name_goes_to_the_default_endpoint() {
+    let dir = Dir::new();
+    let a = Tenant::new(&dir, "alpha");
+    let mut b = Tenant::new(&dir, "beta");
+    // The default's certificate also covers a name no endpoint claims, so a client asking
+    // for that name can check it.
+    let wide = b.ca.server_for(&["beta.test", "nobody.test"]);
+    b.crt = dir.write("beta-wide.pem", wide.chain_pem());
+    b.key = dir.write("beta-wide.key", wide.key_pem(KeyFormat::Pkcs8));
+    let text = a.table("") + &b.table("default = true");
+    let server = serve(&write_config(&dir, &text));
+    let opts = b.client_for("nobody.test", &b.client, &[&a, &b]);
+    common::connect(server.addr(), &opts).expect("the default endpoint serves an unknown name");
+    assert_eq!((a.upstream.accepted(), b.upstream.accepted()), (0, 1));
+    server.wait_for_line(&["conn.closed", "endpoint=beta", "sni=\"nobody.test\""]);
+}
+
+#[test]
+fn check_config_prints_a_table_per_endpoint() {
+    let dir = Dir::new();
+    let (a, b) = (Tenant::new(&dir, "alpha"), Tenant::new(&dir, "beta"));
+    let config = write_config(
+        &dir,
+        &(a.table("") + &b.table("client_auth = \"require-any\"")),
+    );
+    let out = common::run(["check".as_ref(), "--config".as_ref(), config.as_os_str()]);
+    out.assert_code(0);
+    assert!(out.stdout.contains("2 endpoint(s)"), "{}", out.stdout);
+    let row = out
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("beta "))
+        .unwrap_or_else(|| panic!("no row for beta:\n{}", out.stdout));
+    assert!(
+        row.contains("terminate") && row.contains("require-any"),
+        "{row}"
+    );
+    assert!(row.contains("beta.test"), "{row}");
+    assert!(out.stdout.contains("endpoint \"alpha\":"), "{}", out.stdout);
+}
+
+/// A config error: the message names the file, the line and the endpoint.
+#[track_caller]
+fn assert_config_error(dir: &Dir, text: &str, line: usize, endpoint: Option<&str>, says: &str) {
+    let config = write_config(dir, text);
+    let (code, stderr) = refused_start(&config, &[]);
+    assert_eq!(code, Some(78), "exit code; stderr:\n{stderr}");
+    let at = format!("--config {}:{line}", config.display());
+    assert!(stderr.contains(&at), "expected {at:?} in:\n{stderr}");
+    if let Some(name) = endpoint {
+        let named = format!("endpoint \"{name}\"");
+        assert!(stderr.contains(&named), "expected {named} in:\n{stderr}");
+    }
+    assert!(stderr.contains(says), "expected {says:?} in:\n{stderr}");
+    // `check` says the same.
+    let out = common::run(["check".as_ref(), "--config".as_ref(), config.as_os_str()]);
+    assert_ne!(out.code, Some(0), "check accepted it:\n{}", out.stdout);
+    assert!(
+        out.stderr.contains(&at),
+        "check: expected {at:?} in:\n{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn config_errors_name_the_file_line_and_endpoint() {
+    let dir = Dir::new();
+    let (a, b) = (Tenant::new(&dir, "alpha"), Tenant::new(&dir, "beta"));
+    let table = a.table("");
+    // An unknown key, on the line it is on (the 10th: after the table's 8 lines and `[[`).
+    assert_config_error(
+        &dir,
+        &a.table("colour = \"blue\""),
+        9,
+        None,
+        "unknown field `colour`",
+    );
+    // The same name twice.
+    let twice = table.clone() + &table.replace("alpha.test", "other.test");
+    assert_config_error(
+        &dir,
+        &twice,
+        11,
+        Some("alpha"),
+        "already used by the endpoint at line 1",
+    );
+    // Two endpoints claiming one name on one listener.
+    let claimed = table.clone() + &b.table("").replace("beta.test", "alpha.test");
+    assert_config_error(
+        &dir,
+        &claimed,
+        13,
+        Some("beta"),
+        "server name alpha.test on 127.0.0.1:0 is already claimed by endpoint \"alpha\" (line 4)",
+    );
+    // A passthrough endpoint with certificates.
+    assert_config_error(
+        &dir,
+        &a.table("mode = \"passthrough\""),
+        1,
+        Some("alpha"),
+        "holds no keys or trust: remove crt",
+    );
+    // Allow-lists with a strategy that verifies nothing.
+    assert_config_error(
+        &dir,
+        &a.table("client_auth = \"request\"\nallow_cn = [\"bob\"]"),
+        1,
+        Some("alpha"),
+        "allow_* needs client_auth require-and-verify",
+    );
+    // A bad value, on its line.
+    assert_config_error(
+        &dir,
+        &a.table("idle_timeout = \"soon\""),
+        9,
+        Some("alpha"),
+        "idle_timeout soon",
+    );
+    // Not TOML at all.
+    assert_config_error(&dir, "[[endpoint]\nname = 1\n", 1, None, "");
+}
+
+#[test]
+fn config_with_endpoint_flags_is_a_usage_error() {
+    let dir = Dir::new();
+    let a = Tenant::new(&dir, "alpha");
+    let config = write_config(&dir, &a.table(""));
+    let (code, stderr) = refused_start(&config, &["--listen", "127.0.0.1:0"]);
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(
+        stderr.contains("--listen is set per endpoint in the file"),
+        "{stderr}"
+    );
+    let (code, stderr) = refused_start(&config, &["--allow-cn", "bob"]);
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(stderr.contains("--allow-cn"), "{stderr}");
+}
+
+/// The PROXY v2 header the upstream got for one connection that sent `hello`.
+fn proxied(
+    server: &Server,
+    upstream: &Upstream,
+    opts: &ClientOpts,
+    seen: usize,
+) -> proxy_header::Parsed {
+    let mut stream = common::handshake(server.addr(), opts).expect("admitted");
+    stream.conn.writer().write_all(b"hello").expect("write");
+    common::client::send_close_notify(&mut stream).expect("close_notify");
+    let _ = stream.sock.shutdown(std::net::Shutdown::Write);
+    let received = upstream.wait_received(seen + 1, Duration::from_secs(10));
+    let header = proxy_header::parse(&received[seen]);
+    assert_eq!(header.rest, b"hello");
+    header
+}
+
+/// The SSL TLV's client bits and verify word.
+fn ssl_client_and_verify(header: &proxy_header::Parsed) -> (u8, u32) {
+    let ssl = proxy_header::tlv(&header.tlvs, 0x20).expect("SSL TLV");
+    (ssl[0], u32::from_be_bytes([ssl[1], ssl[2], ssl[3], ssl[4]]))
+}
+
+/// A terminating endpoint `name` for `name.test` with a leaf of `ca`, `client_auth = auth`
+/// (`mutual_tls_cas` too unless `none`) and the PROXY header on.
+fn strategy_table(
+    dir: &Dir,
+    ca: &Ca,
+    cas: &Path,
+    name: &str,
+    auth: &str,
+    upstream: &Upstream,
+) -> String {
+    let leaf = ca.server_for(&[&format!("{name}.test")]);
+    let crt = dir.write(&format!("{name}.pem"), leaf.chain_pem());
+    let key = dir.write(&format!("{name}.key"), leaf.key_pem(KeyFormat::Pkcs8));
+    let trust = match auth {
+        "none" => String::new(),
+        _ => format!("mutual_tls_cas = \"{}\"\n", cas.display()),
+    };
+    format!(
+        "[[endpoint]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\nserver_names = [\"{name}.test\"]\ncrt = \"{}\"\nkey = \"{}\"\n{trust}client_auth = \"{auth}\"\nproxy_protocol = true\nupstream = \"{}\"\n",
+        crt.display(),
+        key.display(),
+        upstream.addr
+    )
+}
+
+#[test]
+fn verification_strategies_admit_what_they_say_and_the_upstream_is_told_what_was_verified() {
+    let dir = Dir::new();
+    let a = Tenant::new(&dir, "alpha");
+    let stranger = Ca::root("Stranger Root").client("stranger");
+    let upstream = Upstream::record();
+    let text: String = [
+        ("verify", "require-and-verify"),
+        ("any", "require-any"),
+        ("request", "request"),
+        ("none", "none"),
+    ]
+    .iter()
+    .map(|(name, auth)| strategy_table(&dir, &a.ca, &a.cas, name, auth, &upstream))
+    .collect();
+    let server = serve(&write_config(&dir, &text));
+    let mut seen = 0;
+    let mut check = |sni: &str, client: Option<&Leaf>, want: Option<(u8, u32)>| {
+        let opts = match client {
+            Some(leaf) => ClientOpts::new(&a.ca).identity(leaf),
+            None => ClientOpts::new(&a.ca),
+        }
+        .server_name(sni);
+        let who = client.map(|c| c.subject());
+        match want {
+            Some(want) => {
+                let header = proxied(&server, &upstream, &opts, seen);
+                seen += 1;
+                assert_eq!(ssl_client_and_verify(&header), want, "{sni} with {who:?}");
+            }
+            None => {
+                let refused = common::connect(server.addr(), &opts).is_err();
+                assert!(refused, "{sni} admitted {who:?}");
+            }
+        }
+    };
+    // require-and-verify: its CA's client only, verify 0.
+    check("verify.test", Some(&a.client), Some((0x01 | 0x02, 0)));
+    check("verify.test", Some(&stranger), None);
+    check("verify.test", None, None);
+    // require-any: any certificate with its key, never marked verified.
+    check("any.test", Some(&a.client), Some((0x01 | 0x02, 1)));
+    check("any.test", Some(&stranger), Some((0x01 | 0x02, 1)));
+    check("any.test", None, None);
+    // request: with or without, never verified.
+    check("request.test", Some(&stranger), Some((0x01 | 0x02, 1)));
+    check("request.test", None, Some((0x01, 1)));
+    // none: no certificate is asked for, so the client sends none.
+    check("none.test", Some(&a.client), Some((0x01, 1)));
+    server.wait_for_line(&[
+        "conn.closed",
+        "endpoint=any",
+        "verified=false",
+        "client=\"stranger\"",
+    ]);
+    server.wait_for_line(&["conn.closed", "endpoint=verify", "verified=true"]);
+    let warned = server.wait_for_line(&["tls.unverified_clients", "endpoint=request"]);
+    assert!(warned.contains("client_auth=request"), "{warned}");
+}
+
+/// The system's own two-tier topology: an "edge" ringtls passes `app.test` through to an
+/// "agent" ringtls that terminates with mutual TLS in front of the application. The edge
+/// holds no key, sees no plaintext, and splices every byte.
+struct TwoTier {
+    dir: Dir,
+    ca: Ca,
+    agent: Server,
+    edge: Server,
+}
+
+impl TwoTier {
+    fn new(application: &Upstream, edge_extra: &str) -> TwoTier {
+        let dir = Dir::new();
+        let ca = Ca::root("App Root");
+        let leaf = ca.server_for(&["app.test"]);
+        let crt = dir.write("app.pem", leaf.chain_pem());
+        let key = dir.write("app.key", leaf.key_pem(KeyFormat::Pkcs8));
+        let cas = dir.write("app-cas.pem", ca.pem());
+        let agent_config = dir.write(
+            "agent.toml",
+            format!(
+                "[[endpoint]]\nname = \"app\"\nlisten = \"127.0.0.1:0\"\nserver_names = \"app.test\"\ncrt = \"{}\"\nkey = \"{}\"\nmutual_tls_cas = \"{}\"\nupstream = \"{}\"\n",
+                crt.display(),
+                key.display(),
+                cas.display(),
+                application.addr
+            ),
+        );
+        let agent = serve(&agent_config);
+        let edge_config = dir.write(
+            "edge.toml",
+            format!(
+                "[[endpoint]]\nname = \"app\"\nlisten = \"127.0.0.1:0\"\nserver_names = \"app.test\"\nmode = \"passthrough\"\nupstream = \"{}\"\n{edge_extra}\n",
+                agent.addr()
+            ),
+        );
+        let edge = serve(&edge_config);
+        TwoTier {
+            dir,
+            ca,
+            agent,
+            edge,
+        }
+    }
+
+    fn client(&self, leaf: Option<&Leaf>) -> ClientOpts {
+        let opts = ClientOpts::new(&self.ca).server_name("app.test");
+        match leaf {
+            Some(leaf) => opts.identity(leaf),
+            None => opts,
+        }
+    }
+}
+
+#[test]
+fn passthrough_edge_carries_a_gibibyte_each_way_to_a_terminating_agent_untouched() {
+    const LEN: usize = 1 << 30;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let application = Upstream::custom(move |sock| {
+        let mut read_half = sock.try_clone().expect("clone");
+        let reader = std::thread::spawn(move || common::Digest::read_all(&mut read_half));
+        let wrote = common::Pattern::write_to(8, LEN, &mut &sock);
+        let _ = sock.shutdown(std::net::Shutdown::Write);
+        let _ = tx.send((wrote.is_ok(), reader.join().expect("reader")));
+    });
+    let tiers = TwoTier::new(&application, "");
+    let leaf = tiers.ca.client("app client");
+    let stream = common::handshake(tiers.edge.addr(), &tiers.client(Some(&leaf)))
+        .expect("mutual TLS with the agent, through the edge");
+    let (mut reader, mut writer) = common::client::split(stream);
+    let writing = std::thread::spawn(move || {
+        common::Pattern::write_to(7, LEN, &mut writer)?;
+        writer.close_notify()
+    });
+    let received = common::Digest::read_all(&mut reader).expect("1 GiB down, then a clean close");
+    writing.join().expect("writer").expect("1 GiB up");
+    // Both halves gone: the client's FIN reaches the edge, which then ends the connection.
+    drop(reader);
+    assert_eq!(
+        received,
+        (LEN, common::Pattern::digest(8, LEN)),
+        "client received"
+    );
+    let (wrote, read) = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("application report");
+    assert!(wrote, "application sent its 1 GiB");
+    let read = read.expect("application read");
+    assert_eq!(
+        read,
+        (LEN, common::Pattern::digest(7, LEN)),
+        "application received"
+    );
+    // The edge counted every byte, all of it spliced, and knew the name only.
+    let line = tiers
+        .edge
+        .wait_for_line(&["conn.closed", "endpoint=app", "path=passthrough"]);
+    let field = |name: &str| -> u64 {
+        let value = line
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name}= in {line}"));
+        value
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={value} in {line}"))
+    };
+    assert!(
+        field("up") > LEN as u64 && field("down") > LEN as u64,
+        "{line}"
+    );
+    // All but the ClientHello, which was read to route the connection.
+    assert!(
+        field("spliced") + 64 * 1024 > field("up") + field("down"),
+        "{line}"
+    );
+    assert!(line.contains("sni=\"app.test\""), "{line}");
+    assert!(
+        !line.contains("client="),
+        "the edge cannot know the client: {line}"
+    );
+    tiers
+        .agent
+        .wait_for_line(&["conn.closed", "endpoint=app", "client=\"app client\""]);
+    let _ = &tiers.dir;
+}
+
+#[test]
+fn passthrough_client_without_a_certificate_is_refused_by_the_agents_alert() {
+    let application = Upstream::echo();
+    let tiers = TwoTier::new(&application, "");
+    let refused = common::connect(tiers.edge.addr(), &tiers.client(None));
+    expect_alert(refused, AlertDescription::CertificateRequired);
+    assert_eq!(application.accepted(), 0, "nothing reached the application");
+    tiers
+        .agent
+        .wait_for_line(&["conn.rejected", "reason=no_certificate"]);
+    tiers
+        .edge
+        .wait_for_line(&["conn.closed", "endpoint=app", "path=passthrough"]);
+}
+
+#[test]
+fn passthrough_sends_a_proxy_header_with_the_sni_and_the_untouched_client_hello() {
+    let recorder = Upstream::record();
+    let dir = Dir::new();
+    let config = dir.write(
+        "edge.toml",
+        format!(
+            "[[endpoint]]\nname = \"app\"\nlisten = \"127.0.0.1:0\"\nserver_names = \"app.test\"\nmode = \"passthrough\"\nproxy_protocol = true\nupstream = \"{}\"\n",
+            recorder.addr
+        ),
+    );
+    let edge = serve(&config);
+    let ca = Ca::root("Nobody Root");
+    let opts = ClientOpts::new(&ca).server_name("app.test");
+    // The recorder never answers: the client waits for a ServerHello until we hang up.
+    let mut sock = common::client::tcp_connect(edge.addr());
+    let mut conn = opts.connection();
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).expect("ClientHello");
+    sock.write_all(&hello).expect("send ClientHello");
+    sock.shutdown(std::net::Shutdown::Write).expect("FIN");
+    let received = recorder.wait_received(1, Duration::from_secs(10));
+    let header = proxy_header::parse(&received[0]);
+    assert_eq!(
+        proxy_header::tlv(&header.tlvs, 0x02),
+        Some(&b"app.test"[..]),
+        "AUTHORITY"
+    );
+    assert_eq!(
+        proxy_header::tlv(&header.tlvs, 0x20),
+        None,
+        "no SSL TLV: nothing terminated"
+    );
+    assert_eq!(header.rest, hello, "the ClientHello, byte for byte");
+    assert_eq!(header.src, sock.local_addr().expect("addr"));
+}
