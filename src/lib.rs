@@ -102,9 +102,15 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
         runtime::Sockets::Bind(addrs) => addrs.len(),
         runtime::Sockets::Passed(passed) => passed.len(),
     };
-    let from_file = config.file.is_some();
-    let built =
-        control::generation::build(&config.endpoints, listeners, 1, extract_secrets, from_file)?;
+    let control_stats = ControlStats::leak();
+    let shape = control::generation::Shape {
+        listeners,
+        workers: config.threads,
+        extract_secrets,
+        from_file: config.file.is_some(),
+        stats: control_stats,
+    };
+    let built = control::generation::build(&config.endpoints, shape, 1)?;
     let (ktls, ktls_event) = kernel_tls(config.ktls, probe)?;
     held.extend(ktls_event);
     for (name, material) in &built.materials {
@@ -146,7 +152,6 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
             .num("crls", built.crls() as u64)
             .word("ca_names", built.ca_names_verdict()),
     );
-    let control_stats = ControlStats::leak();
     control_stats.set_generation(1, built.expiries);
     let settings = Arc::new(proxy::Settings {
         current: ArcSwap::from_pointee(built.generation),

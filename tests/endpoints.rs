@@ -89,7 +89,10 @@ fn three_tenants_on_one_port_are_each_admitted_on_their_own_name_and_refused_on_
         Tenant::new(&dir, "gamma"),
     ];
     let text: String = tenants.iter().map(|t| t.table("")).collect();
-    let server = serve(&write_config(&dir, &text));
+    let config = write_config(&dir, &text);
+    let server = Serve::config(&config)
+        .args(["--metrics", "127.0.0.1:0"])
+        .start();
     assert_eq!(server.addrs.len(), 1, "one shared listener");
     let all: Vec<&Tenant> = tenants.iter().collect();
     for own in &tenants {
@@ -117,6 +120,18 @@ fn three_tenants_on_one_port_are_each_admitted_on_their_own_name_and_refused_on_
     let line = server.wait_for_line(&["conn.rejected", "endpoint=beta", "reason=unknown_ca"]);
     assert!(line.contains("sni=\"beta.test\""), "{line}");
     server.wait_for_line(&["conn.closed", "endpoint=gamma"]);
+    // Each endpoint's counters: one admitted, two refused (the other tenants' clients).
+    let metrics = server.metrics.expect("metrics address");
+    for t in &tenants {
+        let name = t.name;
+        let ok =
+            format!("ringtls_handshakes_total{{result=\"ok\",reason=\"\",endpoint=\"{name}\"}}");
+        common::wait_metric(metrics, &ok, 1);
+        let refused = format!(
+            "ringtls_handshakes_total{{result=\"rejected\",reason=\"unknown_ca\",endpoint=\"{name}\"}}"
+        );
+        common::wait_metric(metrics, &refused, 2);
+    }
 }
 
 #[test]

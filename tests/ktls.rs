@@ -158,15 +158,16 @@ fn transfer(version: Version, suite: Option<CipherSuite>, via: Via) {
     assert_eq!(spliced, expected.to_string(), "{line}");
     let (_, metrics) = common::http_get(server.metrics.expect("metrics"), "/metrics");
     assert!(
-        metrics
-            .lines()
-            .any(|l| l == format!("ringtls_connections_by_path_total{{path=\"{path}\"}} 1")),
+        metrics.lines().any(|l| l
+            == format!(
+                "ringtls_connections_by_path_total{{path=\"{path}\",endpoint=\"default\"}} 1"
+            )),
         "{metrics}"
     );
     assert!(
         metrics
             .lines()
-            .any(|l| l == format!("ringtls_bytes_spliced_total {expected}")),
+            .any(|l| l == format!("ringtls_bytes_spliced_total{{endpoint=\"default\"}} {expected}")),
         "{metrics}"
     );
 }

@@ -88,7 +88,7 @@ fn refuses_connections_beyond_max_conns_and_recovers() {
     assert!(
         metrics
             .lines()
-            .any(|l| l == "ringtls_handshakes_total{result=\"rejected\",reason=\"max_conns\"} 1"),
+            .any(|l| l == "ringtls_handshakes_total{result=\"rejected\",reason=\"max_conns\",endpoint=\"\"} 1"),
         "max_conns not counted:\n{metrics}"
     );
 
@@ -169,8 +169,9 @@ fn max_conns_holds_under_a_flood_and_recovers() {
             >= refusals
     });
     let (_, metrics) = common::http_get(server.metrics.expect("metrics address"), "/metrics");
-    let expected =
-        format!("ringtls_handshakes_total{{result=\"rejected\",reason=\"max_conns\"}} {refusals}");
+    let expected = format!(
+        "ringtls_handshakes_total{{result=\"rejected\",reason=\"max_conns\",endpoint=\"\"}} {refusals}"
+    );
     assert!(
         metrics.lines().any(|l| l == expected),
         "expected {expected:?}:\n{metrics}"

@@ -82,22 +82,34 @@ fn counts_handshakes_rejections_and_bytes_in_prometheus_format() {
     let (status, _) = http_get(metrics_addr, "/metrics");
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert_eq!(
-        value(&body, "ringtls_handshakes_total{result=\"ok\",reason=\"\"}"),
+        value(
+            &body,
+            "ringtls_handshakes_total{result=\"ok\",reason=\"\",endpoint=\"default\"}"
+        ),
         1
     );
     assert_eq!(
         value(
             &body,
-            "ringtls_handshakes_total{result=\"rejected\",reason=\"unknown_ca\"}"
+            "ringtls_handshakes_total{result=\"rejected\",reason=\"unknown_ca\",endpoint=\"default\"}"
         ),
         1
     );
     assert_eq!(value(&body, "ringtls_connections_accepted_total"), 2);
     assert_eq!(value(&body, "ringtls_connections_active"), 0);
     let probe = common::PROBE.len() as u64;
-    assert_eq!(value(&body, "ringtls_bytes_total{direction=\"up\"}"), probe);
     assert_eq!(
-        value(&body, "ringtls_bytes_total{direction=\"down\"}"),
+        value(
+            &body,
+            "ringtls_bytes_total{direction=\"up\",endpoint=\"default\"}"
+        ),
+        probe
+    );
+    assert_eq!(
+        value(
+            &body,
+            "ringtls_bytes_total{direction=\"down\",endpoint=\"default\"}"
+        ),
         probe
     );
     // The bytes down went through a pipe only if the connection took the kernel-TLS path.
@@ -108,11 +120,17 @@ fn counts_handshakes_rejections_and_bytes_in_prometheus_format() {
         0
     };
     assert_eq!(
-        value(&body, "ringtls_bytes_spliced_total"),
+        value(&body, "ringtls_bytes_spliced_total{endpoint=\"default\"}"),
         spliced,
         "{closed}"
     );
-    assert_eq!(value(&body, "ringtls_handshake_duration_seconds_count"), 1);
+    assert_eq!(
+        value(
+            &body,
+            "ringtls_handshake_duration_seconds_count{endpoint=\"default\"}"
+        ),
+        1
+    );
     assert!(
         body.contains("ringtls_worker_info{worker=\"1\",driver="),
         "{body}"
@@ -169,11 +187,17 @@ fn counts_an_unreachable_upstream_under_its_reason() {
     read_to_clean_eof(&mut stream).expect("clean close from the server");
     server.wait_for_line(&["conn.closed", "reason=upstream_unreachable"]);
     let (_, body) = http_get(metrics_addr, "/metrics");
-    assert_eq!(value(&body, "ringtls_upstream_connect_failures_total"), 1);
     assert_eq!(
         value(
             &body,
-            "ringtls_handshakes_total{result=\"rejected\",reason=\"upstream_unreachable\"}"
+            "ringtls_upstream_connect_failures_total{endpoint=\"default\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        value(
+            &body,
+            "ringtls_handshakes_total{result=\"rejected\",reason=\"upstream_unreachable\",endpoint=\"default\"}"
         ),
         1
     );

@@ -52,10 +52,14 @@ fn metric_counts(metrics: SocketAddr) -> BTreeMap<(String, String), u64> {
         } else {
             continue;
         };
-        let (reason, value) = rest.split_once("\"} ").expect("a series line");
+        // `R",endpoint="E"} N`: summed over the endpoints.
+        let (reason, rest) = rest.split_once('"').expect("a series line");
+        let (_, value) = rest.split_once("} ").expect("a series line");
         let value: u64 = value.trim().parse().expect("a count");
         if value > 0 {
-            counts.insert((kind.to_owned(), reason.to_owned()), value);
+            *counts
+                .entry((kind.to_owned(), reason.to_owned()))
+                .or_default() += value;
         }
     }
     counts

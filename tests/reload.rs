@@ -275,7 +275,7 @@ fn reauthorize(driver: Driver) {
     assert_eq!(
         metric(
             &server,
-            "ringtls_connections_closed_total{reason=\"reauthorization_failed\"}"
+            "ringtls_connections_closed_total{reason=\"reauthorization_failed\",endpoint=\"default\"}"
         ),
         "1"
     );

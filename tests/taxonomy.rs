@@ -117,8 +117,9 @@ fn every_rejection_is_one_event_and_one_metric_with_the_same_reason() {
     for reason in &reasons {
         let logged = events.iter().filter(|e| e["reason"] == *reason).count();
         assert_eq!(logged, 1, "{reason}: {logged} events\n{text}");
-        let series =
-            format!("ringtls_handshakes_total{{result=\"rejected\",reason=\"{reason}\"}} 1");
+        let series = format!(
+            "ringtls_handshakes_total{{result=\"rejected\",reason=\"{reason}\",endpoint=\"default\"}} 1"
+        );
         assert!(
             metrics.lines().any(|l| l == series),
             "no {series:?} in\n{metrics}"

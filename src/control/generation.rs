@@ -12,7 +12,7 @@ use aws_lc_rs::digest;
 use crate::config::{EndpointConfig, Mode, ServeConfig};
 use crate::error::Error;
 use crate::proxy::{Endpoint, Generation, Serve};
-use crate::telemetry::metrics::Expiry;
+use crate::telemetry::metrics::{ControlStats, Expiry};
 use crate::tls::sni_route::Routes;
 use crate::tls::{self, TlsMaterial};
 
@@ -116,18 +116,37 @@ fn files(endpoints: &[EndpointConfig]) -> impl Iterator<Item = &Path> {
     })
 }
 
+/// What a generation is built for: the process around it.
+#[derive(Clone, Copy)]
+pub(crate) struct Shape<'a> {
+    /// Listen addresses (bound or passed).
+    pub listeners: usize,
+    pub workers: usize,
+    /// Connections may give up their secrets, for kernel TLS.
+    pub extract_secrets: bool,
+    /// The endpoints come from `--config`: load errors name them.
+    pub from_file: bool,
+    /// Where each endpoint's counters live, across generations.
+    pub stats: &'a ControlStats,
+}
+
 /// Loads and validates every file exactly as at start and builds generation `id` for
-/// `listeners` listen addresses. That includes deciding again whether CertificateRequest
+/// its `shape`. That includes deciding again whether CertificateRequest
 /// carries the CA names (`--ca-names auto` looks at the size of the bundle as it is now); the
 /// caller logs the decision with the trust warnings (`log_trust_warnings`) and names it in
 /// `serve.start` / `reload.ok`.
 pub(crate) fn build(
     endpoints: &[EndpointConfig],
-    listeners: usize,
+    shape: Shape<'_>,
     id: u64,
-    extract_secrets: bool,
-    from_file: bool,
 ) -> Result<Built, Error> {
+    let Shape {
+        listeners,
+        workers,
+        extract_secrets,
+        from_file,
+        stats,
+    } = shape;
     let mut routes: Vec<Routes<Arc<Endpoint>>> = (0..listeners).map(|_| Routes::new()).collect();
     let mut by_name = HashMap::with_capacity(endpoints.len());
     let mut materials = Vec::new();
@@ -150,8 +169,10 @@ pub(crate) fn build(
             }
             Mode::Passthrough => Serve::Passthrough,
         };
+        let name: Arc<str> = Arc::from(config.name.as_str());
         let endpoint = Arc::new(Endpoint {
-            name: Arc::from(config.name.as_str()),
+            stats: stats.endpoint(&name, workers),
+            name,
             serve,
             upstream: config.upstream_addrs.clone(),
             proxy_protocol: config.proxy_protocol,

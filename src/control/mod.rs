@@ -123,10 +123,14 @@ impl Control {
             return (ReloadResult::Unchanged, event);
         }
         let id = self.settings.current.load().id + 1;
-        let listeners = self.server.local_addrs().len();
-        let extract_secrets = self.settings.ktls.is_some();
-        let from_file = self.config.file.is_some();
-        let built = match generation::build(&endpoints, listeners, id, extract_secrets, from_file) {
+        let shape = generation::Shape {
+            listeners: self.server.local_addrs().len(),
+            workers: self.server.stats().len(),
+            extract_secrets: self.settings.ktls.is_some(),
+            from_file: self.config.file.is_some(),
+            stats: self.stats,
+        };
+        let built = match generation::build(&endpoints, shape, id) {
             Ok(b) => b,
             Err(e) => return failed(&e),
         };

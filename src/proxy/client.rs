@@ -16,6 +16,7 @@ use super::handshake::{self, Early, HandshakeError};
 use super::proxy_v2;
 use super::reason;
 use super::session::SessionFacts;
+use super::settings::Endpoint;
 use super::timer;
 use crate::outcome::{Outcome, Reject, Sent};
 
@@ -45,7 +46,7 @@ pub(crate) struct Refusal {
     /// lost to a reset.
     pub linger: Option<TcpStream>,
     /// The endpoint the client was routed to, once it was.
-    pub endpoint: Option<Arc<str>>,
+    pub endpoint: Option<Arc<Endpoint>>,
 }
 
 impl Refusal {

@@ -57,7 +57,7 @@ pub(crate) async fn serve_connection(
     signals: WorkerSignals,
 ) {
     let started = Instant::now();
-    let record = |endpoint: Option<&str>, outcome| {
+    let record = |endpoint: Option<&Endpoint>, outcome| {
         record::record(stats, peer, started.elapsed(), endpoint, outcome)
     };
     // Boxed either way, so that the result held between the two waits is two words in the
@@ -110,7 +110,7 @@ async fn establish(
     let (stream, routed) = route::choose(stream, routes, generation.hello_timeout).await?;
     let endpoint = routed.endpoint;
     let named = |mut refusal: Box<Refusal>| {
-        refusal.endpoint = Some(Arc::clone(&endpoint.name));
+        refusal.endpoint = Some(Arc::clone(&endpoint));
         refusal
     };
     let (stream, link, facts) = match &endpoint.serve {
@@ -135,7 +135,7 @@ async fn establish(
             let resumed = client.recheck_resumed(verifier.as_ref()).await;
             resumed.map_err(|outcome| named(Box::new(Refusal::ended(outcome))))?;
             let unchecked = matches!(client_auth, ClientAuth::RequireAny | ClientAuth::Request);
-            record::handshake_done(stats, started.elapsed(), !unchecked);
+            record::handshake_done(stats, &endpoint, started.elapsed(), !unchecked);
             let facts = client.facts(client_auth.verifies());
             let (stream, conn, early) = client.into_parts();
             (stream, Link::Tls { conn, early }, facts)

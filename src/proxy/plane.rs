@@ -25,8 +25,8 @@ use crate::outcome::{Close, Counters, Path};
 /// How a relay ended: the path it took, what it moved, and why it ended (and the session's
 /// facts, handed back for the close event).
 pub(crate) struct Relayed {
-    /// The endpoint's name, for the close event.
-    pub endpoint: Arc<str>,
+    /// The endpoint, for the close event and its counters.
+    pub endpoint: Arc<Endpoint>,
     pub facts: SessionFacts,
     pub path: Path,
     pub counters: Counters,
@@ -104,7 +104,7 @@ pub(crate) fn relay<'a>(
             Err(e) => (e.reason(), e.detail()),
         };
         Relayed {
-            endpoint: Arc::clone(&endpoint.name),
+            endpoint: Arc::clone(&endpoint),
             facts,
             path,
             counters,

@@ -10,24 +10,27 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::session::SessionFacts;
+use super::settings::Endpoint;
 use crate::outcome::{Counters, Outcome, Path, Reject};
 use crate::telemetry::log::{Event, Level};
 use crate::telemetry::metrics::WorkerStats;
 
 /// How one connection of this worker ended, `took` after it was accepted.
 pub(crate) fn record(
-    stats: &WorkerStats,
+    worker: &WorkerStats,
     peer: SocketAddr,
     took: Duration,
-    endpoint: Option<&str>,
+    endpoint: Option<&Endpoint>,
     outcome: Outcome<SessionFacts>,
 ) {
     let at = |event: Event| match endpoint {
-        Some(name) => event.word("endpoint", name),
+        Some(e) => event.word("endpoint", &e.name),
         None => event,
     };
+    // The endpoint's counters on this worker, or those of connections no endpoint took.
+    let stats = endpoint.map_or(&worker.unrouted, |e| e.stats.worker(worker.id));
     let ms = took.as_millis();
-    let worker = stats.id as u64;
+    let worker = worker.id as u64;
     match outcome {
         Outcome::Failed { detail } => at(Event::error("conn.error")
             .num("worker", worker)
@@ -96,9 +99,15 @@ pub(crate) fn record(
     }
 }
 
-/// A completed handshake, `took` after the accept; `verified` unless the endpoint leaves
-/// client certificates unchecked.
-pub(crate) fn handshake_done(stats: &WorkerStats, took: Duration, verified: bool) {
+/// A completed handshake on `endpoint`, `took` after the accept; `verified` unless the
+/// endpoint leaves client certificates unchecked.
+pub(crate) fn handshake_done(
+    worker: &WorkerStats,
+    endpoint: &Endpoint,
+    took: Duration,
+    verified: bool,
+) {
+    let stats = endpoint.stats.worker(worker.id);
     stats.handshake_done(took, verified);
 }
 

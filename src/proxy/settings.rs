@@ -12,6 +12,7 @@ use rustls::server::danger::ClientCertVerifier;
 use super::connect;
 use super::ktls_offer::Offer;
 use super::notify::Broadcast;
+use crate::telemetry::metrics::EndpointStats;
 use crate::tls::ClientAuth;
 use crate::tls::sni_route::Routes;
 
@@ -55,6 +56,8 @@ pub struct Endpoint {
     /// Send a PROXY protocol v2 header to the upstream before any client byte.
     pub proxy_protocol: bool,
     pub timeouts: Timeouts,
+    /// Its counters (`endpoint` label), which outlive this generation.
+    pub stats: Arc<EndpointStats>,
 }
 
 /// What an endpoint does with the TLS it accepts.

@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::outcome::{Close, Path, Reject};
@@ -44,28 +44,16 @@ const BUCKETS: [f64; 10] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
 ];
 
-/// One worker's counters.
+/// One worker's counters of the connections it accepted, before any endpoint is chosen.
 #[derive(Debug)]
 pub struct WorkerStats {
     pub id: usize,
     driver: OnceLock<&'static str>,
     pub accepted: Counter,
     pub active: Counter,
-    pub handshakes_ok: Counter,
-    /// Completed handshakes whose client certificate was not verified (`--client-auth
-    /// require-any` or `request`).
-    pub handshakes_unverified: Counter,
-    rejected: [Counter; Reject::ALL.len()],
-    handshake_buckets: [Counter; BUCKETS.len()],
-    handshake_count: Counter,
-    handshake_micros: Counter,
-    pub bytes_up: Counter,
-    pub bytes_down: Counter,
-    /// Of `bytes_down`, those spliced (kernel TLS): never in user space.
-    pub bytes_spliced: Counter,
-    pub upstream_failures: Counter,
-    closed: [Counter; Close::ALL.len()],
-    paths: [Counter; Path::RELAYED.len()],
+    /// Connections turned away before an endpoint was chosen (`--max-conns`, an unknown
+    /// server name, a ClientHello that never came): `endpoint=""`.
+    pub unrouted: ConnStats,
 }
 
 impl WorkerStats {
@@ -76,25 +64,37 @@ impl WorkerStats {
             driver: OnceLock::new(),
             accepted: Counter::default(),
             active: Counter::default(),
-            handshakes_ok: Counter::default(),
-            handshakes_unverified: Counter::default(),
-            rejected: Default::default(),
-            handshake_buckets: Default::default(),
-            handshake_count: Counter::default(),
-            handshake_micros: Counter::default(),
-            bytes_up: Counter::default(),
-            bytes_down: Counter::default(),
-            bytes_spliced: Counter::default(),
-            upstream_failures: Counter::default(),
-            closed: Default::default(),
-            paths: Default::default(),
+            unrouted: ConnStats::default(),
         }))
     }
 
     pub fn set_driver(&self, driver: &'static str) {
         let _ = self.driver.set(driver);
     }
+}
 
+/// How one endpoint's connections on one worker went (or, `WorkerStats::unrouted`, those of
+/// no endpoint yet).
+#[derive(Debug, Default)]
+pub struct ConnStats {
+    pub handshakes_ok: Counter,
+    /// Completed handshakes whose client certificate was not verified (`--client-auth
+    /// require-any` or `request`).
+    pub handshakes_unverified: Counter,
+    rejected: [Counter; Reject::ALL.len()],
+    handshake_buckets: [Counter; BUCKETS.len()],
+    handshake_count: Counter,
+    handshake_micros: Counter,
+    pub bytes_up: Counter,
+    pub bytes_down: Counter,
+    /// Of the bytes, those spliced (kernel TLS, passthrough): never in user space.
+    pub bytes_spliced: Counter,
+    pub upstream_failures: Counter,
+    closed: [Counter; Close::ALL.len()],
+    paths: [Counter; Path::RELAYED.len()],
+}
+
+impl ConnStats {
     /// Counts an established connection by the data path that carries it.
     pub fn count_path(&self, path: Path) {
         if let Some(counter) = self.paths.get(path as usize) {
@@ -124,6 +124,25 @@ impl WorkerStats {
         if let Some(i) = BUCKETS.iter().position(|&le| secs <= le) {
             self.handshake_buckets[i].add(1);
         }
+    }
+}
+
+/// One endpoint's counters: a `ConnStats` per worker, each written by its worker only. Kept
+/// by name for the life of the process, so an endpoint's counters go on across reloads (and
+/// a removed endpoint's stay, as Prometheus expects of a counter).
+#[derive(Debug)]
+pub struct EndpointStats {
+    pub name: Arc<str>,
+    workers: Box<[ConnStats]>,
+}
+
+impl EndpointStats {
+    /// Worker `id`'s counters.
+    pub fn worker(&self, id: usize) -> &ConnStats {
+        // Every worker id is below the count the stats were made for (`ControlStats::
+        // endpoint`); were one not, sharing the last slot loses updates, never memory safety.
+        let last = self.workers.len().saturating_sub(1);
+        &self.workers[id.min(last)]
     }
 }
 
@@ -174,6 +193,8 @@ pub struct ControlStats {
     generation: AtomicU64,
     draining: AtomicBool,
     expiries: Mutex<Vec<Expiry>>,
+    /// Every endpoint there has been, in order of first appearance.
+    endpoints: Mutex<Vec<Arc<EndpointStats>>>,
 }
 
 impl ControlStats {
@@ -192,6 +213,20 @@ impl ControlStats {
         if let Ok(mut e) = self.expiries.lock() {
             *e = expiries;
         }
+    }
+
+    /// The counters of the endpoint `name`, made for `workers` workers on its first use.
+    pub fn endpoint(&self, name: &Arc<str>, workers: usize) -> Arc<EndpointStats> {
+        let mut all = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = all.iter().find(|e| e.name == *name) {
+            return Arc::clone(found);
+        }
+        let made = Arc::new(EndpointStats {
+            name: Arc::clone(name),
+            workers: (0..workers.max(1)).map(|_| ConnStats::default()).collect(),
+        });
+        all.push(Arc::clone(&made));
+        made
     }
 
     pub fn set_draining(&self) {
@@ -283,10 +318,27 @@ fn render_control(control: &ControlStats, out: &mut String) {
 }
 
 /// Renders every worker's counters, summed, and the control plane's state, in the Prometheus
-/// text exposition format 0.0.4.
+/// text exposition format 0.0.4. The connection series carry `endpoint` (last, so a prefix
+/// of the labels still selects them): `""` for clients turned away before one was chosen.
 pub(crate) fn render(workers: &[&'static WorkerStats], control: &ControlStats) -> String {
     let sum = |f: &dyn Fn(&WorkerStats) -> u64| workers.iter().map(|w| f(w)).sum::<u64>();
-    let mut buf = String::with_capacity(4096);
+    let endpoints: Vec<Arc<EndpointStats>> = control
+        .endpoints
+        .lock()
+        .map(|e| e.clone())
+        .unwrap_or_default();
+    // Each group: an endpoint's label value and its counters on every worker.
+    let mut groups: Vec<(String, Vec<&ConnStats>)> =
+        vec![(String::new(), workers.iter().map(|w| &w.unrouted).collect())];
+    groups.extend(
+        endpoints
+            .iter()
+            .map(|e| (label(&e.name), e.workers.iter().collect())),
+    );
+    let per = |conns: &[&ConnStats], f: &dyn Fn(&ConnStats) -> u64| -> u64 {
+        conns.iter().map(|c| f(c)).sum()
+    };
+    let mut buf = String::with_capacity(4096 + 2048 * groups.len());
     let out = &mut buf;
     single(
         out,
@@ -302,36 +354,40 @@ pub(crate) fn render(workers: &[&'static WorkerStats], control: &ControlStats) -
         "Connections being served now.",
         sum(&|w| w.active.get()),
     );
-    single(
+    header(
         out,
         "ringtls_upstream_connect_failures_total",
         "counter",
         "Handshakes that succeeded but whose upstream could not be reached.",
-        sum(&|w| w.upstream_failures.get()),
     );
+    for (endpoint, conns) in &groups {
+        let _ = writeln!(
+            out,
+            "ringtls_upstream_connect_failures_total{{endpoint=\"{endpoint}\"}} {}",
+            per(conns, &|c| c.upstream_failures.get())
+        );
+    }
     header(
         out,
         "ringtls_handshakes_total",
         "counter",
-        "Handshakes by result and, for rejections, reason (upstream_unreachable counts clients turned away after a good handshake).",
+        "Handshakes by result (ok, unverified: completed without checking the client's chain, rejected) and, for rejections, reason (upstream_unreachable counts clients turned away after a good handshake).",
     );
-    let _ = writeln!(
-        out,
-        "ringtls_handshakes_total{{result=\"ok\",reason=\"\"}} {}",
-        sum(&|w| w.handshakes_ok.get())
-    );
-    let _ = writeln!(
-        out,
-        "ringtls_handshakes_total{{result=\"unverified\",reason=\"\"}} {}",
-        sum(&|w| w.handshakes_unverified.get())
-    );
-    for reason in Reject::ALL {
+    for (endpoint, conns) in &groups {
         let _ = writeln!(
             out,
-            "ringtls_handshakes_total{{result=\"rejected\",reason=\"{}\"}} {}",
-            reason.as_str(),
-            sum(&|w| w.rejected[reason as usize].get())
+            "ringtls_handshakes_total{{result=\"ok\",reason=\"\",endpoint=\"{endpoint}\"}} {}\nringtls_handshakes_total{{result=\"unverified\",reason=\"\",endpoint=\"{endpoint}\"}} {}",
+            per(conns, &|c| c.handshakes_ok.get()),
+            per(conns, &|c| c.handshakes_unverified.get())
         );
+        for reason in Reject::ALL {
+            let _ = writeln!(
+                out,
+                "ringtls_handshakes_total{{result=\"rejected\",reason=\"{}\",endpoint=\"{endpoint}\"}} {}",
+                reason.as_str(),
+                per(conns, &|c| c.rejected[reason as usize].get())
+            );
+        }
     }
     header(
         out,
@@ -339,66 +395,80 @@ pub(crate) fn render(workers: &[&'static WorkerStats], control: &ControlStats) -
         "histogram",
         "Time from accept to a completed handshake.",
     );
-    let mut cumulative = 0;
-    for (i, le) in BUCKETS.iter().enumerate() {
-        cumulative += sum(&|w| w.handshake_buckets[i].get());
+    for (endpoint, conns) in &groups {
+        let mut cumulative = 0;
+        for (i, le) in BUCKETS.iter().enumerate() {
+            cumulative += per(conns, &|c| c.handshake_buckets[i].get());
+            let _ = writeln!(
+                out,
+                "ringtls_handshake_duration_seconds_bucket{{le=\"{le}\",endpoint=\"{endpoint}\"}} {cumulative}"
+            );
+        }
+        let count = per(conns, &|c| c.handshake_count.get());
         let _ = writeln!(
             out,
-            "ringtls_handshake_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"
+            "ringtls_handshake_duration_seconds_bucket{{le=\"+Inf\",endpoint=\"{endpoint}\"}} {count}\nringtls_handshake_duration_seconds_sum{{endpoint=\"{endpoint}\"}} {}\nringtls_handshake_duration_seconds_count{{endpoint=\"{endpoint}\"}} {count}",
+            per(conns, &|c| c.handshake_micros.get()) as f64 / 1e6
         );
     }
-    let count = sum(&|w| w.handshake_count.get());
-    let _ = writeln!(
-        out,
-        "ringtls_handshake_duration_seconds_bucket{{le=\"+Inf\"}} {count}\nringtls_handshake_duration_seconds_sum {}\nringtls_handshake_duration_seconds_count {count}",
-        sum(&|w| w.handshake_micros.get()) as f64 / 1e6
-    );
     header(
         out,
         "ringtls_bytes_total",
         "counter",
-        "Plaintext bytes relayed, by direction.",
+        "Bytes relayed, by direction (plaintext; TLS records on a passthrough endpoint).",
     );
-    let _ = writeln!(
-        out,
-        "ringtls_bytes_total{{direction=\"up\"}} {}\nringtls_bytes_total{{direction=\"down\"}} {}",
-        sum(&|w| w.bytes_up.get()),
-        sum(&|w| w.bytes_down.get())
-    );
-    single(
+    for (endpoint, conns) in &groups {
+        let _ = writeln!(
+            out,
+            "ringtls_bytes_total{{direction=\"up\",endpoint=\"{endpoint}\"}} {}\nringtls_bytes_total{{direction=\"down\",endpoint=\"{endpoint}\"}} {}",
+            per(conns, &|c| c.bytes_up.get()),
+            per(conns, &|c| c.bytes_down.get())
+        );
+    }
+    header(
         out,
         "ringtls_bytes_spliced_total",
         "counter",
-        "Plaintext bytes upstream to client moved by splice(2) on the kernel-TLS path, never in user space (part of ringtls_bytes_total down).",
-        sum(&|w| w.bytes_spliced.get()),
+        "Bytes moved by splice(2), never in user space (part of ringtls_bytes_total): upstream to client on the kernel-TLS path, both ways on a passthrough endpoint.",
     );
+    for (endpoint, conns) in &groups {
+        let _ = writeln!(
+            out,
+            "ringtls_bytes_spliced_total{{endpoint=\"{endpoint}\"}} {}",
+            per(conns, &|c| c.bytes_spliced.get())
+        );
+    }
     header(
         out,
         "ringtls_connections_closed_total",
         "counter",
         "Established connections that ended, by reason (closed = both sides finished cleanly).",
     );
-    for reason in Close::ALL {
-        let _ = writeln!(
-            out,
-            "ringtls_connections_closed_total{{reason=\"{}\"}} {}",
-            reason.as_str(),
-            sum(&|w| w.closed[reason as usize].get())
-        );
+    for (endpoint, conns) in &groups {
+        for reason in Close::ALL {
+            let _ = writeln!(
+                out,
+                "ringtls_connections_closed_total{{reason=\"{}\",endpoint=\"{endpoint}\"}} {}",
+                reason.as_str(),
+                per(conns, &|c| c.closed[reason as usize].get())
+            );
+        }
     }
     header(
         out,
         "ringtls_connections_by_path_total",
         "counter",
-        "Established connections by data path: rustls in user space, or kernel TLS (--ktls).",
+        "Established connections by data path: rustls in user space, kernel TLS (--ktls), or passed through.",
     );
-    for path in Path::RELAYED {
-        let _ = writeln!(
-            out,
-            "ringtls_connections_by_path_total{{path=\"{}\"}} {}",
-            path.as_str(),
-            sum(&|w| w.paths[path as usize].get())
-        );
+    for (endpoint, conns) in &groups {
+        for path in Path::RELAYED {
+            let _ = writeln!(
+                out,
+                "ringtls_connections_by_path_total{{path=\"{}\",endpoint=\"{endpoint}\"}} {}",
+                path.as_str(),
+                per(conns, &|c| c.paths[path as usize].get())
+            );
+        }
     }
     header(
         out,
