@@ -157,6 +157,7 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
         current: ArcSwap::from_pointee(built.generation),
         reauthorize: config.reauthorize,
         ktls: ktls.clone(),
+        drain_timeout: config.drain_timeout,
     });
     // After every check and before binding, so that the listeners count against the new limit.
     held.push(raise_open_files_limit());

@@ -147,11 +147,13 @@ pub enum Close {
     KeyUpdateUnsupported,
     /// Handing the connection to kernel TLS failed after its secrets were taken.
     KtlsFailed,
+    /// A reload removed its endpoint, and the `--drain-timeout` it then had is over.
+    EndpointRemoved,
 }
 
 impl Close {
     /// Every reason, in declaration order (the metrics index by `reason as usize`).
-    pub const ALL: [Close; 11] = [
+    pub const ALL: [Close; 12] = [
         Close::Closed,
         Close::ClientReset,
         Close::ClientIoError,
@@ -163,6 +165,7 @@ impl Close {
         Close::ReauthorizationFailed,
         Close::KeyUpdateUnsupported,
         Close::KtlsFailed,
+        Close::EndpointRemoved,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -178,6 +181,7 @@ impl Close {
             Close::ReauthorizationFailed => "reauthorization_failed",
             Close::KeyUpdateUnsupported => "key_update_unsupported",
             Close::KtlsFailed => "ktls_failed",
+            Close::EndpointRemoved => "endpoint_removed",
         }
     }
 }
@@ -191,6 +195,8 @@ pub(crate) enum Stop {
     CertExpired,
     /// After a reload the client chain no longer verifies: why.
     Reauthorization(rustls::Error),
+    /// A reload removed the endpoint, and the drain time it gave is over.
+    EndpointRemoved,
 }
 
 impl Stop {
@@ -199,6 +205,7 @@ impl Stop {
             Stop::Idle => Close::IdleTimeout,
             Stop::CertExpired => Close::ClientCertExpired,
             Stop::Reauthorization(_) => Close::ReauthorizationFailed,
+            Stop::EndpointRemoved => Close::EndpointRemoved,
         }
     }
 }
@@ -209,6 +216,9 @@ impl std::fmt::Display for Stop {
             Stop::Idle => f.write_str("no bytes either way"),
             Stop::CertExpired => f.write_str("the client certificate's notAfter has passed"),
             Stop::Reauthorization(e) => write!(f, "after reload: {e}"),
+            Stop::EndpointRemoved => {
+                f.write_str("a reload removed the endpoint; its --drain-timeout is over")
+            }
         }
     }
 }

@@ -6,7 +6,9 @@ mod common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use common::proxy_header;
 use common::{Ca, ClientOpts, Dir, KeyFormat, Leaf, Serve, Server, Upstream, expect_alert};
@@ -607,4 +609,148 @@ fn passthrough_sends_a_proxy_header_with_the_sni_and_the_untouched_client_hello(
     );
     assert_eq!(header.rest, hello, "the ClientHello, byte for byte");
     assert_eq!(header.src, sock.local_addr().expect("addr"));
+}
+
+/// Connects again and again as `opts` until `stop`, at most `MAX_ROUNDS` times, counting the
+/// admitted ones in `made`: (admitted, failures).
+fn keep_connecting(
+    addr: std::net::SocketAddr,
+    opts: ClientOpts,
+    stop: Arc<AtomicBool>,
+    made: Arc<AtomicUsize>,
+) -> std::thread::JoinHandle<(usize, Vec<String>)> {
+    const MAX_ROUNDS: usize = 20_000;
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let (mut ok, mut failed) = (0, Vec::new());
+        for _ in 0..MAX_ROUNDS {
+            if stop.load(Ordering::Relaxed) || Instant::now() > deadline {
+                break;
+            }
+            match common::connect(addr, &opts) {
+                Ok(_) => {
+                    ok += 1;
+                    made.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => failed.push(format!("{e:?}")),
+            }
+        }
+        (ok, failed)
+    })
+}
+
+/// Waits (bounded) until `made` has grown by `more`.
+fn wait_for_more(made: &AtomicUsize, more: usize) {
+    let want = made.load(Ordering::Relaxed) + more;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while made.load(Ordering::Relaxed) < want {
+        assert!(Instant::now() < deadline, "the load stalled");
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn reload_swaps_one_tenants_ca_while_all_three_serve_without_a_failed_good_connection() {
+    let dir = Dir::new();
+    let tenants = [
+        Tenant::new(&dir, "alpha"),
+        Tenant::new(&dir, "beta"),
+        Tenant::new(&dir, "gamma"),
+    ];
+    let all: Vec<&Tenant> = tenants.iter().collect();
+    let text: String = tenants.iter().map(|t| t.table("")).collect();
+    let config = write_config(&dir, &text);
+    let server = serve(&config);
+    // beta's new CA, and a client it issued, refused until the swap.
+    let new_ca = Ca::root("beta Root 2");
+    let new_client = new_ca.client("beta client 2");
+    let new_opts = tenants[1].client_for("beta.test", &new_client, &all);
+    expect_alert(
+        common::connect(server.addr(), &new_opts),
+        AlertDescription::UnknownCA,
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let made = Arc::new(AtomicUsize::new(0));
+    let loads: Vec<_> = [&tenants[0], &tenants[2]]
+        .iter()
+        .map(|t| {
+            let opts = t.client_for(&t.sni, &t.client, &all);
+            keep_connecting(server.addr(), opts, stop.clone(), made.clone())
+        })
+        .collect();
+    wait_for_more(&made, 50);
+    // The swap: a new file for beta's CAs, named in a rewritten config, then SIGHUP.
+    let new_cas = dir.write("beta-cas-2.pem", new_ca.pem());
+    let swapped = text.replace(
+        &tenants[1].cas.display().to_string(),
+        &new_cas.display().to_string(),
+    );
+    std::fs::write(&config, swapped).expect("rewrite config");
+    server.signal(libc::SIGHUP);
+    server.wait_for_line(&["reload.ok", "generation=2", "endpoints=3"]);
+    common::connect(server.addr(), &new_opts).expect("beta's new CA admits its client");
+    let old_opts = tenants[1].client_for("beta.test", &tenants[1].client, &all);
+    expect_alert(
+        common::connect(server.addr(), &old_opts),
+        AlertDescription::UnknownCA,
+    );
+    // Let the loads run on past the swap before stopping them.
+    wait_for_more(&made, 50);
+    stop.store(true, Ordering::Relaxed);
+    for (load, t) in loads.into_iter().zip(["alpha", "gamma"]) {
+        let (ok, failed) = load.join().expect("load thread");
+        assert!(
+            failed.is_empty(),
+            "{t}: {} of {} failed: {:?}",
+            failed.len(),
+            ok + failed.len(),
+            &failed[..failed.len().min(3)]
+        );
+        assert!(ok > 0, "{t}: no connection made");
+        eprintln!("{t}: {ok} connections across the reload, none failed");
+    }
+}
+
+#[test]
+fn a_broken_config_file_on_reload_keeps_the_running_one_and_names_the_line() {
+    let dir = Dir::new();
+    let a = Tenant::new(&dir, "alpha");
+    let text = a.table("");
+    let config = write_config(&dir, &text);
+    let server = serve(&config);
+    std::fs::write(&config, text.replace("upstream =", "upstream_typo =")).expect("break config");
+    server.signal(libc::SIGHUP);
+    let line = server.wait_for_line(&["reload.failed"]);
+    let at = format!("--config {}:", config.display());
+    assert!(line.contains(&at), "{line}");
+    assert!(line.contains("unknown field `upstream_typo`"), "{line}");
+    let opts = a.client_for(&a.sni, &a.client, &[&a]);
+    common::connect(server.addr(), &opts).expect("still serving the configuration in force");
+}
+
+#[test]
+fn a_removed_endpoint_closes_its_live_connections_after_the_drain_timeout() {
+    let dir = Dir::new();
+    let (a, b) = (Tenant::new(&dir, "alpha"), Tenant::new(&dir, "beta"));
+    let config = write_config(&dir, &(a.table("") + &b.table("")));
+    let server = Serve::config(&config)
+        .args(["--drain-timeout", "1s"])
+        .start();
+    let opts = b.client_for(&b.sni, &b.client, &[&a, &b]);
+    let mut live = common::connect(server.addr(), &opts).expect("beta");
+    std::fs::write(&config, a.table("")).expect("remove beta");
+    server.signal(libc::SIGHUP);
+    server.wait_for_line(&["reload.ok", "endpoints=1"]);
+    // New clients of the removed name are refused at once; the live one may finish…
+    expect_alert(
+        common::connect(server.addr(), &opts),
+        AlertDescription::UnrecognisedName,
+    );
+    common::probe(&mut live).expect("a live connection of a removed endpoint goes on");
+    // …for the drain timeout, then it is closed.
+    let line = server.wait_for_line(&["conn.closed", "endpoint=beta", "reason=endpoint_removed"]);
+    assert!(line.contains("client=\"beta client\""), "{line}");
+    common::connect(server.addr(), &a.client_for(&a.sni, &a.client, &[&a]))
+        .expect("alpha serves on");
 }

@@ -1,12 +1,13 @@
 //! What ends an established connection from outside its byte streams: no bytes for
 //! `--idle-timeout`, its client certificate's notAfter passing (short-lived certificates as
-//! revocation), and, with `--reauthorize-on-reload`, a reload after which its client chain no
-//! longer verifies.
+//! revocation), a reload that removed its endpoint (after `--drain-timeout`, as a drain gives),
+//! and, with `--reauthorize-on-reload`, a reload after which its client chain no longer
+//! verifies.
 //!
 //! One future per connection, raced against the relay. It owns no timer: the worker's ticker
-//! (`ticker`) advances a `Broadcast` every quarter of `--idle-timeout`, and each guard holds a
-//! slot in it (and, when reauthorizing, one in the worker's trust `Broadcast`), reading the
-//! clock only on a tick. A timer of its own would cost each idle connection about a kilobyte
+//! (`ticker`) advances a `Broadcast` every quarter of the shortest idle timeout, and each guard
+//! holds a slot in it and one in the worker's reload `Broadcast`, reading the clock only on a
+//! tick. A timer of its own would cost each idle connection about a kilobyte
 //! and a half (see `timer`); a slot costs 16 bytes. Only a certificate expiring before the next
 //! tick gets a timer of its own, on the heap, so that expiry fires on time.
 
@@ -29,10 +30,21 @@ pub(crate) struct Guard<'a> {
     pub tick: &'a Broadcast,
     /// When the client certificate stops being valid.
     pub expires: Option<Instant>,
-    /// The worker's "configuration changed" signal and where to read the new one; `None`
-    /// unless `--reauthorize-on-reload` is on and the client presented a certificate.
-    /// The endpoint's name finds its verifier in the new generation.
-    pub reauthorize: Option<(&'a Broadcast, &'a Settings, &'a str)>,
+    /// What a reload means for this connection.
+    pub reload: Reload<'a>,
+}
+
+/// Where a guard learns of reloads and what it checks after one.
+pub(crate) struct Reload<'a> {
+    /// The worker's "configuration changed" signal.
+    pub changed: &'a Broadcast,
+    /// Where the new configuration is read.
+    pub settings: &'a Settings,
+    /// The connection's endpoint, by name: a generation without it has removed it (the
+    /// connection then gets `--drain-timeout` to finish), and with it gives the verifier.
+    pub endpoint: &'a str,
+    /// Re-check the client's chain (`--reauthorize-on-reload`, and a certificate was shown).
+    pub reauthorize: bool,
 }
 
 /// Where the client's chain is kept: in the rustls connection on the user-space path, copied
@@ -70,29 +82,38 @@ pub(super) fn verify_chain(
 impl Guard<'_> {
     /// Resolves with the reason the connection must end.
     pub(crate) async fn watch(&self, chain: &dyn PeerChain, counters: &Counters) -> Stop {
-        match self.reauthorize {
-            Some((changed, settings, endpoint)) => {
-                let trust = async {
-                    loop {
-                        changed.changed().await;
-                        let generation = settings.current.load();
-                        // An endpoint removed (or now passed through) has no verifier to
-                        // re-check with; its connections go on until they end.
-                        let verifier = match generation.by_name.get(endpoint).map(|e| &e.serve) {
-                            Some(Serve::Terminate { verifier, .. }) => verifier,
-                            _ => continue,
-                        };
+        let reloads = async {
+            let Reload {
+                changed,
+                settings,
+                endpoint,
+                reauthorize,
+            } = self.reload;
+            loop {
+                changed.changed().await;
+                let generation = settings.current.load();
+                match generation.by_name.get(endpoint).map(|e| &e.serve) {
+                    // Removed: the drain rules, as for SIGTERM. (A timer of its own, on the
+                    // heap, only for the connections of a removed endpoint.)
+                    None => {
+                        drop(generation);
+                        timer::sleep(settings.drain_timeout).await;
+                        return Stop::EndpointRemoved;
+                    }
+                    Some(Serve::Terminate { verifier, .. }) if reauthorize => {
                         if let Err(e) = chain.verify_with(verifier.as_ref()) {
                             return Stop::Reauthorization(e);
                         }
                     }
-                };
-                monoio::select! {
-                    e = trust => e,
-                    e = self.watch_clock(counters) => e,
+                    // Changed in place, or now passed through: live connections keep what
+                    // they were admitted under, as a reload's old generation does.
+                    Some(_) => {}
                 }
             }
-            None => self.watch_clock(counters).await,
+        };
+        monoio::select! {
+            e = reloads => e,
+            e = self.watch_clock(counters) => e,
         }
     }
 

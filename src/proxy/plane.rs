@@ -12,7 +12,7 @@ use rustls::ServerConnection;
 use rustls::pki_types::CertificateDer;
 
 use super::connect::{Upstream, UpstreamStream};
-use super::guard::Guard;
+use super::guard::{Guard, Reload};
 use super::handshake::Early;
 use super::ktls::{self, Kernel};
 use super::relay_error::RelayError;
@@ -89,7 +89,12 @@ pub(crate) fn relay<'a>(
             idle: endpoint.timeouts.idle,
             tick: signals.tick,
             expires,
-            reauthorize: reauthorize.then_some((signals.trust_changed, settings, &endpoint.name)),
+            reload: Reload {
+                changed: signals.trust_changed,
+                settings,
+                endpoint: &endpoint.name,
+                reauthorize,
+            },
         };
         // The one dispatch over the kinds of upstream; `carry` is generic over it.
         let result = match plane {

@@ -25,6 +25,8 @@ pub struct Settings {
     pub reauthorize: bool,
     /// What kernel TLS takes, when it is to be used (`--ktls` and the start-time probe).
     pub ktls: Option<Offer>,
+    /// `--drain-timeout`: also what a removed endpoint's live connections get.
+    pub drain_timeout: Duration,
 }
 
 /// One loaded configuration: built at start and by each successful reload, never changed.
