@@ -43,6 +43,10 @@ impl Tenant {
         }
     }
 
+    fn ca_file(&self) -> &Path {
+        &self.cas
+    }
+
     /// The endpoint's table; `extra` is added to it.
     fn table(&self, extra: &str) -> String {
         format!(
@@ -753,4 +757,154 @@ fn a_removed_endpoint_closes_its_live_connections_after_the_drain_timeout() {
     assert!(line.contains("client=\"beta client\""), "{line}");
     common::connect(server.addr(), &a.client_for(&a.sni, &a.client, &[&a]))
         .expect("alpha serves on");
+}
+
+/// curl for `https://NAME:PORT/`, NAME resolved to the server, presenting `cert_and_key` (one
+/// file, as users do) if given.
+fn curl(server: &Server, name: &str, cas: &[&Path], cert_and_key: Option<&Path>) -> common::Output {
+    let dir = Dir::new();
+    let bundle: String = cas
+        .iter()
+        .map(|p| std::fs::read_to_string(p).expect("read CA"))
+        .collect();
+    let cacert = dir.write("trusted.pem", bundle);
+    let port = server.addr().port();
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["--silent", "--show-error", "--max-time", "10"])
+        .args(["--resolve", &format!("{name}:{port}:127.0.0.1")])
+        .arg("--cacert")
+        .arg(&cacert);
+    if let Some(file) = cert_and_key {
+        cmd.arg("--cert").arg(file);
+    }
+    cmd.arg(format!("https://{name}:{port}/"));
+    common::process::run_command(cmd, Duration::from_secs(20))
+}
+
+#[test]
+#[cfg_attr(
+    not(has = "curl"),
+    ignore = "SKIPPED: curl not found (apt-get install curl)"
+)]
+fn curl_reaches_each_tenant_on_its_own_name_only() {
+    common::need("curl");
+    let dir = Dir::new();
+    let mut tenants = [Tenant::new(&dir, "alpha"), Tenant::new(&dir, "beta")];
+    for t in &mut tenants {
+        t.upstream = Upstream::http(if t.name == "alpha" {
+            "alpha says hi"
+        } else {
+            "beta says hi"
+        });
+    }
+    let text: String = tenants.iter().map(|t| t.table("")).collect();
+    let server = serve(&write_config(&dir, &text));
+    let cas: Vec<&Path> = tenants.iter().map(|t| t.ca_file()).collect();
+    for t in &tenants {
+        let pem = format!(
+            "{}{}",
+            t.client.chain_pem(),
+            t.client.key_pem(KeyFormat::Pkcs8)
+        );
+        let both = dir.write(&format!("{}-client-cert-and-key.pem", t.name), pem);
+        let out = curl(&server, &t.sni, &cas, Some(&both));
+        assert_eq!(out.code, Some(0), "{}: curl failed: {}", t.name, out.stderr);
+        assert_eq!(out.stdout, format!("{} says hi", t.name));
+        let other = tenants
+            .iter()
+            .find(|o| o.name != t.name)
+            .expect("another tenant");
+        let out = curl(&server, &other.sni, &cas, Some(&both));
+        assert_ne!(
+            out.code,
+            Some(0),
+            "{} admitted on {}'s name",
+            t.name,
+            other.name
+        );
+        assert!(
+            out.stderr.contains("alert") || out.stderr.contains("SSL"),
+            "{}",
+            out.stderr
+        );
+        let out = curl(&server, &t.sni, &cas, None);
+        assert_ne!(out.code, Some(0), "no certificate admitted on {}", t.sni);
+    }
+    assert_eq!(
+        tenants[0].upstream.accepted() + tenants[1].upstream.accepted(),
+        2
+    );
+}
+
+#[test]
+fn client_auth_flag_form_admits_an_unverified_client_and_says_so() {
+    let setup = common::Setup::new();
+    let upstream = Upstream::echo();
+    let server = setup
+        .serve(upstream.addr)
+        .args(["--client-auth", "require-any"])
+        .start();
+    let stranger = Ca::root("Stranger Root").client("stranger");
+    common::connect(server.addr(), &setup.client(&stranger)).expect("require-any admits any chain");
+    expect_alert(
+        common::connect(server.addr(), &setup.anonymous()),
+        AlertDescription::CertificateRequired,
+    );
+    let line = server.wait_for_line(&["conn.closed", "endpoint=default", "verified=false"]);
+    assert!(line.contains("client=\"stranger\""), "{line}");
+    server.wait_for_line(&["tls.unverified_clients", "client_auth=require-any"]);
+}
+
+#[test]
+fn a_client_that_sends_no_client_hello_is_cut_at_the_handshake_timeout() {
+    let dir = Dir::new();
+    let a = Tenant::new(&dir, "alpha");
+    let server = serve(&write_config(&dir, &a.table("handshake_timeout = \"1s\"")));
+    let mut sock = common::client::tcp_connect(server.addr());
+    // Half a record header, then silence.
+    sock.write_all(&[22, 3]).expect("write");
+    let line = server.wait_for_line(&["conn.rejected", "reason=handshake_timeout"]);
+    assert!(line.contains("no complete ClientHello in time"), "{line}");
+    assert_eq!(a.upstream.accepted(), 0);
+}
+
+#[test]
+fn bytes_that_are_not_tls_get_decode_error_without_a_default() {
+    let dir = Dir::new();
+    let a = Tenant::new(&dir, "alpha");
+    let server = serve(&write_config(&dir, &a.table("")));
+    let mut sock = common::client::tcp_connect(server.addr());
+    sock.write_all(b"GET / HTTP/1.1\r\nHost: alpha.test\r\n\r\n")
+        .expect("write");
+    let mut got = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut sock, &mut got);
+    assert_eq!(
+        got,
+        [21, 3, 3, 0, 2, 2, 50],
+        "a plaintext decode_error alert, then the close"
+    );
+    let line = server.wait_for_line(&["conn.rejected", "reason=protocol_error"]);
+    assert!(
+        line.contains("alert=50") && line.contains("unroutable ClientHello"),
+        "{line}"
+    );
+}
+
+#[test]
+fn watch_reloads_when_the_config_file_changes() {
+    let dir = Dir::new();
+    let (a, b) = (Tenant::new(&dir, "alpha"), Tenant::new(&dir, "beta"));
+    let config = write_config(&dir, &a.table(""));
+    let server = Serve::config(&config).args(["--watch"]).start();
+    server.wait_for_line(&["watch.start"]);
+    let opts = b.client_for(&b.sni, &b.client, &[&a, &b]);
+    expect_alert(
+        common::connect(server.addr(), &opts),
+        AlertDescription::UnrecognisedName,
+    );
+    // An editor's way: write a new file beside it, rename it over the old one.
+    let next = dir.write("ringtls.toml.new", a.table("") + &b.table(""));
+    std::fs::rename(&next, &config).expect("rename");
+    server.wait_for_line(&["reload.ok", "cause=watch", "endpoints=2"]);
+    common::connect(server.addr(), &opts).expect("beta, added by the rewritten file");
 }
