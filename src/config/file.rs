@@ -78,6 +78,13 @@ impl<T> OneOrMore<T> {
             OneOrMore::More(v) => v,
         }
     }
+
+    fn as_slice(&self) -> &[T] {
+        match self {
+            OneOrMore::One(v) => std::slice::from_ref(v),
+            OneOrMore::More(v) => v,
+        }
+    }
 }
 
 impl<T> Default for OneOrMore<T> {
@@ -159,153 +166,101 @@ pub fn load(path: &Path) -> Result<Endpoints, FileError> {
 
 /// Checks `text`, the contents of `path`.
 pub fn parse(path: &Path, text: &str) -> Result<Endpoints, FileError> {
-    let at = |span: Option<Range<usize>>, endpoint: Option<&str>, message: String| FileError {
+    let tables: FileTables = toml::from_str(text).map_err(|e| FileError {
         file: path.to_owned(),
-        line: span.map(|s| line_of(text, s.start)),
-        endpoint: endpoint.map(str::to_owned),
-        message,
+        line: e.span().map(|s| line_of(text, s.start)),
+        endpoint: None,
+        message: e.message().trim().to_owned(),
         source: None,
-    };
-    let tables: FileTables =
-        toml::from_str(text).map_err(|e| at(e.span(), None, e.message().trim().to_owned()))?;
+    })?;
     if tables.endpoint.is_empty() {
-        return Err(at(
-            None,
-            None,
-            "no [[endpoint]] table: nothing to serve".into(),
-        ));
+        return Err(FileError {
+            file: path.to_owned(),
+            line: None,
+            endpoint: None,
+            message: "no [[endpoint]] table: nothing to serve".into(),
+            source: None,
+        });
     }
-    let base = path.parent().unwrap_or(Path::new("."));
-    let mut listen: Vec<SocketAddr> = Vec::new();
-    let mut endpoints: Vec<EndpointConfig> = Vec::new();
-    // Who claimed what, per listener: the first endpoint to name a server name or to be the
-    // default, and the line where it did.
-    let mut claims: Vec<(Routes<Claim>, Option<Claim>)> = Vec::new();
-    let mut lines: HashMap<String, usize> = HashMap::new();
-    for table in tables.endpoint {
-        let table_line = line_of(text, table.span().start);
+    let mut reader = Reader {
+        path,
+        text,
+        base: path.parent().unwrap_or(Path::new(".")),
+        listen: Vec::new(),
+        claims: Vec::new(),
+        names: HashMap::new(),
+    };
+    let endpoints = tables
+        .endpoint
+        .into_iter()
+        .map(|table| reader.endpoint(table))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Endpoints {
+        listen: reader.listen,
+        endpoints,
+    })
+}
+
+/// What reading a file has found so far, for the checks across endpoints.
+struct Reader<'a> {
+    path: &'a Path,
+    text: &'a str,
+    /// Where relative paths start.
+    base: &'a Path,
+    /// The listen addresses, in order of first mention.
+    listen: Vec<SocketAddr>,
+    /// Per listener: who claimed which server name, and who is the default.
+    claims: Vec<(Routes<Claim>, Option<Claim>)>,
+    /// Endpoint names and the lines of their tables.
+    names: HashMap<String, usize>,
+}
+
+impl Reader<'_> {
+    /// An error at `span` (the table's line without one) in endpoint `name`.
+    fn error(&self, span: Option<Range<usize>>, name: &str, message: String) -> FileError {
+        FileError {
+            file: self.path.to_owned(),
+            line: span.map(|s| line_of(self.text, s.start)),
+            endpoint: Some(name.to_owned()),
+            message,
+            source: None,
+        }
+    }
+
+    fn endpoint(&mut self, table: Spanned<EndpointTable>) -> Result<EndpointConfig, FileError> {
+        let table_span = Some(table.span());
+        let table_line = line_of(self.text, table.span().start);
         let t = table.into_inner();
         let name = t.name.get_ref().clone();
-        let fail = |span: Range<usize>, message: String| at(Some(span), Some(&name), message);
         if name.trim().is_empty() {
-            return Err(fail(t.name.span(), "name is empty".into()));
+            return Err(self.error(Some(t.name.span()), &name, "name is empty".into()));
         }
-        if let Some(first) = lines.get(&name) {
-            return Err(fail(
-                t.name.span(),
-                format!("the name is already used by the endpoint at line {first}"),
-            ));
+        if let Some(first) = self.names.get(&name) {
+            let message = format!("the name is already used by the endpoint at line {first}");
+            return Err(self.error(Some(t.name.span()), &name, message));
         }
-        lines.insert(name.clone(), table_line);
+        self.names.insert(name.clone(), table_line);
+        let tls = tls_input(self.base, &t);
 
-        let listen_span = t.listen.span();
-        let mut listeners = Vec::new();
-        for addr in t.listen.into_inner().into_vec() {
-            let parsed = super::parse_listen(&addr).map_err(|_| {
-                fail(
-                    listen_span.clone(),
-                    format!("listen {addr:?}: expected IP:PORT, e.g. 127.0.0.1:8443 or [::]:8443"),
-                )
-            })?;
-            let index = match listen.iter().position(|a| *a == parsed) {
-                Some(i) => i,
-                None => {
-                    listen.push(parsed);
-                    claims.push((Routes::new(), None));
-                    listen.len() - 1
-                }
-            };
-            if !listeners.contains(&index) {
-                listeners.push(index);
-            }
-        }
-        if listeners.is_empty() {
-            return Err(fail(
-                listen_span,
-                "listen is empty: give one or more addresses".into(),
-            ));
-        }
-
+        let listeners = self.listeners(&name, t.listen)?;
         let names_span = t.server_names.as_ref().map(|n| n.span());
         let server_names = t
             .server_names
             .map(|n| n.into_inner().into_vec())
             .unwrap_or_default();
+        let default = t.default || server_names.is_empty();
         let names_line = names_span
             .as_ref()
-            .map_or(table_line, |s| line_of(text, s.start));
-        let names_span = names_span.unwrap_or(listen_span.clone());
-        let default = t.default || server_names.is_empty();
+            .map_or(table_line, |s| line_of(self.text, s.start));
+        let claim = (name.clone(), names_line);
         for &index in &listeners {
-            let (routes, default_of) = &mut claims[index];
-            for sni in &server_names {
-                if let Err(e) = routes.insert(sni, (name.clone(), names_line)) {
-                    let message = match (&e, routes.route(Some(sni))) {
-                        (RouteError::Duplicate(_), Some((other, other_line))) => format!(
-                            "server name {sni} on {} is already claimed by endpoint {other:?} (line {other_line})",
-                            listen[index]
-                        ),
-                        _ => e.to_string(),
-                    };
-                    return Err(fail(names_span.clone(), message));
-                }
-            }
+            self.claim_names(index, &server_names, &claim, names_span.clone())?;
             if default {
-                if let Some((other, other_line)) = default_of {
-                    return Err(FileError {
-                        file: path.to_owned(),
-                        line: Some(table_line),
-                        endpoint: Some(name.clone()),
-                        message: format!(
-                            "{} already has a default endpoint, {other:?} (line {other_line}); an endpoint without server_names is a default",
-                            listen[index]
-                        ),
-                        source: None,
-                    });
-                }
-                *default_of = Some((name.clone(), table_line));
+                self.claim_default(index, (name.clone(), table_line))?;
             }
         }
 
-        let tls = TlsInput {
-            crt: t
-                .crt
-                .into_iter()
-                .chain(t.certificate.iter().map(|c| c.crt.clone()))
-                .map(|p| base.join(p))
-                .collect(),
-            key: t
-                .key
-                .into_iter()
-                .chain(t.certificate.iter().map(|c| c.key.clone()))
-                .map(|p| base.join(p))
-                .collect(),
-            cas: t
-                .mutual_tls_cas
-                .into_vec()
-                .into_iter()
-                .map(|p| base.join(p))
-                .collect(),
-            crls: t.crl.into_vec().into_iter().map(|p| base.join(p)).collect(),
-            ca_names: t.ca_names,
-            client_auth: t.client_auth,
-            allow: AllowList {
-                cn: t.allow_cn.into_vec(),
-                ou: t.allow_ou.into_vec(),
-                dns: t.allow_dns.into_vec(),
-                uri: t.allow_uri.into_vec(),
-                all: t.allow_all,
-            },
-            alpn: t.alpn.into_vec(),
-            tls_min: t.tls_min,
-        };
-        let at_table = |message: String| FileError {
-            file: path.to_owned(),
-            line: Some(table_line),
-            endpoint: Some(name.clone()),
-            message,
-            source: None,
-        };
+        let at_table = |message: String| self.error(table_span.clone(), &name, message);
         let mode = match t.mode {
             ModeKey::Terminate => {
                 Mode::Terminate(Box::new(tls.check(Spelling::File).map_err(at_table)?))
@@ -322,9 +277,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Endpoints, FileError> {
         let defaults = Timeouts::default();
         let duration = |value: Option<Spanned<String>>, key: &str, default| match value {
             None => Ok(default),
-            Some(v) => {
-                super::parse_duration(key, v.get_ref()).map_err(|e| fail(v.span(), e.to_string()))
-            }
+            Some(v) => super::parse_duration(key, v.get_ref())
+                .map_err(|e| self.error(Some(v.span()), &name, e.to_string())),
         };
         let timeouts = Timeouts {
             handshake: duration(t.handshake_timeout, "handshake_timeout", defaults.handshake)?,
@@ -332,12 +286,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Endpoints, FileError> {
             idle: duration(t.idle_timeout, "idle_timeout", defaults.idle)?,
         };
         let upstream_addrs = crate::proxy::connect::resolve(t.upstream.get_ref()).map_err(|e| {
-            fail(
-                t.upstream.span(),
-                format!("upstream: {}", crate::cause::Chain(&e)),
-            )
+            let message = format!("upstream: {}", crate::cause::Chain(&e));
+            self.error(Some(t.upstream.span()), &name, message)
         })?;
-        endpoints.push(EndpointConfig {
+        Ok(EndpointConfig {
             name,
             listeners,
             server_names,
@@ -347,9 +299,119 @@ pub fn parse(path: &Path, text: &str) -> Result<Endpoints, FileError> {
             upstream_addrs,
             proxy_protocol: t.proxy_protocol,
             timeouts,
-        });
+        })
     }
-    Ok(Endpoints { listen, endpoints })
+
+    /// The indexes of an endpoint's listen addresses, each new address added to the list.
+    fn listeners(
+        &mut self,
+        name: &str,
+        listen: Spanned<OneOrMore<String>>,
+    ) -> Result<Vec<usize>, FileError> {
+        let span = listen.span();
+        let mut listeners = Vec::new();
+        for addr in listen.into_inner().into_vec() {
+            let parsed = super::parse_listen(&addr).map_err(|_| {
+                let message =
+                    format!("listen {addr:?}: expected IP:PORT, e.g. 127.0.0.1:8443 or [::]:8443");
+                self.error(Some(span.clone()), name, message)
+            })?;
+            let index = match self.listen.iter().position(|a| *a == parsed) {
+                Some(i) => i,
+                None => {
+                    self.listen.push(parsed);
+                    self.claims.push((Routes::new(), None));
+                    self.listen.len() - 1
+                }
+            };
+            if !listeners.contains(&index) {
+                listeners.push(index);
+            }
+        }
+        if listeners.is_empty() {
+            let message = "listen is empty: give one or more addresses".to_owned();
+            return Err(self.error(Some(span), name, message));
+        }
+        Ok(listeners)
+    }
+
+    /// Claims `names` on listener `index` for `claim`'s endpoint; a name another endpoint
+    /// claimed there first is an error naming it.
+    fn claim_names(
+        &mut self,
+        index: usize,
+        names: &[String],
+        claim: &Claim,
+        span: Option<Range<usize>>,
+    ) -> Result<(), FileError> {
+        let addr = self.listen[index];
+        for sni in names {
+            let routes = &mut self.claims[index].0;
+            let Err(e) = routes.insert(sni, claim.clone()) else {
+                continue;
+            };
+            let message = match (&e, routes.route(Some(sni))) {
+                (RouteError::Duplicate(_), Some((other, other_line))) => format!(
+                    "server name {sni} on {addr} is already claimed by endpoint {other:?} (line {other_line})"
+                ),
+                _ => e.to_string(),
+            };
+            return Err(self.error(span, &claim.0, message));
+        }
+        Ok(())
+    }
+
+    /// Makes `claim`'s endpoint the default of listener `index`, unless another one is.
+    fn claim_default(&mut self, index: usize, claim: Claim) -> Result<(), FileError> {
+        let addr = self.listen[index];
+        if let Some((other, other_line)) = &self.claims[index].1 {
+            let message = format!(
+                "{addr} already has a default endpoint, {other:?} (line {other_line}); an endpoint without server_names is a default"
+            );
+            return Err(FileError {
+                file: self.path.to_owned(),
+                line: Some(claim.1),
+                endpoint: Some(claim.0),
+                message,
+                source: None,
+            });
+        }
+        self.claims[index].1 = Some(claim);
+        Ok(())
+    }
+}
+
+/// The TLS keys of a table, paths made relative to `base`, before the checks.
+fn tls_input(base: &Path, t: &EndpointTable) -> TlsInput {
+    let under = |p: &PathBuf| base.join(p);
+    let tables = t.certificate.iter();
+    TlsInput {
+        crt: t
+            .crt
+            .iter()
+            .chain(tables.clone().map(|c| &c.crt))
+            .map(under)
+            .collect(),
+        key: t
+            .key
+            .iter()
+            .chain(tables.map(|c| &c.key))
+            .map(under)
+            .collect(),
+        cas: t.mutual_tls_cas.as_slice().iter().map(under).collect(),
+        crls: t.crl.as_slice().iter().map(under).collect(),
+        ca_names: t.ca_names.clone(),
+        client_auth: t.client_auth.clone(),
+        allow: AllowList {
+            cn: t.allow_cn.as_slice().to_vec(),
+            ou: t.allow_ou.as_slice().to_vec(),
+            dns: t.allow_dns.as_slice().to_vec(),
+            uri: t.allow_uri.as_slice().to_vec(),
+            all: t.allow_all,
+        },
+        alpn: t.alpn.as_slice().to_vec(),
+        tls_min: t.tls_min.clone(),
+    }
 }
 
 /// An endpoint's name and the line where it claimed a name (or the default).
