@@ -81,6 +81,9 @@ def run():
     meta = bench.machine_meta(fake, 1)
     check("meta.txt keys", [k for k, _ in meta], META_KEYS)
     check("meta.txt command", dict(meta)["command"], "scripts/bench.sh --quick")
+    check("meta.txt command, partial run",
+          bench.command_line(parse_args(["--only", "8,3", "--servers", "ringtls,haproxy", "--no-build"], {})),
+          "scripts/bench.sh --only 3,8 --servers ringtls,haproxy")
     check("usage text", (usage().startswith("  scripts/bench.sh "), "Method." in usage()), (True, False))
     # templates: every placeholder of the real ones is filled by the keys start_server passes
     values = {"haproxy.cfg.in": ("PORT", "UPSTREAM_PORT", "CRT_AND_KEY", "CA", "MAXCONN"),
