@@ -12,7 +12,8 @@ floor then), --out DIR (default
 benches/results), --servers ringtls,haproxy,nginx,stunnel (a subset, for debugging; ratios need
 haproxy), --only 1,5 (run only these measurement blocks, for debugging: 1 handshakes and echo,
 2 RSA handshakes, 3 bulk up, 4 bulk down, 5 idle memory, 6 ringtls threads, 7 ringtls kernel TLS
-vs user space), --keep (keep the temp dir with configs and logs), --self-test.
+vs user space, 8 TLS passthrough edges: ringtls vs HAProxy mode tcp, with and without splice),
+--keep (keep the temp dir with configs and logs), --self-test.
 
 Environment: BENCH_KTLS_FORCE=1 runs block 7 (ringtls kernel TLS vs user space) also on a kernel
 that offers no kernel TLS, for debugging the block: its "ktls" runs then use --ktls auto instead
@@ -30,6 +31,18 @@ different key exchange (rustls would otherwise pick X25519MLKEM768 where OpenSSL
 Every server writes one log line per connection to a file, as ringtls does. Measurements run
 interleaved (one block for all servers, then the next block) so that noise from other work on the
 machine spreads over all servers alike.
+
+Block 8 measures passthrough edges, not terminators: the server on core 0 routes each connection
+by the SNI of its ClientHello and relays the TLS bytes untouched, both ways, to one ringtls
+terminator (mutual TLS, certificate for app.test, --threads 1, --ktls off) that runs on core 1
+with the load and the upstreams; the load asks for app.test. The edges: ringtls `serve --config`
+with one `mode = "passthrough"` endpoint (ringtls-passthrough.toml.in), and HAProxy `mode tcp`
+routing on `req.ssl_sni` (haproxy-passthrough.cfg.in) three times: without splice, with `option
+splice-auto`, and with `option splice-request` + `option splice-response` (splice from the start,
+as ringtls does; splice-auto may never decide to). The loads are those of blocks 3 and 4; the
+edge's CPU per GiB is read as for every other server, the terminator's CPU counts with the
+load's. ringtls' close events must show path=passthrough and spliced= the bytes moved; HAProxy's
+stats socket is asked halfway through each run how many pipes it holds (in use or pooled).
 
 Layout (scripts/bench/): this file drives the run, one function per measurement block, and writes
 raw records into a temp dir (meta.txt, notes.txt, records/NNN.meta.json, NNN.load.json);
@@ -51,6 +64,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -60,12 +74,12 @@ sys.path.insert(0, HERE)
 import report  # noqa: E402  (scripts/bench/report.py, beside this file)
 from children import Children, ChildError, alive, signal_group, stop_group  # noqa: E402
 from readings import (  # noqa: E402
-    children_cpu_ms, cpu_ticks, fd_count, first_line, free_port, idle_progress, idle_why, ktls_paths,
-    ktls_probe, last_json, listening_in_proc_net_tcp, listening_port_of, load_summary, machine_ticks,
-    read, render, rss_kb, tail, thread_count)
+    children_cpu_ms, cpu_ticks, fd_count, first_line, free_port, idle_progress, idle_why,
+    haproxy_info, ktls_paths, ktls_probe, last_json, listening_in_proc_net_tcp, listening_port_of,
+    load_summary, machine_ticks, passthrough_totals, read, render, rss_kb, tail, thread_count)
 
 SERVERS = ("ringtls", "haproxy", "nginx", "stunnel")
-BLOCKS = ("1", "2", "3", "4", "5", "6", "7")
+BLOCKS = ("1", "2", "3", "4", "5", "6", "7", "8")
 NGINX_STREAM = "/usr/lib/nginx/modules/ngx_stream_module.so"
 T0 = time.monotonic()
 
@@ -136,7 +150,7 @@ def parse_args(argv, env):
             raise Usage(f"--servers: unknown server {s}")
     unknown = sorted(o.only - set(BLOCKS))
     if unknown:
-        raise Usage(f"--only: no block {unknown[0]!r} (blocks are 1-7)")
+        raise Usage(f"--only: no block {unknown[0]!r} (blocks are 1-{BLOCKS[-1]})")
     o.ktls_force = env.get("BENCH_KTLS_FORCE", "0") == "1"
     return o
 
@@ -196,6 +210,11 @@ class Server:
     log: str
     instance: str  # for notes: "ecdsa certificate, upstream echo, threads 1"
     last_measure: str = "start"
+    server_name: str = "localhost"  # what the load sends as SNI and checks the certificate for
+    # Processes besides the load and the upstream that each load run keeps busy on core 1 (the
+    # terminator behind a passthrough edge): their CPU is read around the run as the upstream's.
+    helpers: tuple = ()
+    stats_socket: str = ""  # HAProxy's, asked for `show info` halfway through each load run
 
     @property
     def pid(self):
@@ -264,6 +283,13 @@ class Bench:
                                 self.pki], timeout=120, stderr=self.path("logs", "pki-rsa.err"))
         if rc != 0:
             raise Failed(f"the RSA server certificate: {tail(self.path('logs', 'pki-rsa.err'), 3)}")
+        # ECDSA P-256 with SAN app.test, same root: the terminator behind block 8's edges, whose
+        # clients ask for app.test so that the edges have a name to route on.
+        script = 'die() { echo "$*" >&2; exit 1; }; . "$1"; ecdsa_server_cert "$2" 30 server-app app.test'
+        rc = self.children.run(["bash", "-c", script, "bench", os.path.join(ROOT, "scripts/lib/pki.sh"),
+                                self.pki], timeout=120, stderr=self.path("logs", "pki-app.err"))
+        if rc != 0:
+            raise Failed(f"the app.test server certificate: {tail(self.path('logs', 'pki-app.err'), 3)}")
         # HAProxy wants certificate and key in one file.
         for cert, stem in (("ecdsa", "server"), ("rsa", "server-rsa")):
             with open(os.path.join(self.pki, f"haproxy-{cert}.pem"), "w") as f:
@@ -331,11 +357,7 @@ class Bench:
                 self.render_conf("haproxy.cfg.in", conf, PORT=port, UPSTREAM_PORT=up,
                                  CRT_AND_KEY=os.path.join(self.pki, f"haproxy-{cert}.pem"), CA=ca,
                                  MAXCONN=self.maxconn)
-                check = os.path.join(d, "check.log")
-                if self.children.run(["haproxy", "-c", "-q", "-f", conf], timeout=30, stdout=check,
-                                     stderr=subprocess.STDOUT) != 0:
-                    raise Failed(f"haproxy rejects its config {conf}: {tail(check, 20)}")
-                cmd = ["haproxy", "-db", "-f", conf]
+                cmd = self.haproxy_cmd(conf, d)
             elif name == "nginx":
                 conf = os.path.join(d, "nginx.conf")
                 self.render_conf("nginx.conf.in", conf, PORT=port, UPSTREAM_PORT=up, CRT=crt, KEY=key, CA=ca,
@@ -359,6 +381,72 @@ class Bench:
             f"pinned {int(pin)}{shown})")
         return Server(name, cert, upmode, threads, p, port, srv_log,
                       f"{cert} certificate, upstream {upmode}, threads {threads}{shown}")
+
+    def haproxy_cmd(self, conf, d):
+        """The command that runs HAProxy on conf, once `haproxy -c` accepts it."""
+        check = os.path.join(d, "check.log")
+        if self.children.run(["haproxy", "-c", "-q", "-f", conf], timeout=30, stdout=check,
+                             stderr=subprocess.STDOUT) != 0:
+            raise Failed(f"haproxy rejects its config {conf}: {tail(check, 20)}")
+        return ["haproxy", "-db", "-f", conf]
+
+    def start_terminator(self, upmode):
+        """Block 8: the ringtls that does the mutual TLS behind the passthrough edges, on core 1
+        with the load and the upstreams. `--ktls off`: what the edge relays (the terminator's
+        record and write sizes) is then the same on every kernel."""
+        up = self.upstreams[upmode][1]
+        self.instance += 1
+        tag = f"{self.instance}-terminator-{upmode}"
+        d = self.path("conf", tag)
+        os.makedirs(d)
+        crt, key, ca = (os.path.join(self.pki, f) for f in ("server-app.pem", "server-app.key", "ca.pem"))
+        srv_log = self.path("logs", f"{tag}.log")
+        p = self.children.spawn(["taskset", "-c", "1", self.ringtls, "serve", "--listen", "127.0.0.1:0",
+                                 "--upstream", f"127.0.0.1:{up}", "--crt", crt, "--key", key,
+                                 "--mutual-tls-cas", ca, "--threads", 1, "--ktls", "off"],
+                                stdout=os.path.join(d, "stdout"), stderr=srv_log)
+        port = self.wait_port_line(p, os.path.join(d, "stdout"))
+        if port is None:
+            raise Failed(f"the terminator (ringtls, upstream {upmode}) did not print its listening line; "
+                         f"log: {srv_log}: {tail(srv_log, 5)}")
+        log(f"terminator up: pid {p.pid} port {port} (ringtls, cert app.test, upstream {upmode}, core 1)")
+        return Server("terminator", "ecdsa", upmode, 1, p, port, srv_log, f"terminator, upstream {upmode}",
+                      server_name="app.test")
+
+    def start_edge(self, kind, terminator):
+        """Block 8: a passthrough edge on core 0 in front of the terminator; kind is one of
+        EDGES."""
+        self.instance += 1
+        tag = f"{self.instance}-edge-{kind}-{terminator.upmode}"
+        d = self.path("conf", tag)
+        os.makedirs(d)
+        srv_log = self.path("logs", f"{tag}.log")
+        if kind == "ringtls":
+            conf = os.path.join(d, "edge.toml")
+            self.render_conf("ringtls-passthrough.toml.in", conf, PORT=0, UPSTREAM_PORT=terminator.port)
+            p = self.children.spawn(["taskset", "-c", "0", self.ringtls, "serve", "--config", conf,
+                                     "--threads", 1], stdout=os.path.join(d, "stdout"), stderr=srv_log)
+            port = self.wait_port_line(p, os.path.join(d, "stdout"))
+            if port is None:
+                raise Failed(f"ringtls (passthrough edge) did not print its listening line; config {conf}; "
+                             f"log: {srv_log}: {tail(srv_log, 5)}")
+        else:
+            port = free_port()
+            conf = os.path.join(d, "haproxy.cfg")
+            stats = os.path.join(d, "stats.sock")
+            self.render_conf("haproxy-passthrough.cfg.in", conf, PORT=port, UPSTREAM_PORT=terminator.port,
+                             MAXCONN=EDGE_MAXCONN, SPLICE=HAPROXY_SPLICE[kind], STATS_SOCKET=stats)
+            p = self.children.spawn(["taskset", "-c", "0"] + self.haproxy_cmd(conf, d), stdout=srv_log,
+                                    stderr=subprocess.STDOUT)
+            if not self.wait_listening(p, port):
+                raise Failed(f"haproxy (passthrough edge, {kind}) did not come up on 127.0.0.1:{port}; config "
+                             f"{conf}; log {srv_log}: {tail(srv_log, 5)}")
+        log(f"{kind} edge started: pid {p.pid} port {port} (passthrough to the terminator on port {terminator.port}, "
+            f"upstream {terminator.upmode}, pinned 1)")
+        return Server(kind, "ecdsa", terminator.upmode, 1, p, port, srv_log,
+                      f"passthrough edge ({kind}), terminator and upstream {terminator.upmode}",
+                      server_name="app.test", helpers=(terminator.proc,),
+                      stats_socket=stats if kind != "ringtls" else "")
 
     def wait_listening(self, p, port):
         """Polls until something listens on port (bounded), or the process is gone."""
@@ -392,7 +480,7 @@ class Bench:
 
     def load_cmd(self, srv, args, nocert=False):
         cmd = ["taskset", "-c", "1", self.ringtls, "load", "--connect", f"127.0.0.1:{srv.port}", "--ca",
-               os.path.join(self.pki, "ca.pem"), "--server-name", "localhost", "--tls", "1.3", "--group", "X25519",
+               os.path.join(self.pki, "ca.pem"), "--server-name", srv.server_name, "--tls", "1.3", "--group", "X25519",
                "--json"]
         # Without a certificate every operation must fail; the caller counts them, not the exit code.
         if nocert:
@@ -415,16 +503,26 @@ class Bench:
             before = None
         if before is None:
             raise Failed(f"{srv.name} (pid {srv.pid}) is gone before '{measure}'; log {srv.log}")
+        helpers0 = [self.helper_ticks(srv, h) for h in srv.helpers]
         up0, m0, load0 = self.upstream_ticks(up_pid), machine_ticks(), children_cpu_ms()
         t0 = time.monotonic()
+        mid = {}
+        if srv.stats_socket:
+            # Halfway through: HAProxy counts the pipes in use only while bytes sit in them.
+            probe = threading.Timer(self.s.dur_ms / 2000, lambda: mid.update(haproxy_info(srv.stats_socket)))
+            probe.start()
         rc = self.children.run(cmd, timeout=self.s.dur_ms // 1000 + 90, stdout=base + ".load.json",
                                stderr=base + ".load.err")
+        if srv.stats_socket:
+            probe.cancel()
+            probe.join(timeout=5)
         load1 = children_cpu_ms()
         time.sleep(0.3)  # the server finishes closing the last connections
         t1 = time.monotonic()
         is_alive = alive(srv.proc)
         after = cpu_ticks(srv.pid) if is_alive else None
         up1, m1 = self.upstream_ticks(up_pid), machine_ticks()
+        helpers1 = [self.helper_ticks(srv, h) for h in srv.helpers]
         meta = {
             "seq": self.seq, "server": srv.name, "measure": measure, "cert": cert,
             "server_threads": srv.threads, "load_args": " ".join(cmd[4:]), "load_rc": rc,
@@ -434,6 +532,11 @@ class Bench:
             "machine_irq_ticks": m1[2] - m0[2], "wall_s": round(t1 - t0, 3),
             "server_alive_after": is_alive, "server_log": os.path.basename(srv.log),
         }
+        if srv.helpers:
+            meta["terminator_cpu_ticks"] = sum(helpers1) - sum(helpers0)
+            meta["server_name"] = srv.server_name
+        if srv.stats_socket:
+            meta["haproxy_mid_run"] = {k: mid.get(k) for k in ("Maxpipes", "PipesUsed", "PipesFree", "CurrConns")}
         write_json(base + ".meta.json", meta)
         cpu_ms = ((after if after is not None else before) - before) * 1000 // self.clk_tck
         log(f"  {srv.name} {measure} ({cert}): {load_summary(read(base + '.load.json'))}; server cpu {cpu_ms} ms")
@@ -454,6 +557,12 @@ class Bench:
         except OSError as e:
             raise Failed(f"the upstream (pid {pid}) is gone: {e}") from e
 
+    def helper_ticks(self, srv, p):
+        try:
+            return cpu_ticks(p.pid)
+        except OSError as e:
+            raise Failed(f"the process behind {srv.name} (pid {p.pid}) is gone: {e}") from e
+
     def handshakes(self, srv, measure, cert, dur=None, resume=False):
         args = ["--mode", "handshake", "--concurrency", self.s.hs_conc, "--duration", dur or self.s.dur]
         return self.run_load(srv, measure, cert, args + (["--resume"] if resume else []))
@@ -462,7 +571,7 @@ class Bench:
         self.handshakes(srv, "warmup", cert, dur=self.s.warmup)
 
     def bulk(self, srv, measure, direction):
-        self.run_load(srv, measure, "ecdsa", ["--mode", f"bulk-{direction}", "--concurrency", self.s.bulk_conc,
+        return self.run_load(srv, measure, "ecdsa", ["--mode", f"bulk-{direction}", "--concurrency", self.s.bulk_conc,
                                                "--bytes", self.s.bulk_bytes, "--duration", self.s.dur])
 
     def check_mtls(self, srv):
@@ -570,7 +679,7 @@ def write_json(path, obj):
 # --- the measurement blocks ----------------------------------------------------------------------
 
 def block_handshakes(b):
-    log("block 1/7: full and resumed handshakes, echo latency (ECDSA, echo upstream)")
+    log("block 1/8: full and resumed handshakes, echo latency (ECDSA, echo upstream)")
     s = b.s
     for name in b.o.servers:
         srv = b.start_server(name, "ecdsa", "echo")
@@ -587,7 +696,7 @@ def block_handshakes(b):
 
 
 def block_rsa(b):
-    log("block 2/7: full handshakes with the RSA-2048 server certificate")
+    log("block 2/8: full handshakes with the RSA-2048 server certificate")
     for name in b.o.servers:
         srv = b.start_server(name, "rsa", "echo")
         b.warmup(srv, "rsa")
@@ -596,7 +705,7 @@ def block_rsa(b):
 
 
 def block_bulk_up(b):
-    log("block 3/7: bulk up (to a sink upstream)")
+    log("block 3/8: bulk up (to a sink upstream)")
     for name in b.o.servers:
         srv = b.start_server(name, "ecdsa", "sink")
         b.bulk(srv, "bulk-up", "up")
@@ -604,7 +713,7 @@ def block_bulk_up(b):
 
 
 def block_bulk_down(b):
-    log("block 4/7: bulk down (from a source upstream)")
+    log("block 4/8: bulk down (from a source upstream)")
     for name in b.o.servers:
         srv = b.start_server(name, "ecdsa", "source")
         b.bulk(srv, "bulk-down", "down")
@@ -612,7 +721,7 @@ def block_bulk_down(b):
 
 
 def block_idle(b):
-    log(f"block 5/7: RSS per idle connection ({b.idle_n} connections)")
+    log(f"block 5/8: RSS per idle connection ({b.idle_n} connections)")
     for name in b.o.servers:
         srv = b.start_server(name, "ecdsa", "echo")
         # A short handshake run first, so that one-time allocations (TLS contexts, buffer pools)
@@ -626,7 +735,7 @@ def block_idle(b):
 def block_threads(b):
     if "ringtls" not in b.o.servers:
         return
-    log("block 6/7: ringtls --threads 1 vs --threads 2 (not pinned by taskset; load on core 1)")
+    log("block 6/8: ringtls --threads 1 vs --threads 2 (not pinned by taskset; load on core 1)")
     for t in (1, 2):
         srv = b.start_server("ringtls", "ecdsa", "echo", threads=t, pin=False)
         b.warmup(srv, "ecdsa")
@@ -636,9 +745,9 @@ def block_threads(b):
 
 def block_ktls(b):
     if "ringtls" not in b.o.servers:
-        log("block 7/7 skipped: ringtls is not in --servers")
+        log("block 7/8 skipped: ringtls is not in --servers")
         return
-    log("block 7/7: ringtls kernel TLS vs user space, bulk up and bulk down")
+    log("block 7/8: ringtls kernel TLS vs user space, bulk up and bulk down")
     # Whether this kernel offers kernel TLS: ringtls probes at start with --ktls auto and says
     # ktls.available (suites=...) or ktls.unavailable (detail="...") in its log.
     srv = b.start_server("ringtls", "ecdsa", "sink", extra=["--ktls", "auto"])
@@ -682,8 +791,71 @@ def block_ktls(b):
                 f"{spliced} bytes spliced")
 
 
+EDGES = ("ringtls", "haproxy", "haproxy-splice", "haproxy-splice-forced")
+# What each HAProxy edge has for @SPLICE@. splice-auto splices a direction only once HAProxy calls it
+# a fast streamer (three reads in a row that fill its 16 KiB buffer); splice-request and
+# splice-response splice from the start, which is what ringtls does.
+HAPROXY_SPLICE = {
+    "haproxy": "# no splice option in this run",
+    "haproxy-splice": "option splice-auto",
+    "haproxy-splice-forced": "option splice-request\n    option splice-response",
+}
+# HAProxy's maxconn as an edge: the loads hold a few connections at once, and with splicing on
+# HAProxy reserves maxconn / 4 pipes (2 fds each) on top of 2 fds per connection, which at the
+# idle block's maxconn (10,100) asks for more fds than a 20,000 limit allows: it refuses to start.
+EDGE_MAXCONN = 1000
+SPLICED_ENOUGH = 0.99  # of the bytes a ringtls edge moved; below this, results.md says so
+
+
+def block_passthrough(b):
+    edges = [e for e in EDGES if e.split("-")[0] in b.o.servers]
+    if not edges:
+        log("block 8/8 skipped: neither ringtls nor haproxy is in --servers")
+        return
+    log("block 8/8: TLS passthrough edges (SNI routing, bytes untouched) in front of one ringtls terminator")
+    vv = subprocess.run(["haproxy", "-vv"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                        errors="replace", timeout=20).stdout if "haproxy" in b.o.servers else ""
+    if "haproxy" in b.o.servers and "+LINUX_SPLICE" not in vv:
+        b.note("passthrough (block 8): this HAProxy is built without LINUX_SPLICE (`haproxy -vv`), so its "
+               "`option splice-auto` rows cannot splice")
+    # The loads of blocks 3 and 4; per direction one terminator, then every edge in turn in front of it.
+    for direction, upmode in (("up", "sink"), ("down", "source")):
+        term = b.start_terminator(upmode)
+        for kind in edges:
+            srv = b.start_edge(kind, term)
+            meta_path = b.bulk(srv, f"passthrough-{direction}", direction)
+            b.stop_server(srv)
+            if meta_path is None:
+                continue
+            with open(meta_path) as f:
+                meta = json.load(f)
+            meta.update(edge=kind)
+            if kind == "ringtls":
+                # From the close events once the edge is gone, so that every close is in them: the
+                # connections are shown to have been passed through and spliced, not assumed.
+                t = passthrough_totals(read(srv.log))
+                meta.update(passthrough_conns=t["passthrough"], other_conns=t["other"], logged_up_bytes=t["up"],
+                            logged_down_bytes=t["down"], spliced_bytes=t["spliced"])
+                moved = t["up"] + t["down"]
+                frac = t["spliced"] / moved if moved else 0.0
+                log(f"  ringtls edge passthrough-{direction}: {t['passthrough']} of {t['passthrough'] + t['other']} "
+                    f"connections took path=passthrough; {t['spliced']} of {moved} bytes spliced ({frac:.2%})")
+                if t["other"] or not t["passthrough"]:
+                    b.note(f"passthrough (block 8), {direction}: {t['other']} of {t['passthrough'] + t['other']} "
+                           f"connections of the ringtls edge did not take path=passthrough")
+                if frac < SPLICED_ENOUGH:
+                    b.note(f"passthrough (block 8), {direction}: the ringtls edge spliced {frac:.1%} of the "
+                           f"bytes it moved ({t['spliced']} of {moved}), not nearly all")
+            else:
+                m = meta.get("haproxy_mid_run") or {}
+                log(f"  {kind} edge passthrough-{direction}, halfway: pipes in use {m.get('PipesUsed')}, "
+                    f"pooled {m.get('PipesFree')}, max {m.get('Maxpipes')}, connections {m.get('CurrConns')}")
+            write_json(meta_path, meta)
+        b.stop_server(term)
+
+
 MEASUREMENTS = {"1": block_handshakes, "2": block_rsa, "3": block_bulk_up, "4": block_bulk_down,
-                "5": block_idle, "6": block_threads, "7": block_ktls}
+                "5": block_idle, "6": block_threads, "7": block_ktls, "8": block_passthrough}
 
 
 # --- tools, build, machine -----------------------------------------------------------------------
@@ -781,8 +953,19 @@ def machine_meta(b, elapsed):
         ("idle_wanted", s.idle_want), ("idle_n", b.idle_n), ("idle_batch", s.idle_batch),
         ("nofile", b.nofile), ("clk_tck", b.clk_tck), ("servers", b.o.servers_arg), ("ktls", b.ktls_state),
         ("elapsed_s", elapsed), ("load_failures", b.failures),
-        ("command", "scripts/bench.sh" + (" --quick" if b.o.quick else "")),
+        ("command", command_line(b.o)),
     ]
+
+
+def command_line(o):
+    """The options that change what a run measures, as they would be typed again: a partial run
+    (`--only`, `--servers`) must not read as a full one in results.md."""
+    cmd = "scripts/bench.sh" + (" --quick" if o.quick else "")
+    if o.only != set(BLOCKS):
+        cmd += " --only " + ",".join(sorted(o.only, key=int))
+    if o.servers != list(SERVERS):
+        cmd += " --servers " + o.servers_arg
+    return cmd
 
 
 def run(opts, children, state):

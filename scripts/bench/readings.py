@@ -163,6 +163,50 @@ def ktls_paths(log_text):
     return k, o, spliced, down
 
 
+def passthrough_totals(log_text):
+    """From a passthrough edge's conn.closed events: connections with path=passthrough, those with
+    any other path (or none), and the sums of up=, down= and spliced= over all of them."""
+    t = {"passthrough": 0, "other": 0, "up": 0, "down": 0, "spliced": 0}
+    for line in log_text.splitlines():
+        f = line.split()
+        if len(f) < 3 or f[2] != "conn.closed":
+            continue
+        m = re.search(r" path=([a-z]+)", line)
+        t["passthrough" if m and m.group(1) == "passthrough" else "other"] += 1
+        for key in ("up", "down", "spliced"):
+            m = re.search(rf" {key}=(\d+)", line)
+            t[key] += int(m.group(1)) if m else 0
+    return t
+
+
+def info_fields(text):
+    """HAProxy's `show info` answer as a dict of its integer fields (Maxpipes, PipesUsed, ...)."""
+    out = {}
+    for line in text.splitlines():
+        k, sep, v = line.partition(":")
+        if sep and v.strip().isdigit():
+            out[k.strip()] = int(v.strip())
+    return out
+
+
+def haproxy_info(path, timeout=2.0):
+    """`show info` over HAProxy's stats socket, parsed; {} when it does not answer in time."""
+    try:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(timeout)
+            s.connect(path)
+            s.sendall(b"show info\n")
+            chunks = []
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+    except OSError:
+        return {}
+    return info_fields(b"".join(chunks).decode(errors="replace"))
+
+
 def ktls_probe(log_text):
     """From the log of `ringtls serve --ktls auto`: (True, "suites=...") when it logged
     ktls.available, else (False, the detail of its ktls.unavailable line, or None)."""

@@ -91,7 +91,9 @@ def derive(run):
             # process), and everything else on the machine, which tells how noisy the run was.
             d["server_busy"] = cpu_s / wall
             if "load_cpu_ms" in run and "upstream_cpu_ticks" in run:
-                d["load_busy"] = (run["load_cpu_ms"] / 1000 + run["upstream_cpu_ticks"] / run["clk_tck"]) / wall
+                # Block 8: the terminator behind the passthrough edge shares core 1 with them.
+                core1_ticks = run["upstream_cpu_ticks"] + run.get("terminator_cpu_ticks", 0)
+                d["load_busy"] = (run["load_cpu_ms"] / 1000 + core1_ticks / run["clk_tck"]) / wall
                 if run.get("machine_total_ticks"):
                     machine = run["machine_busy_ticks"] / run["clk_tck"] / wall
                     d["irq_busy"] = run.get("machine_irq_ticks", 0) / run["clk_tck"] / wall
@@ -110,6 +112,15 @@ def derive(run):
         # upstream never stops and the client closes after --bytes), those spliced.
         if run.get("logged_down_bytes") and isinstance(run.get("spliced_bytes"), int):
             d["spliced_fraction"] = run["spliced_bytes"] / run["logged_down_bytes"]
+    if isinstance(run.get("passthrough_conns"), int) and isinstance(run.get("other_conns"), int):
+        # Block 8, a ringtls edge: the path of each connection and the share of the bytes it moved
+        # (both ways, ClientHello included) that went through pipes, from its close events.
+        conns = run["passthrough_conns"] + run["other_conns"]
+        if conns:
+            d["passthrough_conn_fraction"] = run["passthrough_conns"] / conns
+        moved = (run.get("logged_up_bytes") or 0) + (run.get("logged_down_bytes") or 0)
+        if moved and isinstance(run.get("spliced_bytes"), int):
+            d["spliced_fraction"] = run["spliced_bytes"] / moved
     if run.get("measure") == "idle":
         ok = run.get("idle_ok") or 0
         if ok and isinstance(run.get("rss_kb_after"), int):
@@ -416,6 +427,110 @@ def ktls_section(runs, meta):
     return section(title, note, header, rows, notes)
 
 
+EDGES = [("ringtls", "ringtls"), ("haproxy", "HAProxy"), ("haproxy-splice", "HAProxy + splice-auto"),
+         ("haproxy-splice-forced", "HAProxy + splice-request/response")]
+# The issue's goals for the ringtls edge: against HAProxy without splice, and with it.
+GOALS = [("haproxy", 0.6), ("haproxy-splice", 1.0), ("haproxy-splice-forced", 1.0)]
+SPLICED_ENOUGH = 0.99  # as bench.py's: below this share of the bytes, the ringtls row says so
+
+
+def passthrough_summary(runs):
+    """Block 8 per direction: each edge's CPU s / GiB and the ringtls edge's ratio to each
+    HAProxy edge, plus what its close events showed; raw.json's "passthrough"."""
+    out = {}
+    for d in ("up", "down"):
+        t = Table(runs, f"passthrough-{d}")
+        if not t.by_server:
+            continue
+        cpu = {e: value(t.get(e), "derived.server_cpu_s_per_gib") if t.get(e) else None for e, _ in EDGES}
+        r = t.get("ringtls")
+        out[d] = {"cpu_s_per_gib": cpu}
+        for base, _ in GOALS:
+            q = cpu["ringtls"] / cpu[base] if cpu["ringtls"] is not None and cpu[base] else None
+            out[d]["ringtls_vs_" + base.replace("-", "_")] = q
+        out[d]["ringtls_passthrough_conn_fraction"] = value(r, "derived.passthrough_conn_fraction") if r else None
+        out[d]["ringtls_spliced_fraction"] = value(r, "derived.spliced_fraction") if r else None
+    return out
+
+
+def passthrough_section(runs, meta):
+    """Block 8: passthrough edges, ringtls against HAProxy mode tcp with and without splice."""
+    title = "8. TLS passthrough edges (SNI routing, bytes relayed untouched)"
+    note = ("The server on core 0 is a passthrough edge: it reads the ClientHello, routes on its SNI (app.test) "
+            "and relays the TLS bytes both ways, untouched, to one ringtls terminator (mutual TLS, `--threads 1`, "
+            "`--ktls off`) that runs on core 1 with the load and the upstream. ringtls: `serve --config` with one "
+            "`mode = \"passthrough\"` endpoint, `--threads 1`, 1 MiB pipes. HAProxy: `mode tcp`, `tcp-request "
+            "inspect-delay 5s`, `tcp-request content accept if { req.ssl_hello_type 1 }`, `use_backend app if "
+            "{ req.ssl_sni -i app.test }`; without splice, with `option splice-auto` (HAProxy splices a direction "
+            "once it calls it a fast streamer: three reads in a row that fill its 16 KiB buffer), and with `option "
+            "splice-request` + `option splice-response` (splice from the first byte, as ringtls does); pipes of "
+            "the kernel's default size (`tune.pipesize` unset: 64 KiB). The loads of 3a and 3b (`--concurrency "
+            f"{meta.get('bulk_concurrency')} --bytes {meta.get('bulk_bytes')}`) with `--server-name app.test`; per "
+            "direction one terminator, every edge in turn in front of it. Edge CPU is utime+stime as above; the "
+            "terminator's CPU counts with the load's in cores busy. \"path=passthrough\" and \"spliced\" are "
+            "from the ringtls edge's `conn.closed` events (spliced= over up= + down=; the ClientHello, read to "
+            "route, is the part not spliced); for HAProxy, \"spliced\" is from `show info` on its stats socket "
+            "halfway through the run: the pipes it holds then, in use (`PipesUsed`) or pooled once empty "
+            "(`PipesFree`), which is how many it has made; 0 means it has not spliced. Ratios are to each "
+            "HAProxy edge; below 1 is less CPU per GiB.")
+    summary = passthrough_summary(runs)
+    if not summary:
+        return f"### {title}\n\n{note}\n\nnot measured: block 8 did not run (`--only` without 8).\n"
+    rows, notes, observations = [], [], []
+    for d, label in (("up", "client → upstream"), ("down", "upstream → client")):
+        if d not in summary:
+            continue
+        t = Table(runs, f"passthrough-{d}")
+        cpu = summary[d]["cpu_s_per_gib"]
+        for e, name in EDGES:
+            r = t.get(e)
+            if not r:
+                continue
+            conns = spliced = "—"
+            if e == "ringtls" and isinstance(r.get("passthrough_conns"), int):
+                conns = f"{r['passthrough_conns']:,} of {r['passthrough_conns'] + r.get('other_conns', 0):,}"
+                frac = value(r, "derived.spliced_fraction")
+                spliced = f"{num((r.get('spliced_bytes') or 0) / MIB, 1)} MiB" + \
+                    ("" if frac is None else f" ({frac:.2%})")
+                if frac is not None and frac < SPLICED_ENOUGH:
+                    observations.append(f"{label}: the ringtls edge spliced only {frac:.1%} of the bytes it moved, "
+                                        "not nearly all")
+                if r.get("other_conns"):
+                    observations.append(f"{label}: {r['other_conns']} connections of the ringtls edge did not take "
+                                        "path=passthrough")
+            mid = r.get("haproxy_mid_run")
+            if isinstance(mid, dict):
+                # A pipe goes back to HAProxy's pool whenever it is empty, so in use + pooled is
+                # how many it has made: 0 means it never spliced.
+                if mid.get("PipesUsed") is None:
+                    spliced = "n/a (no answer from the stats socket)"
+                else:
+                    held = mid["PipesUsed"] + (mid.get("PipesFree") or 0)
+                    spliced = f"yes: {held} pipe{'' if held == 1 else 's'} held halfway" if held else "no: 0 pipes held halfway"
+            rows.append([label, name, num(cpu[e], 3)] + [ratio(cpu[e], cpu[b]) for b, _ in GOALS] +
+                        [num(value(r, "load.mib_per_s")), conns, spliced, busy(r),
+                         num((value(r, "load.bytes") or 0) / GIB, 2), num(value(r, "load.failed"), 0)])
+            n = failure_note(f"{label}, {name}", r)
+            if n:
+                notes.append(n)
+        parts = []
+        names = dict(EDGES)
+        for base, goal in GOALS:
+            q = summary[d]["ringtls_vs_" + base.replace("-", "_")]
+            if q is not None:
+                parts.append(f"{q:.2f}× {names[base]} (goal ≤ {goal:g}×: {'met' if q <= goal else 'NOT met'})")
+        if parts:
+            observations.insert(len(observations), f"{label}: ringtls " + ", ".join(parts))
+    header = (["direction", "edge", "edge CPU s / GiB"] + [f"vs {dict(EDGES)[b]}" for b, _ in GOALS] +
+              ["MiB/s", "ringtls: connections on path=passthrough", "spliced",
+               "cores busy: edge / load+terminator+upstream / softirq / other",
+               "GiB moved", "failed"])
+    text = section(title, note, header, rows, notes)
+    if observations:
+        text += "\n" + "\n".join(f"- {o}" for o in observations) + "\n"
+    return text
+
+
 # --- chart ---------------------------------------------------------------------------------------
 
 def chart(runs, servers, meta):
@@ -611,6 +726,7 @@ def results_md(meta, runs, floor, servers):
     lines.append(idle_section(runs, servers, f"5. Memory per idle connection ({int(idle_n):,} connections)", idle_note))
     lines.append(threads_section(runs))
     lines.append(ktls_section(runs, meta))
+    lines.append(passthrough_section(runs, meta))
     notes_path = meta.get("_notes")
     if notes_path:
         lines += ["### Observations from the run", ""] + [f"- {n}" for n in notes_path] + [""]
@@ -639,7 +755,7 @@ def write(meta, floor, runs, out):
     """raw.json, results.md and chart.svg into out."""
     wanted = [s for s in meta.get("servers", ",".join(SERVERS)).split(",") if s]
     servers = [s for s in SERVERS if s in wanted]
-    raw = {"meta": meta, "crypto_floor": floor, "runs": runs}
+    raw = {"meta": meta, "crypto_floor": floor, "runs": runs, "passthrough": passthrough_summary(runs)}
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "raw.json"), "w") as f:
         json.dump(raw, f, indent=1)

@@ -15,7 +15,8 @@ import report
 from bench import BLOCKS, SERVERS, Usage, fd_budget, parse_args, sizes, usage, write_json
 from children import Children
 from readings import (idle_progress, idle_why, ktls_paths, ktls_probe, listening_in_proc_net_tcp,
-                      listening_port_of, load_summary, machine_ticks_of, read, render, stat_ticks, status_field)
+                      listening_port_of, load_summary, machine_ticks_of, info_fields, passthrough_totals, read, render,
+                      stat_ticks, status_field)
 
 HERE = bench.HERE
 META_KEYS = ["date", "quick", "nproc", "cpu_model", "kernel", "memory", "haproxy", "nginx", "stunnel", "openssl",
@@ -68,7 +69,8 @@ def run():
           (list(SERVERS), list(BLOCKS), True))
     check("options: unknown server", raises(parse_args, ["--servers", "ringtls,envoy"], {}),
           "Usage: --servers: unknown server envoy")
-    check("options: unknown block", raises(parse_args, ["--only", "8"], {}), "Usage: --only: no block '8' (blocks are 1-7)")
+    check("options: unknown block", raises(parse_args, ["--only", "9"], {}), "Usage: --only: no block '9' (blocks are 1-8)")
+    check("options: block 8", sorted(parse_args(["--only", "8"], {}).only), ["8"])
     check("options: missing value", raises(parse_args, ["--out"], {}), "Usage: --out needs a directory")
     check("options: unknown option", raises(parse_args, ["--fast"], {}), "Usage: unknown option --fast")
     check("options: --help", parse_args(["--quick", "-h"], {}).help, True)
@@ -79,12 +81,17 @@ def run():
     meta = bench.machine_meta(fake, 1)
     check("meta.txt keys", [k for k, _ in meta], META_KEYS)
     check("meta.txt command", dict(meta)["command"], "scripts/bench.sh --quick")
+    check("meta.txt command, partial run",
+          bench.command_line(parse_args(["--only", "8,3", "--servers", "ringtls,haproxy", "--no-build"], {})),
+          "scripts/bench.sh --only 3,8 --servers ringtls,haproxy")
     check("usage text", (usage().startswith("  scripts/bench.sh "), "Method." in usage()), (True, False))
     # templates: every placeholder of the real ones is filled by the keys start_server passes
     values = {"haproxy.cfg.in": ("PORT", "UPSTREAM_PORT", "CRT_AND_KEY", "CA", "MAXCONN"),
               "nginx.conf.in": ("PORT", "UPSTREAM_PORT", "CRT", "KEY", "CA", "DIR", "NOFILE", "WORKER_CONNECTIONS",
                                 "STREAM_MODULE"),
-              "stunnel.conf.in": ("PORT", "UPSTREAM_PORT", "CRT", "KEY", "CA")}
+              "stunnel.conf.in": ("PORT", "UPSTREAM_PORT", "CRT", "KEY", "CA"),
+              "haproxy-passthrough.cfg.in": ("PORT", "UPSTREAM_PORT", "MAXCONN", "SPLICE", "STATS_SOCKET"),
+              "ringtls-passthrough.toml.in": ("PORT", "UPSTREAM_PORT")}
     for name, keys in values.items():
         text = render(read(os.path.join(HERE, name)), {k: f"v{i}" for i, k in enumerate(keys)})
         check(f"render {name}: all placeholders filled", "127.0.0.1:v0" in text, True)
@@ -113,6 +120,14 @@ def run():
           ktls_probe('x WARN ktls.unavailable reason=x detail="setsockopt \\"tls\\": ENOENT" y=1\n'),
           (False, 'setsockopt "tls": ENOENT'))
     check("ktls probe: nothing logged", ktls_probe("x INFO serve.ready\n"), (False, None))
+    edge_log = ('2026-12-01T00:00:00Z INFO conn.closed peer=x endpoint=app sni="app.test" path=passthrough '
+                'up=1000 down=5000 spliced=5800 reason=eof\n'
+                '2026-12-01T00:00:00Z INFO conn.closed peer=y endpoint=app sni="other" reason=no_route up=300 down=0\n'
+                '2026-12-01T00:00:00Z INFO serve.ready path=passthrough up=7\n')
+    check("passthrough totals", passthrough_totals(edge_log),
+          {"passthrough": 1, "other": 1, "up": 1300, "down": 5000, "spliced": 5800})
+    check("show info", info_fields("Name: HAProxy\nMaxpipes: 275\nPipesUsed: 4\nPipesFree: 0\nUptime: 0d 0h00m03s\n"),
+          {"Maxpipes": 275, "PipesUsed": 4, "PipesFree": 0})
     check("idle why", idle_why("ok\n2026 LOG5[0]: Connection rejected: too many clients (>=500)\n"),
           "2026 LOG5[0]: Connection rejected: too many clients (>=500)")
     check("idle why: nothing", idle_why("fine\n"), "")
@@ -123,7 +138,7 @@ def run():
         raw = json.load(open(os.path.join(d, "out", "raw.json")))
         md = read(os.path.join(d, "out", "results.md"))
         svg = read(os.path.join(d, "out", "chart.svg"))
-        check("raw.json: top-level keys", list(raw), ["meta", "crypto_floor", "runs"])
+        check("raw.json: top-level keys", list(raw), ["meta", "crypto_floor", "runs", "passthrough"])
         check("raw.json: derived CPU per handshake", [r["derived"].get("server_cpu_us_per_op") for r in raw["runs"]],
               [200.0, 1000.0, None])
         check("raw.json: derived RSS per connection", raw["runs"][2]["derived"].get("rss_kib_per_conn"), 20.0)
@@ -132,6 +147,25 @@ def run():
         check("results.md: idle row", "| ringtls | 500 of 500 | 10.0 | 19.8 | 20.0 | n/a | 1 |" in md, True)
         check("results.md: quick banner and note", ("QUICK smoke run" in md, "- ringtls idle: 3 of" in md), (True, True))
         check("chart.svg", (svg.startswith("<svg"), "0.20× (200 µs)" in svg), (True, True))
+    # block 8: the edges' table, the ratios and the spliced share, in results.md and raw.json
+    with tempfile.TemporaryDirectory() as d:
+        canned_passthrough(d)
+        report.write_from_work(os.path.join(d, "work"), os.path.join(d, "out"))
+        raw = json.load(open(os.path.join(d, "out", "raw.json")))
+        md = read(os.path.join(d, "out", "results.md"))
+        up = raw["passthrough"].get("up", {})
+        check("raw.json: passthrough ratios", (up.get("ringtls_vs_haproxy"), up.get("ringtls_vs_haproxy_splice"),
+                                               up.get("ringtls_vs_haproxy_splice_forced")), (0.5, 1.25, 1.0))
+        check("raw.json: passthrough spliced share", up.get("ringtls_spliced_fraction"), 0.995)
+        check("raw.json: no down runs", "down" in raw["passthrough"], False)
+        check("results.md: passthrough ringtls row",
+              "| client → upstream | ringtls | 0.500 | 0.50× | 1.25× | 1.00× | 1,024 | 4 of 4 | 0.0 MiB (99.50%) |" in md, True)
+        check("results.md: passthrough goals",
+              "- client → upstream: ringtls 0.50× HAProxy (goal ≤ 0.6×: met), 1.25× HAProxy + splice-auto "
+              "(goal ≤ 1×: NOT met), 1.00× HAProxy + splice-request/response (goal ≤ 1×: met)" in md, True)
+        check("results.md: HAProxy's pipes halfway",
+              ("| — | no: 0 pipes held halfway |" in md, "| — | yes: 3 pipes held halfway |" in md), (True, True))
+        check("results.md: busy counts the terminator", "| 0.50 / 0.80 / 0.05 / 0.00 |" in md, True)
     # cleanup reaches a child's own children
     with tempfile.TemporaryDirectory() as d:
         pidfile = os.path.join(d, "pid")
@@ -192,3 +226,31 @@ def canned_run(d):
         "seq": 3, "server": "ringtls", "measure": "idle", "cert": "ecdsa", "idle_target": 500, "idle_ok": 500,
         "idle_failed": 0, "rss_kb_before": 10240, "rss_kb_after": 20240, "threads_after": 1, "wait_s": 1.5,
         "server_alive_after": True})
+
+
+def canned_passthrough(d):
+    """A work dir with block 8's up direction: the four edges, 1 GiB each."""
+    work = os.path.join(d, "work")
+    os.makedirs(os.path.join(work, "records"))
+    with open(os.path.join(work, "meta.txt"), "w") as f:
+        f.write("quick=1\nnproc=2\nduration=1000ms\nwarmup=300ms\nidle_n=500\nidle_wanted=500\n"
+                "bulk_concurrency=4\nbulk_bytes=64MiB\nservers=ringtls,haproxy\ncommand=scripts/bench.sh --quick\n")
+    common = {"cert": "ecdsa", "server_threads": 1, "clk_tck": 100, "load_rc": 0, "load_cpu_ms": 500,
+              "upstream_cpu_ticks": 10, "terminator_cpu_ticks": 20, "machine_busy_ticks": 135,
+              "machine_total_ticks": 200, "machine_irq_ticks": 5, "wall_s": 1.0, "server_alive_after": True,
+              "measure": "passthrough-up", "cpu_ticks_before": 0}
+    edges = ((1, "ringtls", 50, None), (2, "haproxy", 100, 0), (3, "haproxy-splice", 40, 0),
+             (4, "haproxy-splice-forced", 50, 3))
+    for seq, edge, ticks, pipes in edges:
+        base = os.path.join(work, "records", f"{seq:03d}")
+        meta = dict(common, seq=seq, server=edge, edge=edge, cpu_ticks_after=ticks)
+        if pipes is not None:
+            meta["haproxy_mid_run"] = {"Maxpipes": 275, "PipesUsed": pipes, "PipesFree": 0, "CurrConns": 4}
+        if edge == "ringtls":
+            meta.update(passthrough_conns=4, other_conns=0, logged_up_bytes=1000, logged_down_bytes=1000,
+                        spliced_bytes=1990)
+        write_json(base + ".meta.json", meta)
+        with open(base + ".load.json", "w") as f:
+            f.write(json.dumps({"ok": 4, "failed": 0, "per_second": 4.0, "mib_per_s": 1024.0, "bytes": 1 << 30,
+                                "latency_us": {"p50": 100, "p99": 200}, "resumed_fraction": 0.0,
+                                "failures": {}}) + "\n")
