@@ -259,12 +259,13 @@ fn config_errors_name_the_file_line_and_endpoint() {
     let dir = Dir::new();
     let (a, b) = (Tenant::new(&dir, "alpha"), Tenant::new(&dir, "beta"));
     let table = a.table("");
-    // An unknown key, on the line it is on (the 10th: after the table's 8 lines and `[[`).
+    // An unknown key, on the line it is on (the 9th: after `[[endpoint]]` and the table's 7
+    // keys), in the endpoint it is in.
     assert_config_error(
         &dir,
         &a.table("colour = \"blue\""),
         9,
-        None,
+        Some("alpha"),
         "unknown field `colour`",
     );
     // The same name twice.

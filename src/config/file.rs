@@ -169,7 +169,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Endpoints, FileError> {
     let tables: FileTables = toml::from_str(text).map_err(|e| FileError {
         file: path.to_owned(),
         line: e.span().map(|s| line_of(text, s.start)),
-        endpoint: None,
+        endpoint: e.span().and_then(|s| endpoint_at(text, s.start)),
         message: e.message().trim().to_owned(),
         source: None,
     })?;
@@ -417,6 +417,27 @@ fn tls_input(base: &Path, t: &EndpointTable) -> TlsInput {
 /// An endpoint's name and the line where it claimed a name (or the default).
 type Claim = (String, usize);
 
+/// The file as plain tables, for naming the endpoint an error of the typed parse is in.
+#[derive(Deserialize)]
+struct PlainTables {
+    #[serde(default)]
+    endpoint: Vec<Spanned<toml::Table>>,
+}
+
+/// The name of the `[[endpoint]]` table holding byte `offset`, when the file is valid TOML
+/// (an unknown key, a value of the wrong type) and that table has a name.
+fn endpoint_at(text: &str, offset: usize) -> Option<String> {
+    let plain: PlainTables = toml::from_str(text).ok()?;
+    // A table's span is its `[[endpoint]]` header: the table holding `offset` is the last
+    // one to start before it.
+    let table = plain
+        .endpoint
+        .iter()
+        .take_while(|t| t.span().start <= offset)
+        .last()?;
+    Some(table.get_ref().get("name")?.as_str()?.to_owned())
+}
+
 /// The 1-based line holding byte `offset` of `text`.
 fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
@@ -425,4 +446,20 @@ fn line_of(text: &str, offset: usize) -> usize {
         .filter(|&&b| b == b'\n')
         .count()
         + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_the_endpoint_an_offset_is_in() {
+        let text = "[[endpoint]]\nname = \"a\"\nx = 1\n\n[[endpoint]]\nname = \"b\"\ncolour = 2\n";
+        let at = text.find("colour").expect("colour");
+        assert_eq!(endpoint_at(text, at).as_deref(), Some("b"));
+        assert_eq!(
+            endpoint_at(text, text.find("x =").expect("x")).as_deref(),
+            Some("a")
+        );
+    }
 }
