@@ -1,7 +1,9 @@
-//! One connection's life, told by `serve_connection`: `establish` (the handshake in `client`,
-//! the re-check of a resumed session, the upstream dial in `connect`) → data plane (`plane`:
-//! `relay` in user space or `ktls` in the kernel, raced against the `guard`) → its `Outcome`,
-//! which `record` writes down as the one event and every metric.
+//! One connection's life, told by `serve_connection`: `establish` (the endpoint chosen by the
+//! ClientHello's SNI in `route`; for a terminating endpoint the handshake in `client` and the
+//! re-check of a resumed session; the upstream dial in `connect`) → data plane (`plane`:
+//! `relay` in user space, `ktls` in the kernel, or `passthrough`'s splice of the untouched TLS
+//! bytes, raced against the `guard`) → its `Outcome`, which `record` writes down as the one
+//! event and every metric of its endpoint.
 //!
 //! The upstream is dialled only after the handshake (and so the client-certificate check) has
 //! succeeded: a rejected client never causes an upstream connection, and none of its bytes reach
