@@ -16,6 +16,12 @@ pub const MAX_HELLO: usize = 0xffff;
 
 /// RFC 8446 §5.1: `TLSPlaintext.length` MUST NOT exceed 2^14 bytes.
 const MAX_RECORD: usize = 1 << 14;
+/// The most records a ClientHello may be cut into. Clients send it in one (two or three for a
+/// large post-quantum key share; HAProxy's `req.ssl_sni` reads the first record only); the
+/// bound keeps a parse, which starts over on every read, from walking tens of thousands of
+/// one-byte records each time a hostile client trickles in a few more. A typical hello cut
+/// into one-byte records still fits.
+pub const MAX_HELLO_RECORDS: usize = 256;
 const RECORD_HEADER: usize = 5;
 /// msg_type(1) and a 24-bit length.
 const HANDSHAKE_HEADER: usize = 4;
@@ -112,6 +118,7 @@ fn locate(input: &[u8]) -> Result<Found<'_>, Stop> {
     let mut header = [0u8; HANDSHAKE_HEADER];
     // Handshake bytes in the records before `pos`.
     let mut seen = 0;
+    let mut records = 0;
     let mut total: Option<usize> = None;
     loop {
         let rest = input.get(pos..).unwrap_or_default();
@@ -157,6 +164,10 @@ fn locate(input: &[u8]) -> Result<Found<'_>, Stop> {
         }
         seen += len;
         pos += RECORD_HEADER + len;
+        records += 1;
+        if records >= MAX_HELLO_RECORDS && total.is_none_or(|total| seen < total) {
+            return Err(Stop::Malformed("a ClientHello cut into too many records"));
+        }
         if let Some(total) = total.filter(|&total| seen == total) {
             return Ok(Found {
                 end: pos,
@@ -747,5 +758,23 @@ mod tests {
                 Hello::Malformed("bytes after the ClientHello in its record")
             );
         }
+    }
+
+    #[test]
+    fn a_hello_in_too_many_records_is_refused() {
+        // A 1000-byte message in one-byte records: the first 256 records are not the end.
+        let mut input = Vec::new();
+        let mut message = vec![super::CLIENT_HELLO, 0, 0x03, 0xe4];
+        message.resize(1004, 0);
+        for byte in &message {
+            input.extend_from_slice(&[super::CONTENT_HANDSHAKE, 3, 1, 0, 1, *byte]);
+        }
+        assert_eq!(
+            parse(&input),
+            Hello::Malformed("a ClientHello cut into too many records")
+        );
+        // Short of the bound, the same records are only incomplete.
+        let cut = (super::MAX_HELLO_RECORDS - 1) * 6;
+        assert!(matches!(parse(&input[..cut]), Hello::Incomplete { .. }));
     }
 }
