@@ -34,7 +34,8 @@ impl Addr {
 
 #[derive(Arbitrary, Debug)]
 struct Cert {
-    cn: String,
+    /// None: a certificate without one CN, which sends no SSL_CN.
+    cn: Option<String>,
     sig_alg: String,
     key_alg: String,
     fingerprint: [u8; 32],
@@ -72,6 +73,10 @@ struct Input {
     cipher: String,
     cert: Option<Cert>,
     resumed: bool,
+    /// The chain was verified (`--client-auth require-and-verify`).
+    verified: bool,
+    /// Terminated here; false for a passthrough endpoint (no SSL TLV, no UNIQUE_ID).
+    terminated: bool,
     stretch: Vec<Stretch>,
 }
 
@@ -94,7 +99,11 @@ impl Input {
                 Field::Sni => self.sni.iter_mut().for_each(|s| grow(s, len)),
                 Field::Version => grow(&mut self.version, len),
                 Field::Cipher => grow(&mut self.cipher, len),
-                Field::Cn => self.cert.iter_mut().for_each(|c| grow(&mut c.cn, len)),
+                Field::Cn => self
+                    .cert
+                    .iter_mut()
+                    .filter_map(|c| c.cn.as_mut())
+                    .for_each(|cn| grow(cn, len)),
                 Field::SigAlg => self.cert.iter_mut().for_each(|c| grow(&mut c.sig_alg, len)),
                 Field::KeyAlg => self.cert.iter_mut().for_each(|c| grow(&mut c.key_alg, len)),
             }
@@ -232,12 +241,14 @@ fuzz_target!(|input: Input| {
         version: &input.version,
         cipher: &input.cipher,
         cert: input.cert.as_ref().map(|c| CertFacts {
-            cn: &c.cn,
+            cn: c.cn.as_deref(),
             sig_alg: &c.sig_alg,
             key_alg: &c.key_alg,
             fingerprint: c.fingerprint,
         }),
         resumed: input.resumed,
+        verified: input.verified,
+        terminated: input.terminated,
     };
     let mut out = input.prefix.clone();
     proxy_v2::encode(src, dst, &info, &mut out);
@@ -268,7 +279,8 @@ fuzz_target!(|input: Input| {
     let cert = input.cert.as_ref();
     assert_eq!(
         only(t, proxy_v2::TYPE_UNIQUE_ID),
-        cert.map(|c| &c.fingerprint[..]),
+        cert.filter(|_| input.terminated)
+            .map(|c| &c.fingerprint[..]),
         "UNIQUE_ID"
     );
     let known = [
@@ -282,7 +294,16 @@ fuzz_target!(|input: Input| {
         "unknown TLV: {t:?}"
     );
 
-    // §2.2.6 PP2_TYPE_SSL: client (1 byte), verify (4 bytes), then sub-TLVs.
+    // §2.2.6 PP2_TYPE_SSL: client (1 byte), verify (4 bytes), then sub-TLVs; none for a
+    // connection passed through, whose TLS was not ours.
+    if !input.terminated {
+        assert_eq!(
+            only(t, proxy_v2::TYPE_SSL),
+            None,
+            "SSL TLV on a passed-through connection"
+        );
+        return;
+    }
     let ssl = only(t, proxy_v2::TYPE_SSL).expect("no SSL TLV");
     assert!(ssl.len() >= 5, "SSL TLV of {} bytes", ssl.len());
     let client = proxy_v2::CLIENT_SSL
@@ -295,7 +316,7 @@ fuzz_target!(|input: Input| {
     let verify = u32::from_be_bytes([ssl[1], ssl[2], ssl[3], ssl[4]]);
     assert_eq!(
         verify == 0,
-        cert.is_some(),
+        cert.is_some() && input.verified,
         "verify is 0 exactly when a certificate was verified"
     );
     let sub = match parse_tlvs(&ssl[5..]) {
@@ -306,7 +327,10 @@ fuzz_target!(|input: Input| {
     let expected = [
         (proxy_v2::SUBTYPE_SSL_VERSION, want(&input.version)),
         (proxy_v2::SUBTYPE_SSL_CIPHER, want(&input.cipher)),
-        (proxy_v2::SUBTYPE_SSL_CN, cert.and_then(|c| want(&c.cn))),
+        (
+            proxy_v2::SUBTYPE_SSL_CN,
+            cert.and_then(|c| c.cn.as_deref()).and_then(want),
+        ),
         (
             proxy_v2::SUBTYPE_SSL_SIG_ALG,
             cert.and_then(|c| want(&c.sig_alg)),

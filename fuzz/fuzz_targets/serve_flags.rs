@@ -24,6 +24,8 @@ use ringtls::cli::{Cli, Command};
 use ringtls::config::{parse_duration, parse_size};
 
 const FLAGS: &[&str] = &[
+    "--config",
+    "--client-auth",
     "--listen",
     "--upstream",
     "--crt",
@@ -118,8 +120,10 @@ fuzz_target!(|args: Vec<Arg>| {
             return;
         }
     };
-    if !args.upstream.starts_with("unix:") && needs_lookup(&args.upstream) {
-        args.upstream = offline(&args.upstream);
+    if let Some(upstream) = &mut args.upstream {
+        if !upstream.starts_with("unix:") && needs_lookup(upstream) {
+            *upstream = offline(upstream);
+        }
     }
     for listen in &mut args.listen {
         if needs_lookup(listen) {
@@ -127,7 +131,11 @@ fuzz_target!(|args: Vec<Arg>| {
         }
     }
     if let Err(e) = ServeConfig::from_args_and_activation(args, None) {
-        assert!(matches!(e, Error::Usage(_) | Error::Config(_)), "{e:?}");
+        // A `--config` file that cannot be read or used is an error naming it.
+        assert!(
+            matches!(e, Error::Usage(_) | Error::Config(_) | Error::File(_)),
+            "{e:?}"
+        );
         assert!(!e.to_string().trim().is_empty(), "empty message: {e:?}");
     }
 });

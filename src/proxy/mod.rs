@@ -21,7 +21,8 @@ pub(crate) mod ktls_offer;
 pub(crate) mod notify;
 mod passthrough;
 mod plane;
-pub(crate) mod proxy_v2;
+// Public for the fuzz target (fuzz/fuzz_targets/proxy_v2.rs).
+pub mod proxy_v2;
 pub(crate) mod reason;
 mod record;
 pub(crate) mod relay;

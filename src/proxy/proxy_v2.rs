@@ -11,23 +11,23 @@
 
 use std::net::SocketAddr;
 
-pub(crate) const SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
+pub const SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 
-pub(crate) const TYPE_ALPN: u8 = 0x01;
-pub(crate) const TYPE_AUTHORITY: u8 = 0x02;
-pub(crate) const TYPE_UNIQUE_ID: u8 = 0x05;
-pub(crate) const TYPE_SSL: u8 = 0x20;
-pub(crate) const SUBTYPE_SSL_VERSION: u8 = 0x21;
-pub(crate) const SUBTYPE_SSL_CN: u8 = 0x22;
-pub(crate) const SUBTYPE_SSL_CIPHER: u8 = 0x23;
-pub(crate) const SUBTYPE_SSL_SIG_ALG: u8 = 0x24;
-pub(crate) const SUBTYPE_SSL_KEY_ALG: u8 = 0x25;
+pub const TYPE_ALPN: u8 = 0x01;
+pub const TYPE_AUTHORITY: u8 = 0x02;
+pub const TYPE_UNIQUE_ID: u8 = 0x05;
+pub const TYPE_SSL: u8 = 0x20;
+pub const SUBTYPE_SSL_VERSION: u8 = 0x21;
+pub const SUBTYPE_SSL_CN: u8 = 0x22;
+pub const SUBTYPE_SSL_CIPHER: u8 = 0x23;
+pub const SUBTYPE_SSL_SIG_ALG: u8 = 0x24;
+pub const SUBTYPE_SSL_KEY_ALG: u8 = 0x25;
 
 /// The longest value sent in one TLV or sub-TLV. A longer one is left out, never cut: a cut CN
 /// or SNI is another name. Real values are far shorter (ALPN protocol names and DNS names at
 /// most 255 bytes, RFC 7301 §3.1 and RFC 1035 §2.3.4; a CN at most 64, RFC 5280 Appendix A), but
 /// a CA may sign a longer CN, and without a bound the header outgrows its u16 length field.
-pub(crate) const MAX_VALUE_LEN: usize = 8192;
+pub const MAX_VALUE_LEN: usize = 8192;
 
 // The longest header body: IPv6 addresses, ALPN, AUTHORITY, the SSL TLV (client and verify, then
 // five sub-TLVs) and UNIQUE_ID must fit the u16 length field.
@@ -36,13 +36,13 @@ const _: () = assert!(
 );
 
 /// `client` flags of the SSL TLV.
-pub(crate) const CLIENT_SSL: u8 = 0x01;
-pub(crate) const CLIENT_CERT_CONN: u8 = 0x02;
-pub(crate) const CLIENT_CERT_SESS: u8 = 0x04;
+pub const CLIENT_SSL: u8 = 0x01;
+pub const CLIENT_CERT_CONN: u8 = 0x02;
+pub const CLIENT_CERT_SESS: u8 = 0x04;
 
 /// What the header says about one connection.
 #[derive(Debug, Default)]
-pub(crate) struct ClientInfo<'a> {
+pub struct ClientInfo<'a> {
     pub alpn: Option<&'a [u8]>,
     pub sni: Option<&'a str>,
     /// e.g. `TLSv1.3`
@@ -62,7 +62,7 @@ pub(crate) struct ClientInfo<'a> {
 }
 
 #[derive(Debug)]
-pub(crate) struct CertFacts<'a> {
+pub struct CertFacts<'a> {
     /// The certificate's CN (`tls::identity`); without one, no SSL_CN TLV is sent.
     pub cn: Option<&'a str>,
     pub sig_alg: &'a str,
@@ -72,7 +72,7 @@ pub(crate) struct CertFacts<'a> {
 }
 
 /// Appends the header for a connection from `src` to `dst` to `out`.
-pub(crate) fn encode(src: SocketAddr, dst: SocketAddr, info: &ClientInfo<'_>, out: &mut Vec<u8>) {
+pub fn encode(src: SocketAddr, dst: SocketAddr, info: &ClientInfo<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(&SIGNATURE);
     out.push(0x21);
     // Both ends are of the same family on one socket; a v4-mapped mix is sent as IPv6.

@@ -65,7 +65,8 @@ pub mod secrets;
 mod sni;
 pub mod sni_route;
 pub(crate) mod tickets;
-pub(crate) mod trust_store;
+// Public for the fuzz target (fuzz/fuzz_targets/trust_bundle.rs).
+pub mod trust_store;
 
 pub(crate) mod verify_cache;
 pub(crate) mod x509;

@@ -57,7 +57,7 @@ pub(crate) fn load_trust_store(paths: &[PathBuf]) -> Result<TrustStore, LoadErro
 /// Checks one bundle, `bytes` as read from `path` (which every error names), and adds its CAs
 /// to `store`; `now` (Unix seconds) decides the validity warnings. Apart from the file read this
 /// is all `load_trust_store` does, so the fuzz target drives exactly what `serve` runs.
-pub(crate) fn add_bundle(
+pub fn add_bundle(
     store: &mut TrustStore,
     path: &Path,
     bytes: &[u8],
