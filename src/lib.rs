@@ -139,14 +139,12 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
             .text("config", &file.display().to_string())
             .num("endpoints", config.endpoints.len() as u64);
     }
-    let upstreams: Vec<&str> = config
-        .endpoints
-        .iter()
-        .map(|e| e.upstream.as_str())
-        .collect();
+    // One endpoint's upstream is named; a file's many are in `check --config`'s table.
+    if let [only] = config.endpoints.as_slice() {
+        start = start.word("upstream", &only.upstream);
+    }
     held.push(
         start
-            .word("upstream", upstreams.join(","))
             .num("threads", config.threads as u64)
             .num("cas", built.cas() as u64)
             .num("crls", built.crls() as u64)

@@ -137,19 +137,20 @@ impl Control {
         for (name, material) in &built.materials {
             crate::log_trust_warnings(name, material);
         }
-        let upstream: Vec<String> = endpoints
-            .iter()
-            .flat_map(|e| e.upstream_addrs.iter().map(|a| a.to_string()))
-            .collect();
-        let event = Event::info("reload.ok")
+        let mut event = Event::info("reload.ok")
             .word("cause", cause.as_str())
             .num("generation", id)
             .num("endpoints", endpoints.len() as u64)
             .num("cas", built.cas() as u64)
             .num("crls", built.crls() as u64)
-            .word("ca_names", built.ca_names_verdict())
-            .word("upstream", upstream.join(","))
-            .num("reauthorize", u64::from(self.settings.reauthorize));
+            .word("ca_names", built.ca_names_verdict());
+        // One endpoint's addresses, as resolved now; a file's many would make a line per
+        // reload of any length.
+        if let [only] = endpoints.as_slice() {
+            let addrs: Vec<String> = only.upstream_addrs.iter().map(|a| a.to_string()).collect();
+            event = event.word("upstream", addrs.join(","));
+        }
+        let event = event.num("reauthorize", u64::from(self.settings.reauthorize));
         self.settings.current.store(Arc::new(built.generation));
         *in_force = fingerprint;
         self.stats.set_generation(id, built.expiries);
