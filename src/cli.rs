@@ -57,6 +57,10 @@ pub struct ServeArgs {
     /// certificate revocation list, PEM or DER (repeatable)
     #[argh(option)]
     pub crl: Vec<PathBuf>,
+    /// a CRL past its nextUpdate: warn (log a WARN once and keep using it) or refuse (refuse
+    /// the clients of its CA with reason crl_stale) (default warn)
+    #[argh(option)]
+    pub stale_crl: Option<String>,
     /// CA names sent in CertificateRequest: auto (every CA's subject while the list stays
     /// small enough for every mainstream client, none above), all or none (default auto)
     #[argh(option)]
@@ -161,6 +165,10 @@ pub struct CheckArgs {
     /// certificate revocation list, PEM or DER (repeatable)
     #[argh(option)]
     pub crl: Vec<PathBuf>,
+    /// a CRL past its nextUpdate: warn (log a WARN once and keep using it) or refuse (refuse
+    /// the clients of its CA with reason crl_stale) (default warn)
+    #[argh(option)]
+    pub stale_crl: Option<String>,
     /// CA names sent in CertificateRequest: auto (every CA's subject while the list stays
     /// small enough for every mainstream client, none above), all or none (default auto)
     #[argh(option)]

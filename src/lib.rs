@@ -150,7 +150,7 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
             .num("crls", built.crls() as u64)
             .word("ca_names", built.ca_names_verdict()),
     );
-    control_stats.set_generation(1, built.expiries);
+    control_stats.set_generation(1, built.expiries, built.crls.clone());
     let settings = Arc::new(proxy::Settings {
         current: ArcSwap::from_pointee(built.generation),
         reauthorize: config.reauthorize,
@@ -182,12 +182,13 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
             .map_err(Error::io(format!("--metrics {addr}: cannot start")))?;
         server.set_metrics_addr(addr);
     }
+    let fresh = control::fresh_crls(&built.materials);
     Ok(Control::new(
         server,
         settings,
         config.clone(),
         control_stats,
-        fingerprint,
+        (fingerprint, fresh),
     ))
 }
 
@@ -277,6 +278,10 @@ fn trust_warnings(endpoint: &str, material: &tls::TlsMaterial) -> Vec<Event> {
             );
         }
     }
+    let now = tls::x509::now_unix();
+    for crl in material.crls.infos.iter().filter(|c| c.stale_at(now)) {
+        events.push(crl_stale_event(endpoint, crl, material.stale_crl));
+    }
     let unverified = match material.client_auth {
         tls::ClientAuth::RequireAndVerify => None,
         tls::ClientAuth::None => Some((
@@ -301,6 +306,33 @@ fn trust_warnings(endpoint: &str, material: &tls::TlsMaterial) -> Vec<Event> {
         );
     }
     events
+}
+
+/// A CRL past its nextUpdate, logged once: at start or reload when it is stale already, else
+/// by the control thread when it goes stale (`Control::run`).
+pub(crate) fn crl_stale_event(
+    endpoint: &str,
+    crl: &tls::crl::CrlInfo,
+    policy: tls::crl::StaleCrl,
+) -> Event {
+    let next = crl
+        .next_update
+        .map(time_format::rfc3339)
+        .unwrap_or_default();
+    let message = match policy {
+        tls::crl::StaleCrl::Warn => "the CRL is past its nextUpdate; still used (--stale-crl warn)",
+        tls::crl::StaleCrl::Refuse => {
+            "the CRL is past its nextUpdate; its CA's clients are refused (--stale-crl refuse)"
+        }
+    };
+    Event::warn("crl.stale")
+        .word("endpoint", endpoint)
+        .text("file", &crl.file.display().to_string())
+        .num("index", crl.index as u64)
+        .text("issuer", &crl.issuer)
+        .word("next_update", next)
+        .word("policy", policy.as_str())
+        .text("message", message)
 }
 
 /// At WARN when the CA names were dropped for their size (`auto`) or are sent although some

@@ -77,6 +77,8 @@ pub enum Reject {
     ClientClosed,
     /// The worker is at its share of `--max-conns`.
     MaxConns,
+    /// `--stale-crl refuse`: the CRL of the client's CA is past its nextUpdate.
+    CrlStale,
     /// No endpoint on the listener answers the ClientHello's server name (or its lack of
     /// one): alert unrecognized_name (112), no upstream connection.
     UnknownServerName,
@@ -87,7 +89,7 @@ pub enum Reject {
 
 impl Reject {
     /// Every reason, in declaration order (the metrics index by `reason as usize`).
-    pub const ALL: [Reject; 15] = [
+    pub const ALL: [Reject; 16] = [
         Reject::NoCertificate,
         Reject::UnknownCa,
         Reject::Expired,
@@ -101,6 +103,7 @@ impl Reject {
         Reject::ClientAlert,
         Reject::ClientClosed,
         Reject::MaxConns,
+        Reject::CrlStale,
         Reject::UnknownServerName,
         Reject::UpstreamUnreachable,
     ];
@@ -120,6 +123,7 @@ impl Reject {
             Reject::ClientAlert => "client_alert",
             Reject::ClientClosed => "client_closed",
             Reject::MaxConns => "max_conns",
+            Reject::CrlStale => "crl_stale",
             Reject::UnknownServerName => "unknown_server_name",
             Reject::UpstreamUnreachable => "upstream_unreachable",
         }

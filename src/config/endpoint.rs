@@ -12,6 +12,7 @@ pub use crate::tls::ClientAuth;
 use crate::tls::TlsSettings;
 use crate::tls::allow_list::AllowList;
 use crate::tls::ca_names::CaNamesMode;
+use crate::tls::crl::StaleCrl;
 
 /// An endpoint, checked.
 #[derive(Debug, Clone)]
@@ -77,6 +78,7 @@ pub(crate) struct TlsInput {
     pub key: Vec<PathBuf>,
     pub cas: Vec<PathBuf>,
     pub crls: Vec<PathBuf>,
+    pub stale_crl: Option<String>,
     pub ca_names: Option<String>,
     pub client_auth: Option<String>,
     pub allow: AllowList,
@@ -92,6 +94,7 @@ impl TlsInput {
             ("key", !self.key.is_empty()),
             ("mutual-tls-cas", !self.cas.is_empty()),
             ("crl", !self.crls.is_empty()),
+            ("stale-crl", self.stale_crl.is_some()),
             ("ca-names", self.ca_names.is_some()),
             ("client-auth", self.client_auth.is_some()),
             ("allow-cn", !self.allow.cn.is_empty()),
@@ -139,6 +142,18 @@ impl TlsInput {
         }
         let allow = allow_list(s, client_auth, self.allow)?;
         let ca_names = parse_ca_names(s, have_cas, self.ca_names.as_deref())?;
+        let stale_crl = match self.stale_crl.as_deref() {
+            None => StaleCrl::Warn,
+            Some(v) => StaleCrl::parse(v)
+                .ok_or_else(|| format!("{} {v}: expected warn or refuse", k("stale-crl")))?,
+        };
+        if self.stale_crl.is_some() && self.crls.is_empty() {
+            return Err(format!(
+                "{} needs {}: it says what a CRL past its nextUpdate means",
+                k("stale-crl"),
+                k("crl")
+            ));
+        }
         let alpn = match self.alpn.iter().find(|p| p.is_empty() || p.len() > 255) {
             // RFC 7301 §3.1.
             Some(bad) => {
@@ -163,6 +178,7 @@ impl TlsInput {
             allow,
             more_certs,
             crls: self.crls,
+            stale_crl,
             ca_names,
             client_auth,
             alpn,

@@ -128,6 +128,7 @@ struct EndpointTable {
     mutual_tls_cas: OneOrMore<PathBuf>,
     #[serde(default)]
     crl: OneOrMore<PathBuf>,
+    stale_crl: Option<String>,
     client_auth: Option<String>,
     #[serde(default)]
     allow_cn: OneOrMore<String>,
@@ -400,6 +401,7 @@ fn tls_input(base: &Path, t: &EndpointTable) -> TlsInput {
             .collect(),
         cas: t.mutual_tls_cas.as_slice().iter().map(under).collect(),
         crls: t.crl.as_slice().iter().map(under).collect(),
+        stale_crl: t.stale_crl.clone(),
         ca_names: t.ca_names.clone(),
         client_auth: t.client_auth.clone(),
         allow: AllowList {

@@ -30,6 +30,7 @@ macro_rules! tls_input {
             key: std::mem::take(&mut $args.key),
             cas: std::mem::take(&mut $args.mutual_tls_cas),
             crls: std::mem::take(&mut $args.crl),
+            stale_crl: $args.stale_crl.take(),
             ca_names: $args.ca_names.take(),
             client_auth: $args.client_auth.take(),
             allow: AllowList {
@@ -248,6 +249,7 @@ fn endpoint_flag(args: &ServeArgs) -> Option<&'static str> {
         ("--key", !args.key.is_empty()),
         ("--mutual-tls-cas", !args.mutual_tls_cas.is_empty()),
         ("--crl", !args.crl.is_empty()),
+        ("--stale-crl", args.stale_crl.is_some()),
         ("--ca-names", args.ca_names.is_some()),
         ("--client-auth", args.client_auth.is_some()),
         ("--allow-cn", !args.allow_cn.is_empty()),

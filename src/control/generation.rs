@@ -12,7 +12,7 @@ use aws_lc_rs::digest;
 use crate::config::{EndpointConfig, Mode, ServeConfig};
 use crate::error::Error;
 use crate::proxy::{Endpoint, Generation, Serve};
-use crate::telemetry::metrics::{ControlStats, Expiry};
+use crate::telemetry::metrics::{ControlStats, CrlExpiry, Expiry};
 use crate::tls::sni_route::Routes;
 use crate::tls::{self, TlsMaterial};
 
@@ -25,6 +25,8 @@ pub(crate) struct Built {
     /// Each terminating endpoint's material, by endpoint name.
     pub materials: Vec<(String, TlsMaterial)>,
     pub expiries: Vec<Expiry>,
+    /// Every CRL's nextUpdate, by endpoint.
+    pub crls: Vec<CrlExpiry>,
 }
 
 impl Built {
@@ -211,6 +213,7 @@ pub(crate) fn build(
                 .min()
                 .unwrap_or(crate::proxy::Timeouts::default().handshake),
         },
+        crls: crl_expiries(&materials),
         materials,
         expiries,
     })
@@ -225,6 +228,24 @@ fn in_endpoint(from_file: bool, config: &EndpointConfig, e: tls::LoadError) -> E
             source: Box::new(e),
         },
     }
+}
+
+/// Each endpoint's CRLs that have a nextUpdate.
+fn crl_expiries(materials: &[(String, TlsMaterial)]) -> Vec<CrlExpiry> {
+    let crls = materials
+        .iter()
+        .flat_map(|(endpoint, m)| m.crls.infos.iter().map(move |c| (endpoint, c)));
+    crls.filter_map(|(endpoint, c)| {
+        Some(CrlExpiry {
+            endpoint: endpoint.clone(),
+            issuer: c.issuer.clone(),
+            source: "file",
+            file: c.file.display().to_string(),
+            index: c.index,
+            next_update: c.next_update?,
+        })
+    })
+    .collect()
 }
 
 /// Each server chain's soonest notAfter and each CA's.

@@ -24,6 +24,8 @@ use crate::runtime::Server;
 use crate::sys::signals::{Signal, Signals};
 use crate::telemetry::log::Event;
 use crate::telemetry::metrics::{ControlStats, ReloadResult};
+use crate::tls::TlsMaterial;
+use crate::tls::crl::{CrlInfo, StaleCrl};
 use generation::Fingerprint;
 
 /// How long the workers get to confirm their listeners are closed.
@@ -57,15 +59,42 @@ pub struct Control {
     stats: &'static ControlStats,
     /// The fingerprint of the generation in force; holding the lock is what serialises reloads.
     in_force: Mutex<Fingerprint>,
+    /// The generation's CRLs not yet past their nextUpdate: each is logged once when it is.
+    fresh_crls: Mutex<Vec<FreshCrl>>,
+}
+
+/// A CRL to watch for staleness.
+pub(crate) struct FreshCrl {
+    endpoint: String,
+    info: CrlInfo,
+    policy: StaleCrl,
+}
+
+/// The CRLs of `materials` with a nextUpdate still ahead.
+pub(crate) fn fresh_crls(materials: &[(String, TlsMaterial)]) -> Vec<FreshCrl> {
+    let now = crate::tls::x509::now_unix();
+    let crls = materials.iter().flat_map(|(endpoint, m)| {
+        let fresh = m
+            .crls
+            .infos
+            .iter()
+            .filter(move |c| c.next_update.is_some() && !c.stale_at(now));
+        fresh.map(move |c| FreshCrl {
+            endpoint: endpoint.clone(),
+            info: c.clone(),
+            policy: m.stale_crl,
+        })
+    });
+    crls.collect()
 }
 
 impl Control {
-    pub fn new(
+    pub(crate) fn new(
         server: Server,
         settings: Arc<Settings>,
         config: ServeConfig,
         stats: &'static ControlStats,
-        fingerprint: Fingerprint,
+        (fingerprint, fresh): (Fingerprint, Vec<FreshCrl>),
     ) -> Control {
         Control {
             server,
@@ -73,7 +102,21 @@ impl Control {
             config,
             stats,
             in_force: Mutex::new(fingerprint),
+            fresh_crls: Mutex::new(fresh),
         }
+    }
+
+    /// Logs each watched CRL that has gone past its nextUpdate, once.
+    fn warn_stale_crls(&self) {
+        let now = crate::tls::x509::now_unix();
+        let mut fresh = self.fresh_crls.lock().unwrap_or_else(|p| p.into_inner());
+        fresh.retain(|c| {
+            if !c.info.stale_at(now) {
+                return true;
+            }
+            crate::crl_stale_event(&c.endpoint, &c.info, c.policy).emit();
+            false
+        });
     }
 
     pub fn server(&self) -> &Server {
@@ -153,7 +196,9 @@ impl Control {
         let event = event.num("reauthorize", u64::from(self.settings.reauthorize));
         self.settings.current.store(Arc::new(built.generation));
         *in_force = fingerprint;
-        self.stats.set_generation(id, built.expiries);
+        self.stats
+            .set_generation(id, built.expiries, built.crls.clone());
+        *self.fresh_crls.lock().unwrap_or_else(|p| p.into_inner()) = fresh_crls(&built.materials);
         (ReloadResult::Ok, event)
     }
 
@@ -173,6 +218,7 @@ impl Control {
                     return Ok(());
                 }
                 None => {
+                    self.warn_stale_crls();
                     if let Some(worker) = self.server.stopped_worker() {
                         return Err(Error::Runtime(format!(
                             "worker {worker} stopped unexpectedly; exiting rather than serving on fewer workers"

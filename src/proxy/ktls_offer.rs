@@ -8,11 +8,11 @@ use crate::sys::ktls as sys;
 
 /// The (version, cipher) pairs the kernel took at start (`sys::ktls::probe`).
 #[derive(Debug, Clone)]
-pub struct Offer(pub Vec<(u16, u16)>);
+pub(crate) struct Offer(pub Vec<(u16, u16)>);
 
 impl Offer {
     /// The kernel's name for the connection's suite, if the kernel takes it.
-    pub fn takes(&self, conn: &ServerConnection) -> Option<(u16, u16)> {
+    pub(crate) fn takes(&self, conn: &ServerConnection) -> Option<(u16, u16)> {
         let suite = conn.negotiated_cipher_suite()?.suite();
         let pair = kernel_suite(suite)?;
         self.0.contains(&pair).then_some(pair)

@@ -21,9 +21,10 @@ pub(crate) fn classify(err: &Error) -> Reject {
                 Reject::WrongUsage
             }
             CertificateError::ApplicationVerificationFailure => Reject::NotAllowed,
-            CertificateError::UnknownRevocationStatus
-            | CertificateError::ExpiredRevocationList
-            | CertificateError::ExpiredRevocationListContext { .. } => Reject::UnknownCa,
+            CertificateError::UnknownRevocationStatus => Reject::UnknownCa,
+            // `--stale-crl refuse`: the issuer's CRL is past its nextUpdate.
+            CertificateError::ExpiredRevocationList
+            | CertificateError::ExpiredRevocationListContext { .. } => Reject::CrlStale,
             _ => Reject::BadCertificate,
         },
         Error::AlertReceived(_) => Reject::ClientAlert,

@@ -18,7 +18,7 @@ use crate::tls::sni_route::Routes;
 
 /// What every connection of every worker needs, shared read-only; the part files and names
 /// decide is a `Generation`, replaced whole on reload.
-pub struct Settings {
+pub(crate) struct Settings {
     /// The configuration new connections use. A connection loads it once, at accept.
     pub current: ArcSwap<Generation>,
     /// Re-check live connections' client chains after a reload (`--reauthorize-on-reload`).
@@ -30,7 +30,7 @@ pub struct Settings {
 }
 
 /// One loaded configuration: built at start and by each successful reload, never changed.
-pub struct Generation {
+pub(crate) struct Generation {
     /// 1 at start, +1 per successful reload.
     pub id: u64,
     /// Per listener, in the order of the listen addresses: its endpoints by server name.
@@ -50,7 +50,7 @@ impl Generation {
 }
 
 /// One endpoint as loaded.
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     /// Its `name`: the `endpoint` label of its events.
     pub name: Arc<str>,
     pub serve: Serve,
@@ -63,7 +63,7 @@ pub struct Endpoint {
 }
 
 /// What an endpoint does with the TLS it accepts.
-pub enum Serve {
+pub(crate) enum Serve {
     /// The handshake happens here, with this configuration.
     Terminate {
         tls: Arc<ServerConfig>,

@@ -131,14 +131,14 @@ impl ConnStats {
 /// by name for the life of the process, so an endpoint's counters go on across reloads (and
 /// a removed endpoint's stay, as Prometheus expects of a counter).
 #[derive(Debug)]
-pub struct EndpointStats {
+pub(crate) struct EndpointStats {
     pub name: Arc<str>,
     workers: Box<[ConnStats]>,
 }
 
 impl EndpointStats {
     /// Worker `id`'s counters.
-    pub fn worker(&self, id: usize) -> &ConnStats {
+    pub(crate) fn worker(&self, id: usize) -> &ConnStats {
         // Every worker id is below the count the stats were made for (`ControlStats::
         // endpoint`); were one not, sharing the last slot loses updates, never memory safety.
         let last = self.workers.len().saturating_sub(1);
@@ -175,7 +175,7 @@ impl ReloadResult {
 
 /// A certificate whose expiry is exported.
 #[derive(Debug, Clone)]
-pub struct Expiry {
+pub(crate) struct Expiry {
     /// `server` (a `--crt` chain's soonest) or `ca` (a trust anchor).
     pub role: &'static str,
     pub file: String,
@@ -186,37 +186,54 @@ pub struct Expiry {
     pub not_after: i64,
 }
 
+/// A CRL's nextUpdate, for `ringtls_crl_next_update_seconds`.
+#[derive(Debug, Clone)]
+pub(crate) struct CrlExpiry {
+    pub endpoint: String,
+    pub issuer: String,
+    /// `file` (`--crl`); fetched CRLs will say `fetched`.
+    pub source: &'static str,
+    pub file: String,
+    pub index: usize,
+    /// Unix seconds.
+    pub next_update: i64,
+}
+
 /// The control plane's state, written by the control thread, read by the scraper.
 #[derive(Debug, Default)]
-pub struct ControlStats {
+pub(crate) struct ControlStats {
     reloads: [AtomicU64; ReloadResult::ALL.len()],
     generation: AtomicU64,
     draining: AtomicBool,
     expiries: Mutex<Vec<Expiry>>,
+    crls: Mutex<Vec<CrlExpiry>>,
     /// Every endpoint there has been, in order of first appearance.
     endpoints: Mutex<Vec<Arc<EndpointStats>>>,
 }
 
 impl ControlStats {
     /// The control plane lives as long as the process.
-    pub fn leak() -> &'static ControlStats {
+    pub(crate) fn leak() -> &'static ControlStats {
         Box::leak(Box::default())
     }
 
-    pub fn count_reload(&self, result: ReloadResult) {
+    pub(crate) fn count_reload(&self, result: ReloadResult) {
         self.reloads[result as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records the generation now in force and the expiries of its certificates.
-    pub fn set_generation(&self, id: u64, expiries: Vec<Expiry>) {
+    pub(crate) fn set_generation(&self, id: u64, expiries: Vec<Expiry>, crls: Vec<CrlExpiry>) {
         self.generation.store(id, Ordering::Relaxed);
         if let Ok(mut e) = self.expiries.lock() {
             *e = expiries;
         }
+        if let Ok(mut c) = self.crls.lock() {
+            *c = crls;
+        }
     }
 
     /// The counters of the endpoint `name`, made for `workers` workers on its first use.
-    pub fn endpoint(&self, name: &Arc<str>, workers: usize) -> Arc<EndpointStats> {
+    pub(crate) fn endpoint(&self, name: &Arc<str>, workers: usize) -> Arc<EndpointStats> {
         let mut all = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(found) = all.iter().find(|e| e.name == *name) {
             return Arc::clone(found);
@@ -229,11 +246,11 @@ impl ControlStats {
         made
     }
 
-    pub fn set_draining(&self) {
+    pub(crate) fn set_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
     }
 
-    pub fn draining(&self) -> bool {
+    pub(crate) fn draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }
 }
@@ -312,6 +329,26 @@ fn render_control(control: &ControlStats, out: &mut String) {
                 e.index,
                 label(&e.subject),
                 e.not_after.saturating_sub(now)
+            );
+        }
+    }
+    header(
+        out,
+        "ringtls_crl_next_update_seconds",
+        "gauge",
+        "Seconds until each CRL's nextUpdate (negative once stale: --stale-crl says what that means).",
+    );
+    if let Ok(crls) = control.crls.lock() {
+        for c in crls.iter() {
+            let _ = writeln!(
+                out,
+                "ringtls_crl_next_update_seconds{{endpoint=\"{}\",issuer=\"{}\",source=\"{}\",file=\"{}\",index=\"{}\"}} {}",
+                label(&c.endpoint),
+                label(&c.issuer),
+                c.source,
+                label(&c.file),
+                c.index,
+                c.next_update.saturating_sub(now)
             );
         }
     }

@@ -15,6 +15,33 @@ use super::pem;
 
 const FLAG: &str = "--crl";
 
+/// `--stale-crl`: what a CRL past its nextUpdate means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StaleCrl {
+    /// Log a WARN once for it and keep using it.
+    #[default]
+    Warn,
+    /// Refuse the clients of its CA (`reason=crl_stale`).
+    Refuse,
+}
+
+impl StaleCrl {
+    pub fn parse(s: &str) -> Option<StaleCrl> {
+        match s {
+            "warn" => Some(StaleCrl::Warn),
+            "refuse" => Some(StaleCrl::Refuse),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StaleCrl::Warn => "warn",
+            StaleCrl::Refuse => "refuse",
+        }
+    }
+}
+
 /// What `check` shows of a loaded CRL.
 #[derive(Debug, Clone)]
 pub struct CrlInfo {
@@ -24,6 +51,13 @@ pub struct CrlInfo {
     pub revoked: usize,
     /// Seconds since the Unix epoch, if the CRL says.
     pub next_update: Option<i64>,
+}
+
+impl CrlInfo {
+    /// Past its nextUpdate at `now` (Unix seconds).
+    pub fn stale_at(&self, now: i64) -> bool {
+        self.next_update.is_some_and(|next| next < now)
+    }
 }
 
 /// The loaded CRLs.
@@ -44,6 +78,11 @@ pub(crate) fn load_crls(paths: &[PathBuf]) -> Result<Crls, LoadError> {
 }
 
 impl Crls {
+    /// The soonest nextUpdate of any of them: when the first goes stale.
+    pub fn soonest_next_update(&self) -> Option<i64> {
+        self.infos.iter().filter_map(|c| c.next_update).min()
+    }
+
     /// Adds every CRL of one file, `bytes` as read from `path` (which every error names). Split
     /// from the file read so the fuzz target drives exactly what `serve` runs.
     pub fn add_file(&mut self, path: &Path, bytes: &[u8]) -> Result<(), LoadError> {

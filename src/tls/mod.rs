@@ -108,6 +108,8 @@ pub struct TlsSettings {
     pub more_certs: Vec<(PathBuf, PathBuf)>,
     pub cas: Vec<PathBuf>,
     pub crls: Vec<PathBuf>,
+    /// `--stale-crl`: what a CRL past its nextUpdate means.
+    pub stale_crl: crl::StaleCrl,
     /// `--ca-names`: which CA subjects CertificateRequest carries.
     pub ca_names: ca_names::CaNamesMode,
     /// `--client-auth`: what is asked of the client's certificate.
@@ -127,6 +129,7 @@ impl TlsSettings {
             key,
             more_certs: Vec::new(),
             crls: Vec::new(),
+            stale_crl: crl::StaleCrl::Warn,
             ca_names: ca_names::CaNamesMode::Auto,
             client_auth: if cas.is_empty() {
                 ClientAuth::None
@@ -153,6 +156,8 @@ pub struct TlsMaterial {
     pub ca_names: Option<ca_names::CaNames>,
     /// What the verifier asks of client certificates.
     pub client_auth: ClientAuth,
+    /// What a CRL past its nextUpdate means (`--stale-crl`).
+    pub stale_crl: crl::StaleCrl,
 }
 
 /// The crypto provider: aws-lc-rs with rustls' suites and groups, AES-128-GCM first.
@@ -216,28 +221,47 @@ pub fn load_tls(files: &TlsSettings) -> Result<TlsMaterial, LoadError> {
                 mandatory,
             ))
         }
-        (Some(store), ClientAuth::RequireAndVerify) => hint_subjects(
-            WebPkiClientVerifier::builder_with_provider(
-                Arc::new(store.roots.clone()),
-                provider.clone(),
-            ),
-            ca_names,
-        )
-        .with_crls(crls.ders.iter().cloned())
-        // A CRL covers the CA that issued it. Clients of CAs without a CRL are still accepted:
-        // with several CAs in a bundle, one CA's CRL must not lock out every other CA's clients.
-        .allow_unknown_revocation_status()
-        .build()
-        .map(|chain| -> Arc<dyn ClientCertVerifier> {
-            // The policy sits inside the cache: a cached verdict is chain and policy together.
-            let checked = if files.allow.is_empty() {
-                chain
-            } else {
-                allow_list::AllowListVerifier::new(chain, files.allow.clone())
+        (Some(store), ClientAuth::RequireAndVerify) => {
+            let builder = hint_subjects(
+                WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(store.roots.clone()),
+                    provider.clone(),
+                ),
+                ca_names,
+            )
+            .with_crls(crls.ders.iter().cloned())
+            // A CRL covers the CA that issued it. Clients of CAs without a CRL are still
+            // accepted: with several CAs in a bundle, one CA's CRL must not lock out every
+            // other CA's clients.
+            .allow_unknown_revocation_status();
+            let builder = match files.stale_crl {
+                // webpki then refuses a chain whose issuer's CRL is past its nextUpdate
+                // (ExpiredRevocationList: `reason=crl_stale`); other CAs' clients are unaffected.
+                crl::StaleCrl::Refuse => builder.enforce_revocation_expiration(),
+                crl::StaleCrl::Warn => builder,
             };
-            verify_cache::CachingVerifier::new(checked)
-        })
-        .map_err(LoadError::Verifier)?,
+            builder
+                .build()
+                .map(|chain| -> Arc<dyn ClientCertVerifier> {
+                    // The policy sits inside the cache: a cached verdict is chain and policy
+                    // together.
+                    let checked = if files.allow.is_empty() {
+                        chain
+                    } else {
+                        allow_list::AllowListVerifier::new(chain, files.allow.clone())
+                    };
+                    // Under refuse, a chain verified while the CRLs were fresh is not let
+                    // through from the cache once the first of them goes stale.
+                    let until = match files.stale_crl {
+                        crl::StaleCrl::Refuse => {
+                            crls.soonest_next_update().map(|t| t.max(0) as u64)
+                        }
+                        crl::StaleCrl::Warn => None,
+                    };
+                    verify_cache::CachingVerifier::new(checked, until)
+                })
+                .map_err(LoadError::Verifier)?
+        }
         // config refuses require-and-verify without CAs; should one come, nothing verifies.
         (None, ClientAuth::RequireAndVerify) => {
             return Err(LoadError::Verifier(
@@ -301,6 +325,7 @@ pub fn load_tls(files: &TlsSettings) -> Result<TlsMaterial, LoadError> {
         crls,
         ca_names,
         client_auth: files.client_auth,
+        stale_crl: files.stale_crl,
     })
 }
 

@@ -46,12 +46,16 @@ thread_local! {
 #[derive(Debug)]
 pub(crate) struct VerdictCache {
     id: u64,
+    /// No verdict outlives this (Unix seconds): under `--stale-crl refuse`, the soonest
+    /// nextUpdate of the verifier's CRLs, after which the same chain must be refused.
+    until: Option<u64>,
 }
 
 impl Default for VerdictCache {
     fn default() -> Self {
         VerdictCache {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            until: None,
         }
     }
 }
@@ -72,8 +76,9 @@ impl VerdictCache {
             return Ok(());
         }
         verify()?;
-        if let Some(window) = validity_window(end_entity, intermediates) {
-            self.remember(key, window);
+        if let Some((from, until)) = validity_window(end_entity, intermediates) {
+            let until = self.until.map_or(until, |cap| until.min(cap));
+            self.remember(key, (from, until));
         }
         Ok(())
     }
@@ -108,10 +113,17 @@ pub(crate) struct CachingVerifier {
 }
 
 impl CachingVerifier {
-    pub(crate) fn new(inner: Arc<dyn ClientCertVerifier>) -> Arc<CachingVerifier> {
+    /// `until`: no cached verdict is honoured past it (see `VerdictCache::until`).
+    pub(crate) fn new(
+        inner: Arc<dyn ClientCertVerifier>,
+        until: Option<u64>,
+    ) -> Arc<CachingVerifier> {
         Arc::new(CachingVerifier {
             inner,
-            cache: VerdictCache::default(),
+            cache: VerdictCache {
+                until,
+                ..VerdictCache::default()
+            },
         })
     }
 }
@@ -298,7 +310,7 @@ mod tests {
     #[test]
     fn verifies_a_chain_once_while_it_is_valid() {
         let inner = Arc::new(Counting::default());
-        let v = CachingVerifier::new(inner.clone());
+        let v = CachingVerifier::new(inner.clone(), None);
         let leaf = cert(1_000_000_000, 2_000_000_000);
         let at = |s| UnixTime::since_unix_epoch(std::time::Duration::from_secs(s));
         for _ in 0..3 {
@@ -325,11 +337,11 @@ mod tests {
         let inner = Arc::new(Counting::default());
         let leaf = cert(1_000_000_000, 2_000_000_000);
         let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(1_500_000_000));
-        CachingVerifier::new(inner.clone())
+        CachingVerifier::new(inner.clone(), None)
             .verify_client_cert(&leaf, &[], at)
             .expect("ok");
         // A reload builds a new verifier: it must verify again.
-        CachingVerifier::new(inner.clone())
+        CachingVerifier::new(inner.clone(), None)
             .verify_client_cert(&leaf, &[], at)
             .expect("ok");
         assert_eq!(inner.0.load(Ordering::SeqCst), 2);

@@ -134,17 +134,27 @@ pub fn report(files: &TlsSettings, material: &TlsMaterial) -> String {
     if !material.crls.infos.is_empty() {
         let _ = writeln!(
             out,
-            "revocation lists (--crl): {}",
-            material.crls.infos.len()
+            "revocation lists (--crl): {}; past its nextUpdate, a CRL is {} (--stale-crl {})",
+            material.crls.infos.len(),
+            match material.stale_crl {
+                crate::tls::crl::StaleCrl::Warn => "still used, with a WARN",
+                crate::tls::crl::StaleCrl::Refuse => "a refusal of its CA's clients",
+            },
+            material.stale_crl.as_str()
         );
+        let now = x509::now_unix();
         for c in &material.crls.infos {
             let next = c
                 .next_update
                 .map(crate::time_format::spelled)
                 .unwrap_or_else(|| "none".into());
+            let stale = match c.stale_at(now) {
+                true => "  STALE: past its nextUpdate",
+                false => "",
+            };
             let _ = writeln!(
                 out,
-                "  {} #{}: issuer {}; {} revoked; next update {next}",
+                "  {} #{}: issuer {}; {} revoked; next update {next}{stale}",
                 c.file.display(),
                 c.index,
                 c.issuer,

@@ -333,9 +333,28 @@ impl Ca {
 
     /// A CRL issued by this CA revoking `revoked` (valid 2020..2090).
     pub fn crl(&self, revoked: &[&Leaf]) -> CertificateRevocationList {
+        self.crl_until(revoked, 2090)
+    }
+
+    /// A CRL whose nextUpdate is past: issued 2020, next update due 2021.
+    pub fn stale_crl(&self, revoked: &[&Leaf]) -> CertificateRevocationList {
+        self.crl_until(revoked, 2021)
+    }
+
+    /// A CRL revoking `revoked` with its nextUpdate on 1 January `next_year`.
+    fn crl_until(&self, revoked: &[&Leaf], next_year: i32) -> CertificateRevocationList {
+        self.crl_next_update(revoked, date_time_ymd(next_year, 1, 1))
+    }
+
+    /// A CRL revoking `revoked` with its nextUpdate at `next_update`.
+    pub fn crl_next_update(
+        &self,
+        revoked: &[&Leaf],
+        next_update: time::OffsetDateTime,
+    ) -> CertificateRevocationList {
         CertificateRevocationListParams {
             this_update: date_time_ymd(2020, 1, 1),
-            next_update: date_time_ymd(2090, 1, 1),
+            next_update,
             crl_number: next_serial(),
             issuing_distribution_point: None,
             revoked_certs: revoked
