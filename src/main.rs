@@ -72,8 +72,8 @@ fn run(command: Command) -> Result<ExitCode, Error> {
                 print!("{}", ringtls::tools::check::report(&files, &material));
                 Ok(ExitCode::SUCCESS)
             }
-            config::CheckTarget::File(path, endpoints) => {
-                print!("{}", ringtls::tools::check::report_file(&path, &endpoints)?);
+            config::CheckTarget::File(path, loaded) => {
+                print!("{}", ringtls::tools::check::report_file(&path, &loaded)?);
                 Ok(ExitCode::SUCCESS)
             }
         },

@@ -228,6 +228,7 @@ fn check_config_prints_a_table_per_endpoint() {
         "{row}"
     );
     assert!(row.contains("beta.test"), "{row}");
+    assert!(row.contains("127.0.0.1:0"), "the listen address: {row}");
     assert!(out.stdout.contains("endpoint \"alpha\":"), "{}", out.stdout);
 }
 

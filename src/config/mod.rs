@@ -337,7 +337,7 @@ fn flags_endpoint(
 /// What `check` loads: the TLS settings of its flags, or a config file's endpoints.
 pub enum CheckTarget {
     Flags(Box<TlsSettings>),
-    File(PathBuf, Vec<EndpointConfig>),
+    File(PathBuf, file::Endpoints),
 }
 
 /// The TLS settings of a `check` invocation, or the endpoints of its `--config` file.
@@ -351,7 +351,7 @@ pub fn check_target(mut args: CheckArgs) -> Result<CheckTarget, Error> {
             )));
         }
         let loaded = file::load(&path).map_err(Error::File)?;
-        return Ok(CheckTarget::File(path, loaded.endpoints));
+        return Ok(CheckTarget::File(path, loaded));
     }
     let tls = tls_input!(args)
         .check(Spelling::Flag)

@@ -5,14 +5,16 @@ use std::fmt::Write;
 
 use std::path::Path;
 
-use crate::config::{EndpointConfig, Mode};
+use crate::config::Mode;
+use crate::config::file::Endpoints;
 use crate::error::Error;
 use crate::tls::{TlsMaterial, TlsSettings, x509};
 
 /// Loads every endpoint of a `--config` file as `serve` would and renders a table of them,
 /// then each terminating endpoint's material as `report` does; the first endpoint that does
 /// not load is the error.
-pub fn report_file(path: &Path, endpoints: &[EndpointConfig]) -> Result<String, Error> {
+pub fn report_file(path: &Path, file: &Endpoints) -> Result<String, Error> {
+    let endpoints = &file.endpoints;
     let mut loaded = Vec::with_capacity(endpoints.len());
     for endpoint in endpoints {
         let material = match &endpoint.mode {
@@ -49,7 +51,12 @@ pub fn report_file(path: &Path, endpoints: &[EndpointConfig]) -> Result<String, 
             .as_ref()
             .and_then(|m| m.trust_store.as_ref())
             .map_or(0, |s| s.anchors.len());
-        let listen: Vec<String> = endpoint.listeners.iter().map(|i| format!("#{i}")).collect();
+        let listen: Vec<String> = endpoint
+            .listeners
+            .iter()
+            .filter_map(|&i| file.listen.get(i))
+            .map(|a| a.to_string())
+            .collect();
         let names = match endpoint.server_names.is_empty() {
             true => "-".to_owned(),
             false => endpoint.server_names.join(","),
