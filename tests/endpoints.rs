@@ -394,7 +394,10 @@ fn verification_strategies_admit_what_they_say_and_the_upstream_is_told_what_was
     .iter()
     .map(|(name, auth)| strategy_table(&dir, &a.ca, &a.cas, name, auth, &upstream))
     .collect();
-    let server = serve(&write_config(&dir, &text));
+    let config = write_config(&dir, &text);
+    let server = Serve::config(&config)
+        .args(["--metrics", "127.0.0.1:0"])
+        .start();
     let mut seen = 0;
     let mut check = |sni: &str, client: Option<&Leaf>, want: Option<(u8, u32)>| {
         let opts = match client {
@@ -437,6 +440,18 @@ fn verification_strategies_admit_what_they_say_and_the_upstream_is_told_what_was
     server.wait_for_line(&["conn.closed", "endpoint=verify", "verified=true"]);
     let warned = server.wait_for_line(&["tls.unverified_clients", "endpoint=request"]);
     assert!(warned.contains("client_auth=request"), "{warned}");
+    // The metrics tell the unverified handshakes apart: require-any admitted two, request two,
+    // and require-and-verify one, verified.
+    let metrics = server.metrics.expect("metrics address");
+    let series = |result: &str, endpoint: &str| {
+        format!(
+            "ringtls_handshakes_total{{result=\"{result}\",reason=\"\",endpoint=\"{endpoint}\"}}"
+        )
+    };
+    common::wait_metric(metrics, &series("unverified", "any"), 2);
+    common::wait_metric(metrics, &series("unverified", "request"), 2);
+    common::wait_metric(metrics, &series("ok", "verify"), 1);
+    common::wait_metric(metrics, &series("unverified", "verify"), 0);
 }
 
 /// The system's own two-tier topology: an "edge" ringtls passes `app.test` through to an
