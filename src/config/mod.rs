@@ -109,7 +109,7 @@ impl ServeConfig {
         let file = args.config.take();
         let (listen, endpoints) = match &file {
             Some(path) => {
-                if let Some(flag) = endpoint_flag(&args) {
+                if let Some(flag) = endpoint_flag(&mut args) {
                     return Err(Error::Usage(format!(
                         "--config {} and {flag}: with a config file, {flag} is set per endpoint in the file",
                         path.display()
@@ -240,31 +240,22 @@ impl ServeConfig {
     }
 }
 
-/// The first flag given that a config file sets per endpoint.
-fn endpoint_flag(args: &ServeArgs) -> Option<&'static str> {
+/// The first flag given that a config file sets per endpoint: the TLS ones are
+/// `TlsInput::first_given`'s list (taken out of `args`, which a config file does not use).
+fn endpoint_flag(args: &mut ServeArgs) -> Option<String> {
     let given = [
         ("--listen", !args.listen.is_empty()),
         ("--upstream", args.upstream.is_some()),
-        ("--crt", !args.crt.is_empty()),
-        ("--key", !args.key.is_empty()),
-        ("--mutual-tls-cas", !args.mutual_tls_cas.is_empty()),
-        ("--crl", !args.crl.is_empty()),
-        ("--stale-crl", args.stale_crl.is_some()),
-        ("--ca-names", args.ca_names.is_some()),
-        ("--client-auth", args.client_auth.is_some()),
-        ("--allow-cn", !args.allow_cn.is_empty()),
-        ("--allow-ou", !args.allow_ou.is_empty()),
-        ("--allow-dns", !args.allow_dns.is_empty()),
-        ("--allow-uri", !args.allow_uri.is_empty()),
-        ("--allow-all", args.allow_all),
         ("--proxy-protocol", args.proxy_protocol),
-        ("--alpn", !args.alpn.is_empty()),
-        ("--tls-min", args.tls_min.is_some()),
         ("--handshake-timeout", args.handshake_timeout.is_some()),
         ("--connect-timeout", args.connect_timeout.is_some()),
         ("--idle-timeout", args.idle_timeout.is_some()),
     ];
-    given.iter().find(|(_, g)| *g).map(|(flag, _)| *flag)
+    let other = given
+        .iter()
+        .find(|(_, g)| *g)
+        .map(|(flag, _)| (*flag).to_owned());
+    other.or_else(|| tls_input!(args).first_given(Spelling::Flag))
 }
 
 /// The flags form: one endpoint, named `default`, on every listener.

@@ -3,6 +3,8 @@
 //! is decrypted. The ClientHello read to choose the endpoint goes first, then everything
 //! else as it comes; each direction's end (FIN) is passed on as a half-close.
 
+use std::cell::Cell;
+
 use monoio::net::TcpStream;
 use rustls::pki_types::CertificateDer;
 
@@ -31,12 +33,7 @@ pub(crate) async fn relay<U: Ready>(
             counters.up.set(counters.up.get() + first.len() as u64);
         }
         drop(first);
-        let moved = |n: usize, spliced: bool| {
-            counters.up.set(counters.up.get() + n as u64);
-            if spliced {
-                counters.spliced.set(counters.spliced.get() + n as u64);
-            }
-        };
+        let moved = |n, spliced| count(&counters.up, &counters.spliced, n, spliced);
         let result = splice::forward(&client, &upstream, &pool, moved, || counters.touch()).await;
         match result {
             Ok(_) => {
@@ -49,12 +46,7 @@ pub(crate) async fn relay<U: Ready>(
         }
     };
     let down = async {
-        let moved = |n: usize, spliced: bool| {
-            counters.down.set(counters.down.get() + n as u64);
-            if spliced {
-                counters.spliced.set(counters.spliced.get() + n as u64);
-            }
-        };
+        let moved = |n, spliced| count(&counters.down, &counters.spliced, n, spliced);
         let result = splice::forward(&upstream, &client, &pool, moved, || counters.touch()).await;
         match result {
             Ok(Stop::End | Stop::Control) => {
@@ -70,5 +62,13 @@ pub(crate) async fn relay<U: Ready>(
     monoio::select! {
         r = async { monoio::try_join!(up, down) } => r.map(|_| ()),
         stop = guard.watch(&no_chain, counters) => Err(RelayError::Stopped(stop)),
+    }
+}
+
+/// Adds `n` bytes moved one way to `direction`, and to `spliced` when they went through a pipe.
+fn count(direction: &Cell<u64>, spliced: &Cell<u64>, n: usize, through_pipe: bool) {
+    direction.set(direction.get() + n as u64);
+    if through_pipe {
+        spliced.set(spliced.get() + n as u64);
     }
 }

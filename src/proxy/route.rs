@@ -21,7 +21,7 @@ use monoio::net::TcpStream;
 
 use super::alert;
 use super::client::Refusal;
-use super::settings::Endpoint;
+use super::settings::{Endpoint, Serve};
 use super::timer;
 use crate::outcome::{Outcome, Reject, Sent};
 use crate::tls::client_hello::{self, Hello};
@@ -75,54 +75,60 @@ pub(crate) async fn choose(
             return Err(refused(Reject::HandshakeTimeout, Sent::None, detail, None));
         }
     };
-    let (endpoint, sni, why) = match client_hello::parse(&read) {
-        Hello::Complete { sni, .. } => {
-            let sni = sni.as_deref();
-            let endpoint = routes.route(sni).cloned();
-            let why = match sni {
-                Some(name) => format!("no endpoint for server name {name:?}"),
-                None => "no server name, and no default endpoint".to_owned(),
-            };
-            (endpoint, sni.map(Box::from), (UNRECOGNIZED_NAME, why))
-        }
-        Hello::Incomplete { .. } => {
-            let why = match read.len() >= READ_LIMIT {
-                true => format!("no end of the ClientHello in {READ_LIMIT} bytes"),
-                false => "the client closed in the middle of its ClientHello".to_owned(),
-            };
-            (
-                routes.route(None).cloned(),
-                None,
-                (alert::DECODE_ERROR, why),
-            )
-        }
-        Hello::Malformed(why) => {
-            let why = format!("unroutable ClientHello: {why}");
-            (
-                routes.route(None).cloned(),
-                None,
-                (alert::DECODE_ERROR, why),
-            )
-        }
+    let hello = client_hello::parse(&read);
+    let sni = match &hello {
+        Hello::Complete { sni, .. } => sni.as_deref(),
+        // Unparsable: the default endpoint (if any) gets the bytes as they are.
+        Hello::Incomplete { .. } | Hello::Malformed(_) => None,
     };
-    match (endpoint, why) {
-        (Some(endpoint), _) => Ok((
+    if let Some(endpoint) = routes.route(sni) {
+        // Only a passed-through connection needs the name again (its event, its PROXY
+        // header); rustls reads it for a terminated one, so nothing is copied for those.
+        let sni = match endpoint.serve {
+            Serve::Passthrough => sni.map(Box::from),
+            Serve::Terminate { .. } => None,
+        };
+        let endpoint = Arc::clone(endpoint);
+        return Ok((
             stream,
             Routed {
                 endpoint,
                 read,
                 sni,
             },
-        )),
-        (None, (description, detail)) => {
-            let reason = match description {
-                UNRECOGNIZED_NAME => Reject::UnknownServerName,
-                _ => Reject::ProtocolError,
-            };
-            let alert = send_alert(&mut stream, description).await;
-            Err(refused(reason, alert, detail, Some(stream)))
-        }
+        ));
     }
+    // Turned away: the words are written only now, never for a connection that is served.
+    let (description, detail) = match hello {
+        Hello::Complete {
+            sni: Some(name), ..
+        } => (
+            UNRECOGNIZED_NAME,
+            format!("no endpoint for server name {name:?}"),
+        ),
+        Hello::Complete { sni: None, .. } => (
+            UNRECOGNIZED_NAME,
+            "no server name, and no default endpoint".to_owned(),
+        ),
+        Hello::Incomplete { .. } if read.len() >= READ_LIMIT => (
+            alert::DECODE_ERROR,
+            format!("no end of the ClientHello in {READ_LIMIT} bytes"),
+        ),
+        Hello::Incomplete { .. } => (
+            alert::DECODE_ERROR,
+            "the client closed in the middle of its ClientHello".to_owned(),
+        ),
+        Hello::Malformed(why) => (
+            alert::DECODE_ERROR,
+            format!("unroutable ClientHello: {why}"),
+        ),
+    };
+    let reason = match description {
+        UNRECOGNIZED_NAME => Reject::UnknownServerName,
+        _ => Reject::ProtocolError,
+    };
+    let alert = send_alert(&mut stream, description).await;
+    Err(refused(reason, alert, detail, Some(stream)))
 }
 
 /// Reads until the buffer holds a whole ClientHello, or something that cannot become one,
