@@ -61,6 +61,19 @@ pub struct ServeArgs {
     /// the clients of its CA with reason crl_stale) (default warn)
     #[argh(option)]
     pub stale_crl: Option<String>,
+    /// OCSP for verified client certificates: off, soft (only a valid "revoked" answer
+    /// refuses) or hard (anything but a valid "good" answer refuses) (default off)
+    #[argh(option)]
+    pub ocsp: Option<String>,
+    /// OCSP responder URL (http://) asked instead of the one the certificate names
+    #[argh(option)]
+    pub ocsp_responder: Option<String>,
+    /// how long one OCSP request may take (default 3s)
+    #[argh(option)]
+    pub ocsp_timeout: Option<String>,
+    /// the longest an OCSP answer is used, whatever its nextUpdate (default 1h)
+    #[argh(option)]
+    pub ocsp_max_age: Option<String>,
     /// CA names sent in CertificateRequest: auto (every CA's subject while the list stays
     /// small enough for every mainstream client, none above), all or none (default auto)
     #[argh(option)]
@@ -169,6 +182,19 @@ pub struct CheckArgs {
     /// the clients of its CA with reason crl_stale) (default warn)
     #[argh(option)]
     pub stale_crl: Option<String>,
+    /// OCSP for verified client certificates: off, soft (only a valid "revoked" answer
+    /// refuses) or hard (anything but a valid "good" answer refuses) (default off)
+    #[argh(option)]
+    pub ocsp: Option<String>,
+    /// OCSP responder URL (http://) asked instead of the one the certificate names
+    #[argh(option)]
+    pub ocsp_responder: Option<String>,
+    /// how long one OCSP request may take (default 3s)
+    #[argh(option)]
+    pub ocsp_timeout: Option<String>,
+    /// the longest an OCSP answer is used, whatever its nextUpdate (default 1h)
+    #[argh(option)]
+    pub ocsp_max_age: Option<String>,
     /// CA names sent in CertificateRequest: auto (every CA's subject while the list stays
     /// small enough for every mainstream client, none above), all or none (default auto)
     #[argh(option)]

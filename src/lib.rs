@@ -30,6 +30,50 @@
 
 #![deny(unsafe_code)]
 
+/// Implements every `ClientCertVerifier` method but `verify_client_cert` by delegating to
+/// `self.inner`: our verifiers wrap rustls' and change only the chain decision.
+macro_rules! delegate_client_verifier {
+    () => {
+        fn offer_client_auth(&self) -> bool {
+            self.inner.offer_client_auth()
+        }
+
+        fn client_auth_mandatory(&self) -> bool {
+            self.inner.client_auth_mandatory()
+        }
+
+        fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+            self.inner.root_hint_subjects()
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &rustls::pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            self.inner.verify_tls12_signature(message, cert, dss)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &rustls::pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            self.inner.verify_tls13_signature(message, cert, dss)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.inner.supported_verify_schemes()
+        }
+
+        fn requires_raw_public_keys(&self) -> bool {
+            self.inner.requires_raw_public_keys()
+        }
+    };
+}
+
 // The library's public API is what `main.rs`, the tests and the benchmarks use; everything
 // else is crate-private, so the dead-code lint sees it (`unreachable_pub` in Cargo.toml).
 pub mod cause;
@@ -41,6 +85,7 @@ pub(crate) mod error;
 pub(crate) mod listen;
 pub(crate) mod outcome;
 pub mod proxy;
+pub mod revocation;
 pub(crate) mod runtime;
 // The one module allowed `unsafe`: its `//!` states the invariants.
 #[allow(unsafe_code)]

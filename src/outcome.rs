@@ -79,6 +79,8 @@ pub enum Reject {
     MaxConns,
     /// `--stale-crl refuse`: the CRL of the client's CA is past its nextUpdate.
     CrlStale,
+    /// `--ocsp hard`: no OCSP answer that counts (unknown, unreachable, too slow, invalid).
+    OcspUnavailable,
     /// No endpoint on the listener answers the ClientHello's server name (or its lack of
     /// one): alert unrecognized_name (112), no upstream connection.
     UnknownServerName,
@@ -89,7 +91,7 @@ pub enum Reject {
 
 impl Reject {
     /// Every reason, in declaration order (the metrics index by `reason as usize`).
-    pub const ALL: [Reject; 16] = [
+    pub const ALL: [Reject; 17] = [
         Reject::NoCertificate,
         Reject::UnknownCa,
         Reject::Expired,
@@ -104,6 +106,7 @@ impl Reject {
         Reject::ClientClosed,
         Reject::MaxConns,
         Reject::CrlStale,
+        Reject::OcspUnavailable,
         Reject::UnknownServerName,
         Reject::UpstreamUnreachable,
     ];
@@ -124,6 +127,7 @@ impl Reject {
             Reject::ClientClosed => "client_closed",
             Reject::MaxConns => "max_conns",
             Reject::CrlStale => "crl_stale",
+            Reject::OcspUnavailable => "ocsp_unavailable",
             Reject::UnknownServerName => "unknown_server_name",
             Reject::UpstreamUnreachable => "upstream_unreachable",
         }
@@ -153,11 +157,13 @@ pub enum Close {
     KtlsFailed,
     /// A reload removed its endpoint, and the `--drain-timeout` it then had is over.
     EndpointRemoved,
+    /// Its client certificate was found revoked while it was open (`--reauthorize-on-reload`).
+    Revoked,
 }
 
 impl Close {
     /// Every reason, in declaration order (the metrics index by `reason as usize`).
-    pub const ALL: [Close; 12] = [
+    pub const ALL: [Close; 13] = [
         Close::Closed,
         Close::ClientReset,
         Close::ClientIoError,
@@ -170,6 +176,7 @@ impl Close {
         Close::KeyUpdateUnsupported,
         Close::KtlsFailed,
         Close::EndpointRemoved,
+        Close::Revoked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -186,6 +193,7 @@ impl Close {
             Close::KeyUpdateUnsupported => "key_update_unsupported",
             Close::KtlsFailed => "ktls_failed",
             Close::EndpointRemoved => "endpoint_removed",
+            Close::Revoked => "revoked",
         }
     }
 }
@@ -208,6 +216,9 @@ impl Stop {
         match self {
             Stop::Idle => Close::IdleTimeout,
             Stop::CertExpired => Close::ClientCertExpired,
+            Stop::Reauthorization(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Revoked,
+            )) => Close::Revoked,
             Stop::Reauthorization(_) => Close::ReauthorizationFailed,
             Stop::EndpointRemoved => Close::EndpointRemoved,
         }
@@ -219,7 +230,7 @@ impl std::fmt::Display for Stop {
         match self {
             Stop::Idle => f.write_str("no bytes either way"),
             Stop::CertExpired => f.write_str("the client certificate's notAfter has passed"),
-            Stop::Reauthorization(e) => write!(f, "after reload: {e}"),
+            Stop::Reauthorization(e) => write!(f, "its chain re-checked: {e}"),
             Stop::EndpointRemoved => {
                 f.write_str("a reload removed the endpoint; its --drain-timeout is over")
             }

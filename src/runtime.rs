@@ -24,6 +24,7 @@ use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 use crate::listen::{self, BindError, ShareError};
 use crate::outcome::Reject;
 use crate::proxy::{self, Settings, notify::Broadcast};
+use crate::revocation::fetcher;
 use crate::sys;
 use crate::telemetry::log::Event;
 use crate::telemetry::metrics::WorkerStats;
@@ -234,6 +235,11 @@ pub(crate) fn start(plan: WorkerPlan, settings: Arc<Settings>) -> Result<Server,
         stats.push(worker_stats);
         let (ours, theirs) =
             UnixStream::pair().map_err(|source| StartError::Worker { worker, source })?;
+        // The OCSP fetcher writes to the same socket (a byte per answer).
+        match ours.try_clone() {
+            Ok(link) => fetcher::service().register_worker(link),
+            Err(source) => return Err(StartError::Worker { worker, source }),
+        }
         links.push(ours);
         let shape = Shape {
             core,
@@ -343,9 +349,11 @@ fn run_worker(
     // Worker-local signals, living as long as the worker (which is as long as the process).
     let trust_changed: &'static Broadcast = Box::leak(Box::default());
     let stop: &'static Broadcast = Box::leak(Box::default());
+    let ocsp: &'static Broadcast = Box::leak(Box::default());
     let signals = proxy::WorkerSignals {
         trust_changed,
         tick: Box::leak(Box::default()),
+        ocsp,
     };
     runtime.block_on(async move {
         let mut monoio_listeners = Vec::with_capacity(listeners.len());
@@ -377,7 +385,7 @@ fn run_worker(
             driver,
         }));
         drop(tx);
-        monoio::spawn(obey(control, trust_changed, stop));
+        monoio::spawn(obey(control, (trust_changed, ocsp), stop));
         monoio::spawn(proxy::budget::pump());
         monoio::spawn(proxy::guard::ticker(signals.tick, idle_tick));
         let mut loops = Vec::new();
@@ -402,10 +410,10 @@ fn run_worker(
     });
 }
 
-/// Carries out the controller's commands until it hangs up.
+/// Carries out the controller's commands, and the OCSP fetcher's news, until it hangs up.
 async fn obey(
     mut control: monoio::net::UnixStream,
-    trust_changed: &'static Broadcast,
+    (trust_changed, ocsp): (&'static Broadcast, &'static Broadcast),
     stop: &'static Broadcast,
 ) {
     let mut buf = vec![0u8; 16];
@@ -417,10 +425,12 @@ async fn obey(
             Ok(n) => n,
         };
         for &command in &buf[..n] {
-            if command == Command::Reload as u8 {
+            if command == Command::Reload as u8 || command == fetcher::WAKE_REVOKED {
                 trust_changed.advance();
             } else if command == Command::StopAccepting as u8 {
                 stop.advance();
+            } else if command == fetcher::WAKE_ANSWERED {
+                ocsp.advance();
             }
         }
     }

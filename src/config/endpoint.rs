@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 pub use crate::proxy::Timeouts;
 use crate::proxy::connect::UpstreamAddr;
+use crate::revocation::{OcspMode, OcspSettings};
 pub use crate::tls::ClientAuth;
 use crate::tls::TlsSettings;
 use crate::tls::allow_list::AllowList;
@@ -79,6 +80,10 @@ pub(crate) struct TlsInput {
     pub cas: Vec<PathBuf>,
     pub crls: Vec<PathBuf>,
     pub stale_crl: Option<String>,
+    pub ocsp: Option<String>,
+    pub ocsp_responder: Option<String>,
+    pub ocsp_timeout: Option<String>,
+    pub ocsp_max_age: Option<String>,
     pub ca_names: Option<String>,
     pub client_auth: Option<String>,
     pub allow: AllowList,
@@ -95,6 +100,10 @@ impl TlsInput {
             ("mutual-tls-cas", !self.cas.is_empty()),
             ("crl", !self.crls.is_empty()),
             ("stale-crl", self.stale_crl.is_some()),
+            ("ocsp", self.ocsp.is_some()),
+            ("ocsp-responder", self.ocsp_responder.is_some()),
+            ("ocsp-timeout", self.ocsp_timeout.is_some()),
+            ("ocsp-max-age", self.ocsp_max_age.is_some()),
             ("ca-names", self.ca_names.is_some()),
             ("client-auth", self.client_auth.is_some()),
             ("allow-cn", !self.allow.cn.is_empty()),
@@ -154,6 +163,16 @@ impl TlsInput {
                 k("crl")
             ));
         }
+        let ocsp = ocsp_settings(
+            s,
+            client_auth,
+            [
+                self.ocsp,
+                self.ocsp_responder,
+                self.ocsp_timeout,
+                self.ocsp_max_age,
+            ],
+        )?;
         let alpn = match self.alpn.iter().find(|p| p.is_empty() || p.len() > 255) {
             // RFC 7301 §3.1.
             Some(bad) => {
@@ -179,6 +198,7 @@ impl TlsInput {
             more_certs,
             crls: self.crls,
             stale_crl,
+            ocsp,
             ca_names,
             client_auth,
             alpn,
@@ -186,6 +206,58 @@ impl TlsInput {
             ..TlsSettings::new(crt, key, self.cas)
         })
     }
+}
+
+/// `--ocsp`, `--ocsp-responder`, `--ocsp-timeout`, `--ocsp-max-age`, in that order.
+fn ocsp_settings(
+    s: Spelling,
+    client_auth: ClientAuth,
+    [mode, responder, timeout, max_age]: [Option<String>; 4],
+) -> Result<OcspSettings, String> {
+    let k = |key: &str| s.key(key);
+    let defaults = OcspSettings::default();
+    let mode = match mode.as_deref() {
+        None => OcspMode::Off,
+        Some(v) => OcspMode::parse(v)
+            .ok_or_else(|| format!("{} {v}: expected off, soft or hard", k("ocsp")))?,
+    };
+    if mode == OcspMode::Off {
+        let given = [
+            ("ocsp-responder", responder.is_some()),
+            ("ocsp-timeout", timeout.is_some()),
+            ("ocsp-max-age", max_age.is_some()),
+        ];
+        if let Some((key, _)) = given.iter().find(|(_, g)| *g) {
+            return Err(format!(
+                "{} needs {} soft or hard: it says how OCSP is asked",
+                k(key),
+                k("ocsp")
+            ));
+        }
+        return Ok(defaults);
+    }
+    if !client_auth.verifies() {
+        return Err(format!(
+            "{} {} needs {} require-and-verify: only a verified chain has an issuer to ask about",
+            k("ocsp"),
+            mode.as_str(),
+            k("client-auth")
+        ));
+    }
+    if let Some(url) = &responder {
+        crate::revocation::http::check_url(url)
+            .map_err(|e| format!("{}: {e}", k("ocsp-responder")))?;
+    }
+    let duration = |key: &str, value: Option<String>, default| match value {
+        None => Ok(default),
+        Some(v) => super::parse_duration(&k(key), &v).map_err(|e| e.to_string()),
+    };
+    Ok(OcspSettings {
+        mode,
+        responder,
+        timeout: duration("ocsp-timeout", timeout, defaults.timeout)?,
+        max_age: duration("ocsp-max-age", max_age, defaults.max_age)?,
+    })
 }
 
 /// `crt`/`key` in pairs: the first pair (the default certificate) and the others.

@@ -129,6 +129,10 @@ struct EndpointTable {
     #[serde(default)]
     crl: OneOrMore<PathBuf>,
     stale_crl: Option<String>,
+    ocsp: Option<String>,
+    ocsp_responder: Option<String>,
+    ocsp_timeout: Option<String>,
+    ocsp_max_age: Option<String>,
     client_auth: Option<String>,
     #[serde(default)]
     allow_cn: OneOrMore<String>,
@@ -402,6 +406,10 @@ fn tls_input(base: &Path, t: &EndpointTable) -> TlsInput {
         cas: t.mutual_tls_cas.as_slice().iter().map(under).collect(),
         crls: t.crl.as_slice().iter().map(under).collect(),
         stale_crl: t.stale_crl.clone(),
+        ocsp: t.ocsp.clone(),
+        ocsp_responder: t.ocsp_responder.clone(),
+        ocsp_timeout: t.ocsp_timeout.clone(),
+        ocsp_max_age: t.ocsp_max_age.clone(),
         ca_names: t.ca_names.clone(),
         client_auth: t.client_auth.clone(),
         allow: AllowList {

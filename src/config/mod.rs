@@ -31,6 +31,10 @@ macro_rules! tls_input {
             cas: std::mem::take(&mut $args.mutual_tls_cas),
             crls: std::mem::take(&mut $args.crl),
             stale_crl: $args.stale_crl.take(),
+            ocsp: $args.ocsp.take(),
+            ocsp_responder: $args.ocsp_responder.take(),
+            ocsp_timeout: $args.ocsp_timeout.take(),
+            ocsp_max_age: $args.ocsp_max_age.take(),
             ca_names: $args.ca_names.take(),
             client_auth: $args.client_auth.take(),
             allow: AllowList {

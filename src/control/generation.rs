@@ -165,6 +165,7 @@ pub(crate) fn build(
                     tls: Arc::clone(&material.server_config),
                     verifier: Arc::clone(&material.verifier),
                     client_auth: files.client_auth,
+                    ocsp: material.ocsp.clone(),
                 };
                 materials.push((config.name.clone(), material));
                 serve

@@ -117,9 +117,24 @@ impl Client {
         };
         // A refusal of ours lingers; a client that closed or reset is simply gone.
         let (reason, alert, detail, leaf, linger) = match err {
-            HandshakeError::Tls { error, leaf, alert } => {
+            HandshakeError::Tls {
+                error,
+                leaf,
+                alert,
+                revocation,
+            } => {
                 let reason = reason::classify(&error);
-                (reason, alert, error.to_string(), leaf, Some(stream))
+                // A revocation refusal not made by OCSP was made by a `--crl` file's list.
+                let revocation = revocation.or(match reason {
+                    Reject::Revoked | Reject::CrlStale => Some("crl_file"),
+                    _ => None,
+                });
+                let detail = match revocation {
+                    Some(r) => format!("{error} ({r})"),
+                    None => error.to_string(),
+                };
+                let leaf = leaf.map(|leaf| (leaf, revocation.unwrap_or_default()));
+                (reason, alert, detail, leaf, Some(stream))
             }
             HandshakeError::Io(e) => {
                 let detail = e.to_string();
@@ -130,7 +145,10 @@ impl Client {
                 (Reject::ClientClosed, Sent::None, detail, None, None)
             }
         };
-        let presented = SessionFacts::read_refused(&conn, leaf.as_deref());
+        let mut presented = SessionFacts::read_refused(&conn, leaf.as_ref().map(|l| &l.0[..]));
+        if let Some((_, revocation)) = leaf {
+            presented.set_revocation(revocation);
+        }
         Err(Refusal {
             outcome: refused(reason, alert, detail, Some(presented)),
             linger,
@@ -149,16 +167,31 @@ impl Client {
             return Ok(());
         };
         // The session was valid when issued but its client chain no longer is: turn it away
-        // like a full handshake with that chain would be. rustls cannot send a fatal alert once
-        // the handshake is over; close_notify at least tells the client the end is deliberate.
+        // like a full handshake with that chain would be.
+        let detail = format!("resumed session: {e}");
+        Err(self.refuse(reason::classify(&e), detail, None).await)
+    }
+
+    /// Turns the client away after its handshake. rustls cannot send a fatal alert once the
+    /// handshake is over; close_notify at least tells the client the end is deliberate.
+    pub(super) async fn refuse(
+        &mut self,
+        reason: Reject,
+        detail: String,
+        presented: Option<SessionFacts>,
+    ) -> Ended {
         self.conn.send_close_notify();
         // What went out is close_notify (alert 0, a warning), unless the client is gone.
         let alert = match self.flush().await {
             true => Sent::Alert(0),
             false => Sent::None,
         };
-        let detail = format!("resumed session: {e}");
-        Err(refused(reason::classify(&e), alert, detail, None))
+        refused(reason, alert, detail, presented)
+    }
+
+    /// The client's chain, leaf first, as the handshake received it.
+    pub(super) fn chain(&self) -> &[rustls::pki_types::CertificateDer<'static>] {
+        self.conn.peer_certificates().unwrap_or_default()
     }
 
     /// Tells the client with close_notify that nothing more will come (the upstream is

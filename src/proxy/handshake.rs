@@ -32,6 +32,8 @@ pub(crate) enum HandshakeError {
         error: rustls::Error,
         leaf: Option<Vec<u8>>,
         alert: Sent,
+        /// What refused it on revocation grounds (`capture::Captured::revocation`).
+        revocation: Option<&'static str>,
     },
     /// The client closed before the handshake finished.
     Eof,
@@ -120,6 +122,7 @@ pub(crate) async fn accept_client(
                 error,
                 leaf: None,
                 alert,
+                revocation: None,
             });
         }
         fed_any = true;
@@ -158,6 +161,7 @@ pub(crate) async fn accept_client(
                     error,
                     leaf: captured.rejected_leaf,
                     alert,
+                    revocation: captured.revocation,
                 });
             }
         }

@@ -19,6 +19,7 @@ pub(crate) mod handshake;
 pub(crate) mod ktls;
 pub(crate) mod ktls_offer;
 pub(crate) mod notify;
+mod ocsp_gate;
 mod passthrough;
 mod plane;
 // Public for the fuzz target (fuzz/fuzz_targets/proxy_v2.rs).
@@ -65,7 +66,8 @@ pub(crate) async fn serve_connection(
     };
     // Boxed either way, so that the result held between the two waits is two words in the
     // task, not the whole connection a second time.
-    let established = match establish(stream, peer, listener, stats, &settings, started).await {
+    let at = (peer, listener, started);
+    let established = match establish(stream, at, stats, &settings, signals).await {
         Ok(established) => established,
         Err(refusal) => {
             let Refusal {
@@ -98,11 +100,10 @@ pub(crate) async fn serve_connection(
 /// long one included).
 async fn establish(
     stream: TcpStream,
-    peer: SocketAddr,
-    listener: usize,
+    (peer, listener, started): (SocketAddr, usize, Instant),
     stats: &WorkerStats,
     settings: &Settings,
-    started: Instant,
+    signals: WorkerSignals,
 ) -> Result<Box<Established>, Box<Refusal>> {
     // Held until the upstream is dialled: the whole setup sees one configuration.
     let generation = settings.current.load_full();
@@ -116,15 +117,21 @@ async fn establish(
         refusal.endpoint = Some(Arc::clone(&endpoint));
         refusal
     };
-    let (stream, link, facts) = match &endpoint.serve {
+    let (stream, link, facts, lease) = match &endpoint.serve {
         Serve::Passthrough => {
             let facts = SessionFacts::passthrough(routed.sni.as_deref());
-            (stream, Link::Passthrough { first: routed.read }, facts)
+            (
+                stream,
+                Link::Passthrough { first: routed.read },
+                facts,
+                None,
+            )
         }
         Serve::Terminate {
             tls,
             verifier,
             client_auth,
+            ocsp,
         } => {
             // The handshake: a client whose certificate does not pass goes no further.
             let left = endpoint
@@ -137,11 +144,28 @@ async fn establish(
             let mut client = accepted.map_err(|r| named(Box::new(r)))?;
             let resumed = client.recheck_resumed(verifier.as_ref()).await;
             resumed.map_err(|outcome| named(Box::new(Refusal::ended(outcome))))?;
+            let mut facts = client.facts(client_auth.verifies());
+            // `--ocsp`: the status, waited for here when the cache had none.
+            let lease = match ocsp {
+                None => None,
+                Some(ocsp) => match ocsp_gate::admit(ocsp, client.chain(), signals.ocsp).await {
+                    Ok(admitted) => {
+                        facts.set_revocation(admitted.revocation);
+                        admitted.lease
+                    }
+                    Err(refused) => {
+                        facts.set_revocation(refused.revocation);
+                        let ended = client
+                            .refuse(refused.reason, refused.detail, Some(facts))
+                            .await;
+                        return Err(named(Box::new(Refusal::ended(ended))));
+                    }
+                },
+            };
             let unchecked = matches!(client_auth, ClientAuth::RequireAny | ClientAuth::Request);
             record::handshake_done(stats, &endpoint, started.elapsed(), !unchecked);
-            let facts = client.facts(client_auth.verifies());
             let (stream, conn, early) = client.into_parts();
-            (stream, Link::Tls { conn, early }, facts)
+            (stream, Link::Tls { conn, early }, facts, lease)
         }
     };
 
@@ -186,6 +210,7 @@ async fn establish(
         upstream,
         facts,
         endpoint,
+        lease,
     }))
 }
 

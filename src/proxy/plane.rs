@@ -42,6 +42,9 @@ pub(crate) struct Established {
     pub upstream: UpstreamStream,
     pub facts: SessionFacts,
     pub endpoint: Arc<Endpoint>,
+    /// `--ocsp`: the hold on the client certificate's answer, for as long as the connection
+    /// lives (`revocation::Lease`).
+    pub lease: Option<crate::revocation::Lease>,
 }
 
 /// What stands between the client's bytes and the upstream.
@@ -73,6 +76,7 @@ pub(crate) fn relay<'a>(
         upstream,
         facts,
         endpoint,
+        lease,
     } = established;
     let (path, plane, reauthorize) = match link {
         Link::Tls { conn, early } => {
@@ -84,6 +88,8 @@ pub(crate) fn relay<'a>(
     };
     let expires = facts.not_after().and_then(super::guard::deadline);
     async move {
+        // Dropped with the connection.
+        let _lease = lease;
         let counters = Counters::default();
         let guard = Guard {
             idle: endpoint.timeouts.idle,

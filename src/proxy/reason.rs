@@ -4,6 +4,8 @@
 
 use rustls::{CertificateError, Error};
 
+use crate::revocation::verifier::Unavailable;
+
 pub(crate) use crate::outcome::Reject;
 
 /// Classifies a handshake error.
@@ -22,6 +24,9 @@ pub(crate) fn classify(err: &Error) -> Reject {
             }
             CertificateError::ApplicationVerificationFailure => Reject::NotAllowed,
             CertificateError::UnknownRevocationStatus => Reject::UnknownCa,
+            CertificateError::Other(other) if other.0.downcast_ref::<Unavailable>().is_some() => {
+                Reject::OcspUnavailable
+            }
             // `--stale-crl refuse`: the issuer's CRL is past its nextUpdate.
             CertificateError::ExpiredRevocationList
             | CertificateError::ExpiredRevocationListContext { .. } => Reject::CrlStale,

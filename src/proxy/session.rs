@@ -39,6 +39,9 @@ pub(super) struct SessionFacts {
     client: Option<Rc<ClientIdentity>>,
     /// Its chain was verified (false under `--client-auth require-any` or `request`).
     verified: bool,
+    /// What the revocation check said, when one decided or was asked (`ocsp:good`,
+    /// `ocsp:revoked`, `crl_file`, ...); empty otherwise.
+    revocation: &'static str,
 }
 
 impl SessionFacts {
@@ -64,6 +67,7 @@ impl SessionFacts {
             cipher: String::new(),
             client: None,
             verified: false,
+            revocation: "",
         }
     }
 
@@ -97,7 +101,13 @@ impl SessionFacts {
             client,
             // A refused certificate was not verified; `read` says so for an admitted one.
             verified: false,
+            revocation: "",
         }
+    }
+
+    /// Records what the revocation check said (see `revocation`).
+    pub(super) fn set_revocation(&mut self, revocation: &'static str) {
+        self.revocation = revocation;
     }
 
     /// The client certificate's notAfter, Unix seconds.
@@ -136,6 +146,10 @@ impl SessionFacts {
             .word("cipher", &self.cipher)
             .text("sni", &self.sni)
             .text("alpn", &self.alpn);
+        let event = match self.revocation {
+            "" => event,
+            revocation => event.word("revocation", revocation),
+        };
         match self.client.as_deref() {
             Some(client) => event
                 .word("verified", self.verified)

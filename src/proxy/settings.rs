@@ -12,6 +12,7 @@ use rustls::server::danger::ClientCertVerifier;
 use super::connect;
 use super::ktls_offer::Offer;
 use super::notify::Broadcast;
+use crate::revocation::OcspVerifier;
 use crate::telemetry::metrics::EndpointStats;
 use crate::tls::ClientAuth;
 use crate::tls::sni_route::Routes;
@@ -72,6 +73,9 @@ pub(crate) enum Serve {
         verifier: Arc<dyn ClientCertVerifier>,
         /// What that verifier asks of client certificates.
         client_auth: ClientAuth,
+        /// `--ocsp soft|hard`: the OCSP part of that verifier, which a connection without an
+        /// answer yet waits on after its handshake.
+        ocsp: Option<Arc<OcspVerifier>>,
     },
     /// The TLS bytes go to the upstream untouched.
     Passthrough,
@@ -102,4 +106,6 @@ pub(crate) struct WorkerSignals {
     pub trust_changed: &'static Broadcast,
     /// The guards' clock (`guard::ticker`).
     pub tick: &'static Broadcast,
+    /// An OCSP answer arrived (`revocation::fetcher`): connections waiting on one look again.
+    pub ocsp: &'static Broadcast,
 }

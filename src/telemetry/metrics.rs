@@ -186,6 +186,53 @@ pub(crate) struct Expiry {
     pub not_after: i64,
 }
 
+/// The `result` label of `ringtls_ocsp_requests_total`, in counter order.
+pub(crate) const OCSP_RESULTS: [&str; 6] = [
+    "good",
+    "revoked",
+    "unknown",
+    "unreachable",
+    "timeout",
+    "invalid",
+];
+
+/// OCSP fetches by result, and the certificates the answer cache holds (`revocation`). The
+/// fetcher thread is the one writer of the counters.
+#[derive(Debug)]
+pub(crate) struct OcspStats {
+    requests: [Counter; OCSP_RESULTS.len()],
+    pub cache_entries: Gauge,
+}
+
+/// The process's OCSP figures.
+pub(crate) static OCSP: OcspStats = OcspStats {
+    requests: [const { Counter(AtomicU64::new(0)) }; OCSP_RESULTS.len()],
+    cache_entries: Gauge(AtomicU64::new(0)),
+};
+
+impl OcspStats {
+    /// Counts one fetch that ended as `result` (one of `OCSP_RESULTS`).
+    pub(crate) fn count(&self, result: &str) {
+        if let Some(i) = OCSP_RESULTS.iter().position(|r| *r == result) {
+            self.requests[i].add(1);
+        }
+    }
+}
+
+/// A value set by any thread.
+#[derive(Debug, Default)]
+pub(crate) struct Gauge(AtomicU64);
+
+impl Gauge {
+    pub(crate) fn set(&self, value: u64) {
+        self.0.store(value, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// A CRL's nextUpdate, for `ringtls_crl_next_update_seconds`.
 #[derive(Debug, Clone)]
 pub(crate) struct CrlExpiry {
@@ -332,6 +379,26 @@ fn render_control(control: &ControlStats, out: &mut String) {
             );
         }
     }
+    header(
+        out,
+        "ringtls_ocsp_requests_total",
+        "counter",
+        "OCSP requests for client certificates by result: the status a valid answer gave, or why there was none.",
+    );
+    for (result, counter) in OCSP_RESULTS.iter().zip(&OCSP.requests) {
+        let _ = writeln!(
+            out,
+            "ringtls_ocsp_requests_total{{result=\"{result}\"}} {}",
+            counter.get()
+        );
+    }
+    single(
+        out,
+        "ringtls_ocsp_cache_entries",
+        "gauge",
+        "Client certificates the OCSP answer cache holds.",
+        OCSP.cache_entries.get(),
+    );
     header(
         out,
         "ringtls_crl_next_update_seconds",

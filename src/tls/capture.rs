@@ -22,6 +22,8 @@ use rustls::crypto::tls13::OkmBlock;
 pub struct Captured {
     /// The leaf of the client chain the verifier refused.
     pub rejected_leaf: Option<Vec<u8>>,
+    /// What refused it on revocation grounds, when that did (`ocsp:revoked`, ...).
+    pub revocation: Option<&'static str>,
     /// Secrets the key log was given (`SERVER_HANDSHAKE_TRAFFIC_SECRET`, ...).
     pub secrets: Secrets,
 }

@@ -5,50 +5,6 @@
 //! per connection: `client_hello` finds the server name in a connection's first bytes, before
 //! any rustls state exists, and `sni_route` maps it to an endpoint.
 
-/// Implements every `ClientCertVerifier` method but `verify_client_cert` by delegating to
-/// `self.inner`: our verifiers wrap rustls' and change only the chain decision.
-macro_rules! delegate_client_verifier {
-    () => {
-        fn offer_client_auth(&self) -> bool {
-            self.inner.offer_client_auth()
-        }
-
-        fn client_auth_mandatory(&self) -> bool {
-            self.inner.client_auth_mandatory()
-        }
-
-        fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
-            self.inner.root_hint_subjects()
-        }
-
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &rustls::pki_types::CertificateDer<'_>,
-            dss: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            self.inner.verify_tls12_signature(message, cert, dss)
-        }
-
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &rustls::pki_types::CertificateDer<'_>,
-            dss: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            self.inner.verify_tls13_signature(message, cert, dss)
-        }
-
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            self.inner.supported_verify_schemes()
-        }
-
-        fn requires_raw_public_keys(&self) -> bool {
-            self.inner.requires_raw_public_keys()
-        }
-    };
-}
-
 pub(crate) mod allow_list;
 pub(crate) mod ca_names;
 pub mod capture;
@@ -79,6 +35,8 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::sign::SingleCertAndKey;
+
+use crate::revocation::{OcspMode, OcspSettings, OcspVerifier};
 
 pub use client_auth::ClientAuth;
 pub use credentials::ServerCredentials;
@@ -114,6 +72,8 @@ pub struct TlsSettings {
     pub ca_names: ca_names::CaNamesMode,
     /// `--client-auth`: what is asked of the client's certificate.
     pub client_auth: ClientAuth,
+    /// `--ocsp*`: the OCSP check of verified client chains.
+    pub ocsp: OcspSettings,
 }
 
 impl TlsSettings {
@@ -137,6 +97,7 @@ impl TlsSettings {
                 ClientAuth::RequireAndVerify
             },
             cas,
+            ocsp: OcspSettings::default(),
         }
     }
 }
@@ -158,6 +119,8 @@ pub struct TlsMaterial {
     pub client_auth: ClientAuth,
     /// What a CRL past its nextUpdate means (`--stale-crl`).
     pub stale_crl: crl::StaleCrl,
+    /// The OCSP part of `verifier`, under `--ocsp soft|hard`.
+    pub(crate) ocsp: Option<Arc<OcspVerifier>>,
 }
 
 /// The crypto provider: aws-lc-rs with rustls' suites and groups, AES-128-GCM first.
@@ -270,6 +233,15 @@ pub fn load_tls(files: &TlsSettings) -> Result<TlsMaterial, LoadError> {
         }
     };
 
+    // `--ocsp`: outermost, so a chain served from the verdict cache is still asked about.
+    let (verifier, ocsp) = match (&trust_store, files.ocsp.mode, files.client_auth) {
+        (Some(store), OcspMode::Soft | OcspMode::Hard, ClientAuth::RequireAndVerify) => {
+            let anchors: Vec<_> = store.anchors.iter().map(|a| a.der.clone()).collect();
+            let ocsp = OcspVerifier::new(verifier, &files.ocsp, &anchors);
+            (Arc::clone(&ocsp) as Arc<dyn ClientCertVerifier>, Some(ocsp))
+        }
+        _ => (verifier, None),
+    };
     let versions: &[&rustls::SupportedProtocolVersion] = if files.tls13_only {
         &[&rustls::version::TLS13]
     } else {
@@ -326,6 +298,7 @@ pub fn load_tls(files: &TlsSettings) -> Result<TlsMaterial, LoadError> {
         ca_names,
         client_auth: files.client_auth,
         stale_crl: files.stale_crl,
+        ocsp,
     })
 }
 

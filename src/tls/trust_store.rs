@@ -23,6 +23,8 @@ pub struct Anchor {
     pub index: usize,
     pub info: CertInfo,
     pub fingerprint: String,
+    /// The certificate, as the bundle holds it.
+    pub der: CertificateDer<'static>,
     /// Reasons to warn (expired, not yet valid, duplicate); never reasons to refuse.
     pub warnings: Vec<String>,
 }
@@ -116,7 +118,7 @@ pub fn add_bundle(
         } else {
             store
                 .roots
-                .add(CertificateDer::from(block.der))
+                .add(CertificateDer::from(block.der.clone()))
                 .map_err(|e| {
                     refuse(
                         info.subject.clone(),
@@ -129,6 +131,7 @@ pub fn add_bundle(
             index: block.index,
             info,
             fingerprint,
+            der: CertificateDer::from(block.der),
             warnings,
         });
     }

@@ -291,6 +291,28 @@ impl Ca {
         self.issue(cn, params, generate_p256())
     }
 
+    /// A client leaf whose authorityInfoAccess names `responder` as its OCSP responder.
+    pub fn client_with_ocsp(&self, cn: &str, responder: &str) -> Leaf {
+        let mut params = leaf_params(cn);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
+            &[1, 3, 6, 1, 5, 5, 7, 1, 1],
+            authority_info_access_ocsp(responder),
+        )];
+        self.issue(cn, params, generate_p256())
+    }
+
+    /// A certificate this CA issues to a delegated OCSP responder: with id-kp-OCSPSigning when
+    /// `authorised`, with serverAuth only otherwise.
+    pub fn ocsp_signer(&self, cn: &str, authorised: bool) -> Leaf {
+        let mut params = leaf_params(cn);
+        params.extended_key_usages = match authorised {
+            true => vec![ExtendedKeyUsagePurpose::OcspSigning],
+            false => vec![ExtendedKeyUsagePurpose::ServerAuth],
+        };
+        self.issue(cn, params, generate_p256())
+    }
+
     /// A server leaf (ECDSA P-256) for `localhost` and `127.0.0.1` with serverAuth EKU.
     pub fn server(&self) -> Leaf {
         self.issue("Test Server", server_params(), generate_p256())
@@ -446,6 +468,17 @@ impl Leaf {
         format!("CN={}", self.cn)
     }
 
+    /// The serial as OpenSSL's index files and `x509 -serial` spell it: upper-case hex of
+    /// its magnitude.
+    pub fn serial_hex(&self) -> String {
+        let bytes = self.serial.to_bytes();
+        let magnitude = match bytes.iter().position(|b| *b != 0) {
+            Some(i) => &bytes[i..],
+            None => &bytes[bytes.len().saturating_sub(1)..],
+        };
+        magnitude.iter().map(|b| format!("{b:02X}")).collect()
+    }
+
     /// The leaf certificate alone, PEM.
     pub fn cert_pem(&self) -> String {
         pem_block("CERTIFICATE", &self.cert)
@@ -484,6 +517,27 @@ impl Leaf {
             KeyFormat::Sec1 => pem_block("EC PRIVATE KEY", &sec1_p256(&pkcs8)),
         }
     }
+}
+
+/// authorityInfoAccess (RFC 5280 §4.2.2.1) with one id-ad-ocsp entry, DER.
+fn authority_info_access_ocsp(url: &str) -> Vec<u8> {
+    fn tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        match contents.len() {
+            n if n < 0x80 => out.push(n as u8),
+            n => {
+                out.push(0x82);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(contents);
+        out
+    }
+    let id_ad_ocsp = tlv(0x06, &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01]);
+    // GeneralName uniformResourceIdentifier: [6] IMPLICIT IA5String.
+    let location = tlv(0x86, url.as_bytes());
+    let description = tlv(0x30, &[id_ad_ocsp, location].concat());
+    tlv(0x30, &description)
 }
 
 /// PEM-encodes one block.

@@ -60,6 +60,7 @@ pub const TOOLS: &[Tool] = &[
         "apt-get install prometheus, or .ci/run's copy of its promtool",
     ),
     program("python3", "apt-get install python3"),
+    program("faketime", "apt-get install faketime"),
     program("qemu-system-x86_64", "apt-get install qemu-system-x86"),
     Tool {
         name: "strace",

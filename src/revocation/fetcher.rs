@@ -1,0 +1,220 @@
+//! The fetcher: one thread (`ringtls-fetch`) running a current-thread tokio runtime, started by
+//! the first request, that asks OCSP responders on the workers' behalf. A worker hands it a
+//! certificate's `Query` (`Service::ask`, a channel send that never blocks) and goes on; the
+//! answer lands in the shared `Cache`, and each worker is told with one byte on its control
+//! socket (`WAKE_ANSWERED`: the handshakes waiting on an answer look again). A verdict that turns
+//! to revoked also sends `WAKE_REVOKED`, which the worker treats as a reload: with
+//! `--reauthorize-on-reload` its live connections re-check their chains, and a revoked one ends.
+//!
+//! Requests run concurrently (at most `PARALLEL`), each inside its own `--ocsp-timeout`, so a
+//! slow responder delays only the certificates it answers for. Once a second the fetcher
+//! refreshes the answers in use that are about to end (`Cache::due`).
+
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+use super::cache::{Cache, FailedAs, Failure, Limits, Verdict};
+use super::http::{self, FetchError};
+use super::ocsp::{self, Query, Status};
+use crate::telemetry::log::Event;
+use crate::telemetry::metrics::OCSP;
+use crate::tls::x509::now_unix;
+
+/// The byte that tells a worker an answer arrived.
+pub(crate) const WAKE_ANSWERED: u8 = b'o';
+/// The byte that tells a worker a certificate was found revoked: re-check live connections.
+pub(crate) const WAKE_REVOKED: u8 = b'r';
+
+/// Requests out at once.
+const PARALLEL: usize = 64;
+/// The largest OCSP response taken.
+const MAX_RESPONSE: usize = 64 * 1024;
+/// How often answers in use are looked at for refreshing.
+const REFRESH_EVERY: Duration = Duration::from_secs(1);
+
+/// A certificate to ask about.
+struct Job {
+    query: Arc<Query>,
+    limits: Limits,
+}
+
+/// The process's one fetcher and answer cache, shared by every endpoint and generation.
+pub(crate) struct Service {
+    pub cache: Arc<Cache>,
+    jobs: OnceLock<Option<UnboundedSender<Job>>>,
+    /// A duplicate of each worker's control socket, written with `MSG_DONTWAIT`.
+    workers: Mutex<Vec<UnixStream>>,
+}
+
+static SERVICE: LazyLock<Service> = LazyLock::new(|| Service {
+    cache: Arc::default(),
+    jobs: OnceLock::new(),
+    workers: Mutex::new(Vec::new()),
+});
+
+/// The fetcher and its cache.
+pub(crate) fn service() -> &'static Service {
+    &SERVICE
+}
+
+impl Service {
+    /// Lets the fetcher wake this worker (its end of the controller's socket, duplicated).
+    pub(crate) fn register_worker(&self, link: UnixStream) {
+        if let Ok(mut workers) = self.workers.lock() {
+            workers.push(link);
+        }
+    }
+
+    /// Asks about `query`'s certificate unless an answer is current or a request is out.
+    pub(crate) fn ask(&self, query: &Arc<Query>, limits: Limits) {
+        if !self.cache.want(query, limits, now_unix()) {
+            return;
+        }
+        self.submit(Job {
+            query: Arc::clone(query),
+            limits,
+        });
+    }
+
+    fn submit(&self, job: Job) {
+        let jobs = self.jobs.get_or_init(start);
+        let sent = jobs.as_ref().is_some_and(|tx| tx.send(job).is_ok());
+        if !sent {
+            // Stays in flight: the handshakes waiting on it time out (`--ocsp hard` refuses
+            // them); the error was logged when the thread could not start.
+        }
+    }
+
+    /// One byte to every worker; a worker whose socket is full already has one to read.
+    fn wake(&self, byte: u8) {
+        let Ok(mut workers) = self.workers.lock() else {
+            return;
+        };
+        workers.retain(|link| {
+            let sent = socket2::SockRef::from(link)
+                .send_with_flags(&[byte], libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+            match sent {
+                Ok(_) => true,
+                Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+            }
+        });
+    }
+}
+
+/// Starts the thread; `None` (logged) if it cannot start.
+fn start() -> Option<UnboundedSender<Job>> {
+    let (tx, rx) = unbounded_channel();
+    let started = std::thread::Builder::new()
+        .name("ringtls-fetch".into())
+        .spawn(move || run(rx));
+    match started {
+        Ok(_) => Some(tx),
+        Err(e) => {
+            Event::error("ocsp.fetcher_failed")
+                .text("detail", &e.to_string())
+                .emit();
+            None
+        }
+    }
+}
+
+fn run(mut rx: UnboundedReceiver<Job>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let runtime = match runtime {
+        Ok(rt) => rt,
+        Err(e) => {
+            Event::error("ocsp.fetcher_failed")
+                .text("detail", &e.to_string())
+                .emit();
+            return;
+        }
+    };
+    let limit = Arc::new(tokio::sync::Semaphore::new(PARALLEL));
+    runtime.block_on(async move {
+        let refresher = Arc::clone(&limit);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(REFRESH_EVERY).await;
+                for (query, limits) in service().cache.due(now_unix()) {
+                    tokio::spawn(fetch(Job { query, limits }, Arc::clone(&refresher)));
+                }
+            }
+        });
+        while let Some(job) = rx.recv().await {
+            tokio::spawn(fetch(job, Arc::clone(&limit)));
+        }
+    });
+}
+
+/// Asks the responder about one certificate and stores what came of it.
+async fn fetch(job: Job, limit: Arc<tokio::sync::Semaphore>) {
+    let Job { query, limits } = job;
+    let _permit = limit.acquire().await;
+    let body = Some(("application/ocsp-request", query.request.clone()));
+    let fetched = http::exchange(&query.url, body, limits.timeout, MAX_RESPONSE).await;
+    let now = now_unix();
+    let (verdict, next_update) = match fetched {
+        Ok(body) => match ocsp::check(&query, &body, now, webpki::ALL_VERIFICATION_ALGS) {
+            Ok(answer) => (Verdict::Answered(answer.status), answer.next_update),
+            Err(invalid) => (failed(FailedAs::Invalid, invalid.to_string()), None),
+        },
+        Err(FetchError::Timeout) => {
+            let detail = format!("no answer within --ocsp-timeout {:?}", limits.timeout);
+            (failed(FailedAs::Timeout, detail), None)
+        }
+        Err(FetchError::Failed(why)) => (failed(FailedAs::Unreachable, why), None),
+    };
+    OCSP.count(match &verdict {
+        Verdict::Answered(status) => status.as_str(),
+        Verdict::Failed(f) => f.result.as_str(),
+    });
+    log(&query, &verdict, next_update);
+    let service = service();
+    let previous = service
+        .cache
+        .store(&query.key, verdict.clone(), next_update, now);
+    service.wake(WAKE_ANSWERED);
+    let revoked = |v: &Verdict| matches!(v, Verdict::Answered(Status::Revoked { .. }));
+    if revoked(&verdict) && !previous.as_ref().is_some_and(revoked) {
+        service.wake(WAKE_REVOKED);
+    }
+    OCSP.cache_entries.set(service.cache.len() as u64);
+}
+
+fn failed(result: FailedAs, detail: String) -> Verdict {
+    Verdict::Failed(Failure {
+        result,
+        detail: detail.into(),
+    })
+}
+
+/// One line per fetch: DEBUG for a good answer, INFO for revoked or unknown, WARN for none.
+fn log(query: &Query, verdict: &Verdict, next_update: Option<i64>) {
+    let event = match verdict {
+        Verdict::Answered(Status::Good) => Event::debug("ocsp.answer"),
+        Verdict::Answered(_) => Event::info("ocsp.answer"),
+        Verdict::Failed(_) => Event::warn("ocsp.failed"),
+    };
+    let event = event
+        .word("serial", query.key.serial_hex())
+        .text("issuer", &query.issuer.subject)
+        .text("responder", &query.url);
+    match verdict {
+        Verdict::Answered(status) => {
+            let event = event.word("status", status.as_str());
+            match next_update {
+                Some(n) => event.word("next_update", crate::time_format::spelled(n)),
+                None => event,
+            }
+        }
+        Verdict::Failed(f) => event
+            .word("result", f.result.as_str())
+            .text("detail", &f.detail),
+    }
+    .emit();
+}
