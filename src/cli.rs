@@ -61,6 +61,13 @@ pub struct ServeArgs {
     /// the clients of its CA with reason crl_stale) (default warn)
     #[argh(option)]
     pub stale_crl: Option<String>,
+    /// also fetch CRLs from the HTTP distribution points of the CAs and of the client
+    /// certificates seen, refreshed before their nextUpdate
+    #[argh(switch)]
+    pub crl_fetch: bool,
+    /// how often a fetched CRL is fetched again at most (default 1h)
+    #[argh(option)]
+    pub crl_refresh: Option<String>,
     /// OCSP for verified client certificates: off, soft (only a valid "revoked" answer
     /// refuses) or hard (anything but a valid "good" answer refuses) (default off)
     #[argh(option)]
@@ -182,6 +189,13 @@ pub struct CheckArgs {
     /// the clients of its CA with reason crl_stale) (default warn)
     #[argh(option)]
     pub stale_crl: Option<String>,
+    /// also fetch CRLs from the HTTP distribution points of the CAs and of the client
+    /// certificates seen, refreshed before their nextUpdate
+    #[argh(switch)]
+    pub crl_fetch: bool,
+    /// how often a fetched CRL is fetched again at most (default 1h)
+    #[argh(option)]
+    pub crl_refresh: Option<String>,
     /// OCSP for verified client certificates: off, soft (only a valid "revoked" answer
     /// refuses) or hard (anything but a valid "good" answer refuses) (default off)
     #[argh(option)]

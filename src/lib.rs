@@ -221,6 +221,13 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
         idle_tick: config.endpoints.iter().map(|e| e.timeouts.idle).min(),
     };
     let mut server = runtime::start(plan, Arc::clone(&settings))?;
+    let fetch_crls = config.endpoints.iter().any(|e| match &e.mode {
+        config::Mode::Terminate(tls) => tls.crl_fetch.is_some(),
+        config::Mode::Passthrough => false,
+    });
+    if fetch_crls {
+        revocation::fetcher::service().fetch_crls();
+    }
     if let Some(listener) = metrics {
         let addr = listener.local_addr().map_err(Error::io("--metrics"))?;
         telemetry::http::serve(listener, server.stats(), control_stats)

@@ -5,6 +5,7 @@
 //! (`crt`, `allow_cn`); `Spelling` names a setting the way its source does.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 pub use crate::proxy::Timeouts;
 use crate::proxy::connect::UpstreamAddr;
@@ -80,6 +81,8 @@ pub(crate) struct TlsInput {
     pub cas: Vec<PathBuf>,
     pub crls: Vec<PathBuf>,
     pub stale_crl: Option<String>,
+    pub crl_fetch: bool,
+    pub crl_refresh: Option<String>,
     pub ocsp: Option<String>,
     pub ocsp_responder: Option<String>,
     pub ocsp_timeout: Option<String>,
@@ -100,6 +103,8 @@ impl TlsInput {
             ("mutual-tls-cas", !self.cas.is_empty()),
             ("crl", !self.crls.is_empty()),
             ("stale-crl", self.stale_crl.is_some()),
+            ("crl-fetch", self.crl_fetch),
+            ("crl-refresh", self.crl_refresh.is_some()),
             ("ocsp", self.ocsp.is_some()),
             ("ocsp-responder", self.ocsp_responder.is_some()),
             ("ocsp-timeout", self.ocsp_timeout.is_some()),
@@ -156,13 +161,15 @@ impl TlsInput {
             Some(v) => StaleCrl::parse(v)
                 .ok_or_else(|| format!("{} {v}: expected warn or refuse", k("stale-crl")))?,
         };
-        if self.stale_crl.is_some() && self.crls.is_empty() {
+        if self.stale_crl.is_some() && self.crls.is_empty() && !self.crl_fetch {
             return Err(format!(
-                "{} needs {}: it says what a CRL past its nextUpdate means",
+                "{} needs {} or {}: it says what a CRL past its nextUpdate means",
                 k("stale-crl"),
-                k("crl")
+                k("crl"),
+                k("crl-fetch")
             ));
         }
+        let crl_fetch = crl_fetch(s, client_auth, self.crl_fetch, self.crl_refresh)?;
         let ocsp = ocsp_settings(
             s,
             client_auth,
@@ -198,6 +205,7 @@ impl TlsInput {
             more_certs,
             crls: self.crls,
             stale_crl,
+            crl_fetch,
             ocsp,
             ca_names,
             client_auth,
@@ -205,6 +213,39 @@ impl TlsInput {
             tls13_only,
             ..TlsSettings::new(crt, key, self.cas)
         })
+    }
+}
+
+/// `--crl-fetch` and `--crl-refresh`: the refresh interval when CRLs are fetched.
+fn crl_fetch(
+    s: Spelling,
+    client_auth: ClientAuth,
+    fetch: bool,
+    refresh: Option<String>,
+) -> Result<Option<Duration>, String> {
+    let k = |key: &str| s.key(key);
+    if !fetch {
+        return match refresh {
+            Some(_) => Err(format!(
+                "{} needs {}: it says how often fetched CRLs are fetched again",
+                k("crl-refresh"),
+                k("crl-fetch")
+            )),
+            None => Ok(None),
+        };
+    }
+    if !client_auth.verifies() {
+        return Err(format!(
+            "{} needs {} require-and-verify: only a verified chain is checked against CRLs",
+            k("crl-fetch"),
+            k("client-auth")
+        ));
+    }
+    match refresh {
+        None => Ok(Some(Duration::from_secs(3600))),
+        Some(v) => super::parse_duration(&k("crl-refresh"), &v)
+            .map(Some)
+            .map_err(|e| e.to_string()),
     }
 }
 

@@ -129,6 +129,9 @@ struct EndpointTable {
     #[serde(default)]
     crl: OneOrMore<PathBuf>,
     stale_crl: Option<String>,
+    #[serde(default)]
+    crl_fetch: bool,
+    crl_refresh: Option<String>,
     ocsp: Option<String>,
     ocsp_responder: Option<String>,
     ocsp_timeout: Option<String>,
@@ -406,6 +409,8 @@ fn tls_input(base: &Path, t: &EndpointTable) -> TlsInput {
         cas: t.mutual_tls_cas.as_slice().iter().map(under).collect(),
         crls: t.crl.as_slice().iter().map(under).collect(),
         stale_crl: t.stale_crl.clone(),
+        crl_fetch: t.crl_fetch,
+        crl_refresh: t.crl_refresh.clone(),
         ocsp: t.ocsp.clone(),
         ocsp_responder: t.ocsp_responder.clone(),
         ocsp_timeout: t.ocsp_timeout.clone(),

@@ -31,6 +31,8 @@ macro_rules! tls_input {
             cas: std::mem::take(&mut $args.mutual_tls_cas),
             crls: std::mem::take(&mut $args.crl),
             stale_crl: $args.stale_crl.take(),
+            crl_fetch: $args.crl_fetch,
+            crl_refresh: $args.crl_refresh.take(),
             ocsp: $args.ocsp.take(),
             ocsp_responder: $args.ocsp_responder.take(),
             ocsp_timeout: $args.ocsp_timeout.take(),

@@ -64,6 +64,9 @@ impl Built {
 /// without parsing them: cheap enough to run on every SIGHUP or file event.
 pub(crate) fn fingerprint(config: &ServeConfig, endpoints: &[EndpointConfig]) -> Fingerprint {
     let mut ctx = digest::Context::new(&digest::SHA256);
+    // The CRLs fetched from distribution points (`--crl-fetch`): a new one is a change.
+    let fetched = crate::revocation::fetcher::service().crls.version();
+    ctx.update(&fetched.to_be_bytes());
     for endpoint in endpoints {
         ctx.update(endpoint.name.as_bytes());
         ctx.update(b"\0");
@@ -240,7 +243,7 @@ fn crl_expiries(materials: &[(String, TlsMaterial)]) -> Vec<CrlExpiry> {
         Some(CrlExpiry {
             endpoint: endpoint.clone(),
             issuer: c.issuer.clone(),
-            source: "file",
+            source: if c.fetched { "fetched" } else { "file" },
             file: c.file.display().to_string(),
             index: c.index,
             next_update: c.next_update?,

@@ -14,12 +14,14 @@ pub(crate) mod watch;
 
 use crate::cause::Chain;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::ServeConfig;
 use crate::error::Error;
 use crate::proxy::Settings;
+use crate::revocation::fetcher;
 use crate::runtime::Server;
 use crate::sys::signals::{Signal, Signals};
 use crate::telemetry::log::Event;
@@ -40,6 +42,8 @@ const DRAIN_POLL: Duration = Duration::from_millis(50);
 pub enum Cause {
     Signal,
     Watch,
+    /// A CRL fetched from a distribution point changed (`--crl-fetch`).
+    CrlFetch,
 }
 
 impl Cause {
@@ -47,6 +51,7 @@ impl Cause {
         match self {
             Cause::Signal => "sighup",
             Cause::Watch => "watch",
+            Cause::CrlFetch => "crl_fetch",
         }
     }
 }
@@ -61,6 +66,8 @@ pub struct Control {
     in_force: Mutex<Fingerprint>,
     /// The generation's CRLs not yet past their nextUpdate: each is logged once when it is.
     fresh_crls: Mutex<Vec<FreshCrl>>,
+    /// The version of the fetched CRLs last reloaded for (`--crl-fetch`).
+    fetched_crls: AtomicU64,
 }
 
 /// A CRL to watch for staleness.
@@ -103,6 +110,7 @@ impl Control {
             stats,
             in_force: Mutex::new(fingerprint),
             fresh_crls: Mutex::new(fresh),
+            fetched_crls: AtomicU64::new(fetcher::service().crls.version()),
         }
     }
 
@@ -117,6 +125,16 @@ impl Control {
             crate::crl_stale_event(&c.endpoint, &c.info, c.policy).emit();
             false
         });
+    }
+
+    /// Reloads once for each change of the fetched CRLs (`--crl-fetch`): the new verifiers
+    /// carry them, and with `--reauthorize-on-reload` live connections are re-checked. A
+    /// reload that fails is not retried until they change again.
+    fn apply_fetched_crls(&self) {
+        let version = fetcher::service().crls.version();
+        if self.fetched_crls.swap(version, Ordering::Relaxed) != version {
+            self.reload(Cause::CrlFetch);
+        }
     }
 
     pub fn server(&self) -> &Server {
@@ -219,6 +237,7 @@ impl Control {
                 }
                 None => {
                     self.warn_stale_crls();
+                    self.apply_fetched_crls();
                     if let Some(worker) = self.server.stopped_worker() {
                         return Err(Error::Runtime(format!(
                             "worker {worker} stopped unexpectedly; exiting rather than serving on fewer workers"

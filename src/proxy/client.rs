@@ -124,9 +124,12 @@ impl Client {
                 revocation,
             } => {
                 let reason = reason::classify(&error);
-                // A revocation refusal not made by OCSP was made by a `--crl` file's list.
-                let revocation = revocation.or(match reason {
-                    Reject::Revoked | Reject::CrlStale => Some("crl_file"),
+                // A revocation refusal not made by OCSP was made by a CRL: fetched, or a file.
+                let crls = &crate::revocation::fetcher::service().crls;
+                let revocation = revocation.or(match (reason, leaf.as_deref()) {
+                    (Reject::Revoked, Some(leaf)) => Some(crls.source_of(leaf, true)),
+                    (Reject::CrlStale, Some(leaf)) => Some(crls.source_of(leaf, false)),
+                    (Reject::Revoked | Reject::CrlStale, None) => Some("crl_file"),
                     _ => None,
                 });
                 let detail = match revocation {

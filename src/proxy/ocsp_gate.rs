@@ -15,7 +15,7 @@ use super::notify::Broadcast;
 use super::timer;
 use crate::outcome::Reject;
 use crate::revocation::verifier::Decision;
-use crate::revocation::{Lease, OcspVerifier};
+use crate::revocation::{Lease, RevocationVerifier};
 
 /// Let through: the hold on the certificate's answer, and what the events say.
 pub(super) struct Admitted {
@@ -32,7 +32,7 @@ pub(super) struct Refused {
 
 /// Waits until the OCSP status of `chain` (leaf first, already verified) decides.
 pub(super) async fn admit(
-    ocsp: &OcspVerifier,
+    ocsp: &RevocationVerifier,
     chain: &[CertificateDer<'_>],
     answered: &Broadcast,
 ) -> Result<Admitted, Refused> {

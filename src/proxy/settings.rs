@@ -12,7 +12,7 @@ use rustls::server::danger::ClientCertVerifier;
 use super::connect;
 use super::ktls_offer::Offer;
 use super::notify::Broadcast;
-use crate::revocation::OcspVerifier;
+use crate::revocation::RevocationVerifier;
 use crate::telemetry::metrics::EndpointStats;
 use crate::tls::ClientAuth;
 use crate::tls::sni_route::Routes;
@@ -75,7 +75,7 @@ pub(crate) enum Serve {
         client_auth: ClientAuth,
         /// `--ocsp soft|hard`: the OCSP part of that verifier, which a connection without an
         /// answer yet waits on after its handshake.
-        ocsp: Option<Arc<OcspVerifier>>,
+        ocsp: Option<Arc<RevocationVerifier>>,
     },
     /// The TLS bytes go to the upstream untouched.
     Passthrough,

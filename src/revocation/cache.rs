@@ -15,7 +15,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use super::ocsp::{CertKey, Query, Status};
-use crate::telemetry::metrics::OCSP;
+use crate::telemetry::metrics::OCSP_CACHE_ENTRIES;
 
 /// How long a failed fetch stands before the next handshake asks again (seconds).
 const RETRY: i64 = 5;
@@ -131,7 +131,7 @@ impl Cache {
                 used: AtomicBool::new(true),
             },
         );
-        OCSP.cache_entries.set(entries.len() as u64);
+        OCSP_CACHE_ENTRIES.set(entries.len() as u64);
         true
     }
 

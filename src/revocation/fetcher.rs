@@ -16,11 +16,14 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
+use rustls::pki_types::CertificateDer;
+
 use super::cache::{Cache, FailedAs, Failure, Limits, Verdict};
+use super::crl_fetch::{self, CrlStore};
 use super::http::{self, FetchError};
 use super::ocsp::{self, Query, Status};
-use crate::telemetry::log::Event;
-use crate::telemetry::metrics::OCSP;
+use crate::telemetry::log::{Event, Level};
+use crate::telemetry::metrics::{CRL_FETCHES, OCSP_CACHE_ENTRIES, OCSP_REQUESTS};
 use crate::tls::x509::now_unix;
 
 /// The byte that tells a worker an answer arrived.
@@ -32,6 +35,10 @@ pub(crate) const WAKE_REVOKED: u8 = b'r';
 const PARALLEL: usize = 64;
 /// The largest OCSP response taken.
 const MAX_RESPONSE: usize = 64 * 1024;
+/// How long one CRL fetch may take.
+const CRL_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest CRL taken.
+const MAX_CRL: usize = 32 << 20;
 /// How often answers in use are looked at for refreshing.
 const REFRESH_EVERY: Duration = Duration::from_secs(1);
 
@@ -41,9 +48,11 @@ struct Job {
     limits: Limits,
 }
 
-/// The process's one fetcher and answer cache, shared by every endpoint and generation.
+/// The process's one fetcher, its OCSP answer cache and its fetched CRLs, shared by every
+/// endpoint and generation.
 pub(crate) struct Service {
     pub cache: Arc<Cache>,
+    pub crls: CrlStore,
     jobs: OnceLock<Option<UnboundedSender<Job>>>,
     /// A duplicate of each worker's control socket, written with `MSG_DONTWAIT`.
     workers: Mutex<Vec<UnixStream>>,
@@ -51,6 +60,7 @@ pub(crate) struct Service {
 
 static SERVICE: LazyLock<Service> = LazyLock::new(|| Service {
     cache: Arc::default(),
+    crls: CrlStore::default(),
     jobs: OnceLock::new(),
     workers: Mutex::new(Vec::new()),
 });
@@ -77,6 +87,13 @@ impl Service {
             query: Arc::clone(query),
             limits,
         });
+    }
+
+    /// `serve` with `--crl-fetch`: the fetcher starts, and fetches the distribution points
+    /// registered and to come.
+    pub(crate) fn fetch_crls(&self) {
+        self.crls.start();
+        self.jobs.get_or_init(start);
     }
 
     fn submit(&self, job: Job) {
@@ -140,8 +157,12 @@ fn run(mut rx: UnboundedReceiver<Job>) {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(REFRESH_EVERY).await;
-                for (query, limits) in service().cache.due(now_unix()) {
+                let now = now_unix();
+                for (query, limits) in service().cache.due(now) {
                     tokio::spawn(fetch(Job { query, limits }, Arc::clone(&refresher)));
+                }
+                for (url, issuers) in service().crls.due(now) {
+                    tokio::spawn(fetch_crl(url, issuers, Arc::clone(&refresher)));
                 }
             }
         });
@@ -169,7 +190,7 @@ async fn fetch(job: Job, limit: Arc<tokio::sync::Semaphore>) {
         }
         Err(FetchError::Failed(why)) => (failed(FailedAs::Unreachable, why), None),
     };
-    OCSP.count(match &verdict {
+    OCSP_REQUESTS.count(match &verdict {
         Verdict::Answered(status) => status.as_str(),
         Verdict::Failed(f) => f.result.as_str(),
     });
@@ -183,7 +204,60 @@ async fn fetch(job: Job, limit: Arc<tokio::sync::Semaphore>) {
     if revoked(&verdict) && !previous.as_ref().is_some_and(revoked) {
         service.wake(WAKE_REVOKED);
     }
-    OCSP.cache_entries.set(service.cache.len() as u64);
+    OCSP_CACHE_ENTRIES.set(service.cache.len() as u64);
+}
+
+/// Fetches one distribution point and keeps what it gave if it is a good CRL.
+async fn fetch_crl(
+    url: Arc<str>,
+    issuers: Vec<CertificateDer<'static>>,
+    limit: Arc<tokio::sync::Semaphore>,
+) {
+    let _permit = limit.acquire().await;
+    let fetched = http::exchange(&url, None, CRL_TIMEOUT, MAX_CRL).await;
+    let now = now_unix();
+    let result = match fetched {
+        Ok(body) => {
+            crl_fetch::validate(&url, &body, &issuers).map_err(|why| (FailedAs::Invalid, why))
+        }
+        Err(FetchError::Timeout) => Err((
+            FailedAs::Timeout,
+            format!("no answer within {CRL_TIMEOUT:?}"),
+        )),
+        Err(FetchError::Failed(why)) => Err((FailedAs::Unreachable, why)),
+    };
+    let service = service();
+    match result {
+        Ok(crl) => {
+            CRL_FETCHES.count("ok");
+            let (issuer, revoked, next_update) =
+                (crl.issuer.clone(), crl.revoked_count(), crl.next_update);
+            let changed = service.crls.store(&url, Ok(crl), now);
+            // An unchanged CRL is news only at debug level.
+            let level = if changed { Level::Info } else { Level::Debug };
+            let event = Event::new(level, "crl.fetched")
+                .text("url", &url)
+                .text("issuer", &issuer)
+                .num("revoked", revoked as u64)
+                .word("changed", changed);
+            match next_update {
+                Some(n) => event.word("next_update", crate::time_format::spelled(n)),
+                None => event,
+            }
+            .emit();
+        }
+        Err((result, detail)) => {
+            CRL_FETCHES.count(result.as_str());
+            let kept = service.crls.current().iter().any(|c| *c.url == *url);
+            Event::warn("crl.fetch_failed")
+                .text("url", &url)
+                .word("result", result.as_str())
+                .text("detail", &detail)
+                .word("keeping", if kept { "last_good" } else { "none" })
+                .emit();
+            service.crls.store(&url, Err(result), now);
+        }
+    }
 }
 
 fn failed(result: FailedAs, detail: String) -> Verdict {

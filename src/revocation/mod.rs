@@ -1,10 +1,13 @@
-//! Revocation checks beyond `--crl` files: OCSP for client certificates (`--ocsp`).
+//! Revocation checks beyond `--crl` files: OCSP for client certificates (`--ocsp`) and CRLs
+//! from distribution points (`--crl-fetch`).
 //!
 //! Nothing here puts network I/O on a worker. The pieces, each doing one thing:
 //! - `ocsp`: the request for one certificate and the full check of a responder's answer (pure);
 //! - `http`: the one HTTP exchange the fetcher makes (hyper's client, a deadline, a size cap);
 //! - `fetcher`: the thread that makes them, off the workers, and tells the workers when an
 //!   answer arrives (a byte on each worker's control socket, as the controller's commands);
+//! - `crl_fetch`: the distribution points to fetch and their last good CRLs, which a reload
+//!   hands to the verifiers;
 //! - `cache`: the answers every worker reads, per (issuer key hash, serial), until their
 //!   nextUpdate (capped by `--ocsp-max-age`), refreshed ahead of expiry while still in use;
 //! - `verifier`: the `ClientCertVerifier` wrapper that consults the cache during the
@@ -12,6 +15,7 @@
 //!   answer yet, waiting for the fetcher.
 
 pub(crate) mod cache;
+pub(crate) mod crl_fetch;
 pub(crate) mod fetcher;
 pub(crate) mod http;
 pub(crate) mod ocsp;
@@ -20,7 +24,7 @@ pub(crate) mod verifier;
 use std::time::Duration;
 
 pub(crate) use cache::Lease;
-pub(crate) use verifier::OcspVerifier;
+pub(crate) use verifier::RevocationVerifier;
 
 /// `--ocsp`: what the OCSP status of a client certificate decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

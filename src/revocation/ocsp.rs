@@ -170,7 +170,7 @@ impl Query {
         Ok(Query {
             key: CertKey {
                 issuer_key_hash: issuer.key_hash,
-                serial: serial.as_bytes().into(),
+                serial: magnitude(serial.as_bytes()).into(),
             },
             issuer,
             url,
@@ -438,7 +438,7 @@ fn about(id: &CertId, query: &Query) -> bool {
     id.hash_algorithm.oid == SHA1
         && id.issuer_name_hash.as_bytes() == query.issuer.name_hash
         && id.issuer_key_hash.as_bytes() == query.key.issuer_key_hash
-        && *id.serial_number.as_bytes() == *query.key.serial
+        && *magnitude(id.serial_number.as_bytes()) == *query.key.serial
 }
 
 fn secs(t: &der::asn1::GeneralizedTime) -> i64 {
@@ -447,6 +447,15 @@ fn secs(t: &der::asn1::GeneralizedTime) -> i64 {
 
 fn octets(bytes: &[u8]) -> Result<OctetString, String> {
     OctetString::new(bytes).map_err(|e| e.to_string())
+}
+
+/// A serial's magnitude: the INTEGER contents without leading zero bytes.
+pub(crate) fn magnitude(serial: &[u8]) -> &[u8] {
+    let start = serial
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(serial.len().saturating_sub(1));
+    &serial[start..]
 }
 
 pub(crate) fn sha1(bytes: &[u8]) -> [u8; 20] {

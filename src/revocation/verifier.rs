@@ -1,5 +1,7 @@
-//! `--ocsp soft|hard` in the handshake: a `ClientCertVerifier` around the chain verifier that,
-//! once the chain has passed, reads the leaf's status from the answer cache. It never waits:
+//! Revocation in the handshake: a `ClientCertVerifier` around the chain verifier. Under
+//! `--crl-fetch` it registers the distribution points of each leaf it sees first (`crl_fetch`);
+//! under `--ocsp soft|hard`, once the chain has passed, it reads the leaf's status from the
+//! answer cache. It never waits:
 //! - a cached `revoked` refuses with alert certificate_revoked (44), in either mode;
 //! - under `hard`, a cached `unknown` or failed fetch, or a certificate no responder can be
 //!   asked about, refuses with certificate_unknown (46) (`reason=ocsp_unavailable`; rustls
@@ -18,12 +20,14 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, Error, OtherError};
 
 use super::cache::{Lease, Limits, Verdict};
+use super::crl_fetch;
 use super::fetcher::service;
 use super::ocsp::{self, CertKey, Issuer, Leaf, Query, Status};
 use super::{OcspMode, OcspSettings};
@@ -74,8 +78,10 @@ impl std::fmt::Display for Unavailable {
 impl std::error::Error for Unavailable {}
 
 /// See the module documentation.
-pub(crate) struct OcspVerifier {
+pub(crate) struct RevocationVerifier {
     inner: Arc<dyn ClientCertVerifier>,
+    /// `--crl-fetch`: the leaves' distribution points are registered, at this refresh.
+    crl_refresh: Option<Duration>,
     mode: OcspMode,
     responder: Option<String>,
     limits: Limits,
@@ -84,22 +90,22 @@ pub(crate) struct OcspVerifier {
     id: u64,
 }
 
-impl std::fmt::Debug for OcspVerifier {
+impl std::fmt::Debug for RevocationVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OcspVerifier")
+        f.debug_struct("RevocationVerifier")
             .field("mode", &self.mode)
             .field("responder", &self.responder)
             .finish()
     }
 }
 
-impl OcspVerifier {
+impl RevocationVerifier {
     /// Wraps `inner` (the chain verifier); `anchors` are the trust store's CAs.
     pub(crate) fn new(
         inner: Arc<dyn ClientCertVerifier>,
-        settings: &OcspSettings,
+        (settings, crl_refresh): (&OcspSettings, Option<Duration>),
         anchors: &[CertificateDer<'static>],
-    ) -> Arc<OcspVerifier> {
+    ) -> Arc<RevocationVerifier> {
         let mut by_subject: HashMap<Vec<u8>, Vec<Arc<Issuer>>> = HashMap::new();
         for der in anchors {
             if let Some(issuer) = Issuer::new(der.clone()) {
@@ -109,8 +115,9 @@ impl OcspVerifier {
                     .push(Arc::new(issuer));
             }
         }
-        Arc::new(OcspVerifier {
+        Arc::new(RevocationVerifier {
             inner,
+            crl_refresh,
             mode: settings.mode,
             responder: settings.responder.clone(),
             limits: Limits {
@@ -124,8 +131,13 @@ impl OcspVerifier {
 
     /// How long a connection waits for an answer after its handshake: the request's own
     /// timeout and a second for the fetcher to get to it.
-    pub(crate) fn wait_limit(&self) -> std::time::Duration {
-        self.limits.timeout + std::time::Duration::from_secs(1)
+    pub(crate) fn wait_limit(&self) -> Duration {
+        self.limits.timeout + Duration::from_secs(1)
+    }
+
+    /// Whether OCSP is asked (`--ocsp soft|hard`).
+    pub(crate) fn asks_ocsp(&self) -> bool {
+        self.mode != OcspMode::Off
     }
 
     /// Whether an answer that never came refuses (`hard`).
@@ -225,12 +237,21 @@ impl OcspVerifier {
         worked_out
     }
 
+    /// The first sight of a leaf on this worker: its distribution points are registered
+    /// (`--crl-fetch`), and its OCSP question worked out.
     fn work_out(
         &self,
         leaf: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
     ) -> Result<Arc<Query>, String> {
         let parsed = Leaf::parse(leaf.as_ref()).ok_or("the certificate cannot be parsed")?;
+        let issuer = self.issuer_of(leaf, &parsed, intermediates);
+        if let (Some(refresh), Some(issuer)) = (self.crl_refresh, &issuer) {
+            for url in crl_fetch::distribution_points(leaf.as_ref()) {
+                let signer = || vec![issuer.der.clone()];
+                service().crls.want(&url, signer, refresh);
+            }
+        }
         let url = match (&self.responder, parsed.responders.first()) {
             (Some(url), _) | (None, Some(url)) => url.clone(),
             (None, None) => {
@@ -240,6 +261,19 @@ impl OcspVerifier {
                 );
             }
         };
+        let issuer = issuer
+            .ok_or("its issuer is neither among the intermediates sent nor in the trust store")?;
+        Query::new(issuer, &parsed.serial, url).map(Arc::new)
+    }
+
+    /// The certificate whose key made the leaf's signature, among the intermediates sent and
+    /// the trust store's CAs with the leaf's issuer name.
+    fn issuer_of(
+        &self,
+        leaf: &CertificateDer<'_>,
+        parsed: &Leaf,
+        intermediates: &[CertificateDer<'_>],
+    ) -> Option<Arc<Issuer>> {
         let presented = intermediates
             .iter()
             .filter_map(|der| Issuer::new(der.clone().into_owned()).map(Arc::new))
@@ -250,15 +284,13 @@ impl OcspVerifier {
             .into_iter()
             .flatten()
             .cloned();
-        let issuer = presented
+        presented
             .chain(anchored)
             .find(|issuer| ocsp::signed_by(leaf.as_ref(), &issuer.der))
-            .ok_or("its issuer is neither among the intermediates sent nor in the trust store")?;
-        Query::new(issuer, &parsed.serial, url).map(Arc::new)
     }
 }
 
-impl ClientCertVerifier for OcspVerifier {
+impl ClientCertVerifier for RevocationVerifier {
     delegate_client_verifier!();
 
     fn verify_client_cert(
@@ -270,6 +302,11 @@ impl ClientCertVerifier for OcspVerifier {
         let verified = self
             .inner
             .verify_client_cert(end_entity, intermediates, now)?;
+        if !self.asks_ocsp() {
+            // `--crl-fetch` alone: only the first sight of the leaf matters.
+            let _ = self.question(end_entity, intermediates);
+            return Ok(verified);
+        }
         let (revoked, revocation, detail) = match self.decide(end_entity, intermediates) {
             Decision::Admit { .. } | Decision::Wait => return Ok(verified),
             Decision::Refuse {

@@ -186,38 +186,50 @@ pub(crate) struct Expiry {
     pub not_after: i64,
 }
 
-/// The `result` label of `ringtls_ocsp_requests_total`, in counter order.
-pub(crate) const OCSP_RESULTS: [&str; 6] = [
+/// Counters by a `result` label, written by one thread (the revocation fetcher).
+#[derive(Debug)]
+pub(crate) struct ByResult<const N: usize> {
+    results: [&'static str; N],
+    counters: [Counter; N],
+}
+
+impl<const N: usize> ByResult<N> {
+    const fn new(results: [&'static str; N]) -> ByResult<N> {
+        ByResult {
+            results,
+            counters: [const { Counter(AtomicU64::new(0)) }; N],
+        }
+    }
+
+    /// Counts one event that ended as `result` (one of the labels given).
+    pub(crate) fn count(&self, result: &str) {
+        if let Some(i) = self.results.iter().position(|r| *r == result) {
+            self.counters[i].add(1);
+        }
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        header(out, name, "counter", help);
+        for (result, counter) in self.results.iter().zip(&self.counters) {
+            let _ = writeln!(out, "{name}{{result=\"{result}\"}} {}", counter.get());
+        }
+    }
+}
+
+/// OCSP requests for client certificates (`revocation::fetcher`).
+pub(crate) static OCSP_REQUESTS: ByResult<6> = ByResult::new([
     "good",
     "revoked",
     "unknown",
     "unreachable",
     "timeout",
     "invalid",
-];
-
-/// OCSP fetches by result, and the certificates the answer cache holds (`revocation`). The
-/// fetcher thread is the one writer of the counters.
-#[derive(Debug)]
-pub(crate) struct OcspStats {
-    requests: [Counter; OCSP_RESULTS.len()],
-    pub cache_entries: Gauge,
-}
-
-/// The process's OCSP figures.
-pub(crate) static OCSP: OcspStats = OcspStats {
-    requests: [const { Counter(AtomicU64::new(0)) }; OCSP_RESULTS.len()],
-    cache_entries: Gauge(AtomicU64::new(0)),
-};
-
-impl OcspStats {
-    /// Counts one fetch that ended as `result` (one of `OCSP_RESULTS`).
-    pub(crate) fn count(&self, result: &str) {
-        if let Some(i) = OCSP_RESULTS.iter().position(|r| *r == result) {
-            self.requests[i].add(1);
-        }
-    }
-}
+]);
+/// Client certificates the OCSP answer cache holds.
+pub(crate) static OCSP_CACHE_ENTRIES: Gauge = Gauge(AtomicU64::new(0));
+/// CRL fetches from distribution points (`--crl-fetch`).
+pub(crate) static CRL_FETCHES: ByResult<4> =
+    ByResult::new(["ok", "unreachable", "timeout", "invalid"]);
 
 /// A value set by any thread.
 #[derive(Debug, Default)]
@@ -379,25 +391,22 @@ fn render_control(control: &ControlStats, out: &mut String) {
             );
         }
     }
-    header(
+    OCSP_REQUESTS.render(
         out,
         "ringtls_ocsp_requests_total",
-        "counter",
         "OCSP requests for client certificates by result: the status a valid answer gave, or why there was none.",
     );
-    for (result, counter) in OCSP_RESULTS.iter().zip(&OCSP.requests) {
-        let _ = writeln!(
-            out,
-            "ringtls_ocsp_requests_total{{result=\"{result}\"}} {}",
-            counter.get()
-        );
-    }
     single(
         out,
         "ringtls_ocsp_cache_entries",
         "gauge",
         "Client certificates the OCSP answer cache holds.",
-        OCSP.cache_entries.get(),
+        OCSP_CACHE_ENTRIES.get(),
+    );
+    CRL_FETCHES.render(
+        out,
+        "ringtls_crl_fetches_total",
+        "CRL fetches from distribution points (--crl-fetch) by result.",
     );
     header(
         out,

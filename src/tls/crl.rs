@@ -4,6 +4,7 @@
 //! x509-parser, so a broken CRL is refused at start naming its file and index.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rustls_pki_types::CertificateRevocationListDer;
 use rustls_pki_types::pem::SectionKind;
@@ -12,6 +13,7 @@ use x509_parser::revocation_list::CertificateRevocationList;
 
 use super::error::LoadError;
 use super::pem;
+use crate::revocation::crl_fetch::FetchedCrl;
 
 const FLAG: &str = "--crl";
 
@@ -51,6 +53,8 @@ pub struct CrlInfo {
     pub revoked: usize,
     /// Seconds since the Unix epoch, if the CRL says.
     pub next_update: Option<i64>,
+    /// Fetched from a distribution point (`--crl-fetch`): `file` is its URL.
+    pub fetched: bool,
 }
 
 impl CrlInfo {
@@ -81,6 +85,21 @@ impl Crls {
     /// The soonest nextUpdate of any of them: when the first goes stale.
     pub fn soonest_next_update(&self) -> Option<i64> {
         self.infos.iter().filter_map(|c| c.next_update).min()
+    }
+
+    /// Adds the CRLs fetched from distribution points (`--crl-fetch`), as they stand.
+    pub(crate) fn add_fetched(&mut self, fetched: &[Arc<FetchedCrl>]) {
+        for crl in fetched {
+            self.infos.push(CrlInfo {
+                file: PathBuf::from(&*crl.url),
+                index: 1,
+                issuer: crl.issuer.clone(),
+                revoked: crl.revoked_count(),
+                next_update: crl.next_update,
+                fetched: true,
+            });
+            self.ders.push(crl.der.clone());
+        }
     }
 
     /// Adds every CRL of one file, `bytes` as read from `path` (which every error names). Split
@@ -134,5 +153,6 @@ fn inspect(path: &Path, index: usize, der: &[u8]) -> Result<CrlInfo, LoadError> 
         issuer: crl.issuer().to_string(),
         revoked: crl.iter_revoked_certificates().count(),
         next_update: crl.next_update().map(|t| t.timestamp()),
+        fetched: false,
     })
 }

@@ -36,7 +36,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::sign::SingleCertAndKey;
 
-use crate::revocation::{OcspMode, OcspSettings, OcspVerifier};
+use crate::revocation::{OcspMode, OcspSettings, RevocationVerifier, crl_fetch, fetcher};
 
 pub use client_auth::ClientAuth;
 pub use credentials::ServerCredentials;
@@ -74,6 +74,9 @@ pub struct TlsSettings {
     pub client_auth: ClientAuth,
     /// `--ocsp*`: the OCSP check of verified client chains.
     pub ocsp: OcspSettings,
+    /// `--crl-fetch`: CRLs from distribution points too, fetched again at this interval at
+    /// most (`--crl-refresh`).
+    pub crl_fetch: Option<std::time::Duration>,
 }
 
 impl TlsSettings {
@@ -98,6 +101,7 @@ impl TlsSettings {
             },
             cas,
             ocsp: OcspSettings::default(),
+            crl_fetch: None,
         }
     }
 }
@@ -120,7 +124,7 @@ pub struct TlsMaterial {
     /// What a CRL past its nextUpdate means (`--stale-crl`).
     pub stale_crl: crl::StaleCrl,
     /// The OCSP part of `verifier`, under `--ocsp soft|hard`.
-    pub(crate) ocsp: Option<Arc<OcspVerifier>>,
+    pub(crate) ocsp: Option<Arc<RevocationVerifier>>,
 }
 
 /// The crypto provider: aws-lc-rs with rustls' suites and groups, AES-128-GCM first.
@@ -148,12 +152,24 @@ pub fn load_tls(files: &TlsSettings) -> Result<TlsMaterial, LoadError> {
         .iter()
         .map(|(crt, key)| credentials::load_server_credentials(crt, key, &provider))
         .collect::<Result<Vec<_>, _>>()?;
-    let crls = crl::load_crls(&files.crls)?;
+    let mut crls = crl::load_crls(&files.crls)?;
     let trust_store = if files.cas.is_empty() {
         None
     } else {
         Some(trust_store::load_trust_store(&files.cas)?)
     };
+    if let (Some(refresh), Some(store)) = (files.crl_fetch, &trust_store) {
+        // The CAs' own distribution points, each signed (if at all) by a CA of the bundle;
+        // the leaves' are registered as they are seen (`RevocationVerifier`).
+        let anchors: Vec<_> = store.anchors.iter().map(|a| a.der.clone()).collect();
+        let fetched = &fetcher::service().crls;
+        for anchor in &store.anchors {
+            for url in crl_fetch::distribution_points(anchor.der.as_ref()) {
+                fetched.want(&url, || anchors.clone(), refresh);
+            }
+        }
+        crls.add_fetched(&fetched.current());
+    }
 
     // Decided per generation, so a reload that grows the bundle past the limit is caught too.
     let schemes = provider
@@ -233,12 +249,16 @@ pub fn load_tls(files: &TlsSettings) -> Result<TlsMaterial, LoadError> {
         }
     };
 
-    // `--ocsp`: outermost, so a chain served from the verdict cache is still asked about.
-    let (verifier, ocsp) = match (&trust_store, files.ocsp.mode, files.client_auth) {
-        (Some(store), OcspMode::Soft | OcspMode::Hard, ClientAuth::RequireAndVerify) => {
+    // `--ocsp`, `--crl-fetch`: outermost, so a chain served from the verdict cache is still
+    // asked about.
+    let wants = files.ocsp.mode != OcspMode::Off || files.crl_fetch.is_some();
+    let (verifier, ocsp) = match (&trust_store, files.client_auth) {
+        (Some(store), ClientAuth::RequireAndVerify) if wants => {
             let anchors: Vec<_> = store.anchors.iter().map(|a| a.der.clone()).collect();
-            let ocsp = OcspVerifier::new(verifier, &files.ocsp, &anchors);
-            (Arc::clone(&ocsp) as Arc<dyn ClientCertVerifier>, Some(ocsp))
+            let wrapped =
+                RevocationVerifier::new(verifier, (&files.ocsp, files.crl_fetch), &anchors);
+            let ocsp = wrapped.asks_ocsp().then(|| Arc::clone(&wrapped));
+            (wrapped as Arc<dyn ClientCertVerifier>, ocsp)
         }
         _ => (verifier, None),
     };

@@ -291,6 +291,34 @@ impl Ca {
         self.issue(cn, params, generate_p256())
     }
 
+    /// A client leaf whose cRLDistributionPoints name `url`.
+    pub fn client_with_crl_dp(&self, cn: &str, url: &str) -> Leaf {
+        let mut params = leaf_params(cn);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
+            uris: vec![url.to_owned()],
+        }];
+        self.issue(cn, params, generate_p256())
+    }
+
+    /// An intermediate CA issued by this CA whose cRLDistributionPoints name `url` (where this
+    /// CA's CRL is).
+    pub fn intermediate_with_crl_dp(&self, cn: &str, url: &str) -> Ca {
+        let mut params = Ca::params(cn, CaFlaw::None);
+        params.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
+            uris: vec![url.to_owned()],
+        }];
+        let issuer = CertifiedIssuer::signed_by(params, generate_p256(), &self.issuer)
+            .expect("sign intermediate CA");
+        let mut chain_above = vec![issuer.der().clone()];
+        chain_above.extend(self.chain_above.iter().cloned());
+        Ca {
+            cn: cn.to_owned(),
+            issuer,
+            chain_above,
+        }
+    }
+
     /// A client leaf whose authorityInfoAccess names `responder` as its OCSP responder.
     pub fn client_with_ocsp(&self, cn: &str, responder: &str) -> Leaf {
         let mut params = leaf_params(cn);
