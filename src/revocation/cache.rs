@@ -208,3 +208,77 @@ impl Drop for Lease {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(serial: u8) -> Arc<Query> {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&key).expect("ca");
+        let issuer = super::super::ocsp::Issuer::new(ca.der().clone()).expect("issuer");
+        let url = "http://127.0.0.1:1/".to_owned();
+        Arc::new(Query::new(Arc::new(issuer), &[serial], url).expect("query"))
+    }
+
+    const LIMITS: Limits = Limits {
+        timeout: Duration::from_secs(3),
+        max_age: Duration::from_secs(100),
+    };
+
+    #[test]
+    fn one_fetch_at_a_time_and_answers_until_their_end() {
+        let cache = Cache::default();
+        let q = query(1);
+        assert!(cache.want(&q, LIMITS, 1000), "a new certificate is fetched");
+        assert!(!cache.want(&q, LIMITS, 1000), "not twice while in flight");
+        assert_eq!(cache.lookup(&q.key, 1000), None, "no answer yet");
+        let good = Verdict::Answered(Status::Good);
+        // nextUpdate in 50 s: used until then.
+        cache.store(&q.key, good.clone(), Some(1050), 1000);
+        assert_eq!(cache.lookup(&q.key, 1050), Some(good.clone()));
+        assert_eq!(cache.lookup(&q.key, 1051), None, "past its end");
+        assert!(cache.want(&q, LIMITS, 1051), "fetched again once over");
+        // nextUpdate far off: --ocsp-max-age caps it.
+        cache.store(&q.key, good.clone(), Some(1_000_000), 2000);
+        assert_eq!(cache.lookup(&q.key, 2100), Some(good));
+        assert_eq!(cache.lookup(&q.key, 2101), None, "capped by max-age");
+    }
+
+    #[test]
+    fn a_failure_stands_for_a_few_seconds() {
+        let cache = Cache::default();
+        let q = query(2);
+        cache.want(&q, LIMITS, 1000);
+        let failed = Verdict::Failed(Failure {
+            result: FailedAs::Timeout,
+            detail: "slow".into(),
+        });
+        cache.store(&q.key, failed.clone(), None, 1000);
+        assert_eq!(cache.lookup(&q.key, 1000 + RETRY), Some(failed));
+        assert_eq!(cache.lookup(&q.key, 1001 + RETRY), None);
+    }
+
+    #[test]
+    fn only_answers_in_use_are_refreshed_ahead_of_their_end() {
+        let cache = Arc::new(Cache::default());
+        let (used, idle) = (query(3), query(4));
+        for q in [&used, &idle] {
+            cache.want(q, LIMITS, 1000);
+            cache.store(&q.key, Verdict::Answered(Status::Good), Some(1100), 1000);
+        }
+        // A fifth of the lifetime (100 s) ahead of its end: from 1080.
+        cache.lookup(&used.key, 1010);
+        assert!(cache.due(1079).is_empty(), "not yet");
+        let due = cache.due(1080);
+        assert_eq!(due.len(), 1, "only the one a handshake used");
+        assert_eq!(due[0].0.key, used.key);
+        assert!(cache.due(1081).is_empty(), "in flight now");
+        // A live connection's lease keeps the idle one fresh too.
+        let lease = cache.lease(&idle.key).expect("lease");
+        assert_eq!(cache.due(1080).len(), 1);
+        drop(lease);
+    }
+}

@@ -272,3 +272,71 @@ pub(crate) fn distribution_points(cert: &[u8]) -> Vec<String> {
     }
     urls
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crl(url: &Arc<str>, byte: u8, next_update: Option<i64>) -> FetchedCrl {
+        FetchedCrl {
+            url: Arc::clone(url),
+            der: CertificateRevocationListDer::from(vec![byte]),
+            issuer: "CN=ca".into(),
+            issuer_der: Vec::new(),
+            revoked: HashSet::new(),
+            next_update,
+        }
+    }
+
+    fn next_fetch(store: &CrlStore, url: &str) -> i64 {
+        store.sources.lock().expect("lock")[url].next_fetch
+    }
+
+    #[test]
+    fn refreshes_before_next_update_and_keeps_the_last_good_crl() {
+        let store = CrlStore::default();
+        let url: Arc<str> = "http://127.0.0.1:1/ca.crl".into();
+        store.want(&url, Vec::new, Duration::from_secs(3600));
+        assert!(
+            store.due(0).is_empty(),
+            "nothing goes out before serve starts"
+        );
+        store.start();
+        assert_eq!(store.due(1000).len(), 1, "a new point is fetched at once");
+        // nextUpdate in 1,000 s: fetched again 200 s before it, sooner than the hour.
+        assert!(store.store(&url, Ok(crl(&url, 1, Some(2000))), 1000), "new");
+        assert_eq!(next_fetch(&store, &url), 1800);
+        assert_eq!(store.version(), 1);
+        // The same bytes again: no change, no new version.
+        assert!(!store.store(&url, Ok(crl(&url, 1, None)), 1800));
+        assert_eq!(
+            next_fetch(&store, &url),
+            1800 + 3600,
+            "no nextUpdate: the refresh"
+        );
+        assert_eq!(store.version(), 1);
+        // A failure keeps the CRL and retries within 10 s.
+        assert!(!store.store(&url, Err(FailedAs::Unreachable), 5400));
+        assert_eq!(next_fetch(&store, &url), 5410);
+        assert_eq!(store.current().len(), 1, "the last good CRL stays");
+        assert!(store.store(&url, Ok(crl(&url, 2, None)), 5410), "changed");
+        assert_eq!(store.version(), 2);
+    }
+
+    #[test]
+    fn ignores_what_it_cannot_fetch() {
+        let store = CrlStore::default();
+        store.want(
+            "ldap://ldap.example/cn=ca",
+            Vec::new,
+            Duration::from_secs(1),
+        );
+        store.want(
+            "https://ca.example/ca.crl",
+            Vec::new,
+            Duration::from_secs(1),
+        );
+        store.start();
+        assert!(store.due(0).is_empty());
+    }
+}

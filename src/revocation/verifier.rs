@@ -38,12 +38,13 @@ const CAPACITY: usize = 4096;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Leaf SHA-256 → its question, or why there is none.
-type Questions = HashMap<[u8; 32], Result<Arc<Query>, Arc<str>>>;
+/// (Verifier id, leaf SHA-256) → its question, or why there is none. Keyed by verifier too,
+/// so the endpoints of one worker do not evict each other's.
+type Questions = HashMap<(u64, [u8; 32]), Result<Arc<Query>, Arc<str>>>;
 
 thread_local! {
-    /// The questions of one verifier (by id) on this worker.
-    static QUESTIONS: RefCell<(u64, Questions)> = RefCell::new((0, HashMap::new()));
+    /// The questions of this worker's verifiers.
+    static QUESTIONS: RefCell<Questions> = RefCell::new(HashMap::new());
 }
 
 /// What the OCSP status of an admitted chain decides, after the handshake.
@@ -218,18 +219,15 @@ impl RevocationVerifier {
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, leaf.as_ref());
         let mut key = [0u8; 32];
         key.copy_from_slice(digest.as_ref());
-        let known = QUESTIONS.with(|q| {
-            let (id, map) = &*q.borrow();
-            (*id == self.id).then(|| map.get(&key).cloned()).flatten()
-        });
-        if let Some(known) = known {
+        let key = (self.id, key);
+        if let Some(known) = QUESTIONS.with(|q| q.borrow().get(&key).cloned()) {
             return known;
         }
         let worked_out = self.work_out(leaf, intermediates).map_err(Arc::from);
         QUESTIONS.with(|q| {
-            let (id, map) = &mut *q.borrow_mut();
-            if *id != self.id || map.len() >= CAPACITY {
-                *id = self.id;
+            let mut map = q.borrow_mut();
+            // Entries of verifiers gone with their generation go too, when it fills.
+            if map.len() >= CAPACITY {
                 map.clear();
             }
             map.insert(key, worked_out.clone());

@@ -8,6 +8,7 @@ use std::path::Path;
 use crate::config::Mode;
 use crate::config::file::Endpoints;
 use crate::error::Error;
+use crate::revocation::OcspMode;
 use crate::tls::{TlsMaterial, TlsSettings, x509};
 
 /// Loads every endpoint of a `--config` file as `serve` would and renders a table of them,
@@ -169,6 +170,7 @@ pub fn report(files: &TlsSettings, material: &TlsMaterial) -> String {
             );
         }
     }
+    revocation(&mut out, files);
     let pairs = std::iter::once((&files.crt, &files.key, &material.credentials)).chain(
         files
             .more_certs
@@ -205,4 +207,32 @@ pub fn report(files: &TlsSettings, material: &TlsMaterial) -> String {
     }
     let _ = writeln!(out, "ok: serve would start with this configuration");
     out
+}
+
+/// What `--ocsp` and `--crl-fetch` would do; `check` asks no responder and fetches nothing.
+fn revocation(out: &mut String, files: &TlsSettings) {
+    let ocsp = &files.ocsp;
+    if ocsp.mode != OcspMode::Off {
+        let asked = ocsp
+            .responder
+            .as_deref()
+            .unwrap_or("the responder each certificate names");
+        let _ = writeln!(
+            out,
+            "OCSP (--ocsp {}): {asked}; timeout {:?}; answers used for {:?} at most; {}",
+            ocsp.mode.as_str(),
+            ocsp.timeout,
+            ocsp.max_age,
+            match ocsp.mode {
+                OcspMode::Hard => "anything but a valid good answer refuses",
+                _ => "only a valid revoked answer refuses",
+            }
+        );
+    }
+    if let Some(refresh) = files.crl_fetch {
+        let _ = writeln!(
+            out,
+            "CRL distribution points (--crl-fetch): the CAs' and each client certificate's, fetched by serve (not here), again every {refresh:?} at most"
+        );
+    }
 }
