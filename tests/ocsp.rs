@@ -586,3 +586,42 @@ fn ocsp_flags_are_checked() {
         out.stderr
     );
 }
+
+#[test]
+#[cfg_attr(not(has = "openssl"), ignore = "SKIPPED: openssl not found")]
+fn connections_waiting_on_a_silent_responder_hold_up_no_one_else() {
+    common::need("openssl");
+    let setup = Setup::new();
+    let (silent, _held) = silent_responder();
+    let placeholder = setup.ca.client("Placeholder");
+    let responder = Responder::by_ca(&setup.dir, &setup.ca, &[(&placeholder, Entry::Valid)]);
+    let answered = setup.ca.client_with_ocsp("Answered", &responder.url());
+    responder.set(&[(&answered, Entry::Valid)]);
+    let waiting = setup.ca.client_with_ocsp("Waiting", &silent);
+    let upstream = Upstream::echo();
+    // One worker: the waiting connections and the others share it.
+    let server = serve(
+        &setup,
+        upstream.addr,
+        "hard",
+        None,
+        &["--threads", "1", "--ocsp-timeout", "30s"],
+    );
+    let held: Vec<_> = (0..50)
+        .map(|_| common::handshake(server.addr(), &setup.client(&waiting)).expect("handshake"))
+        .collect();
+    common::wait_metric(
+        server.metrics.expect("metrics"),
+        "ringtls_connections_active",
+        50,
+    );
+    for _ in 0..3 {
+        attempt(&server, &setup, &answered).expect("admitted while 50 others wait");
+    }
+    assert_eq!(
+        upstream.accepted(),
+        3,
+        "none of the waiting reached the upstream"
+    );
+    drop(held);
+}
