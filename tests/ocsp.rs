@@ -239,39 +239,34 @@ impl Trio {
 #[cfg_attr(not(has = "openssl"), ignore = "SKIPPED: openssl not found")]
 fn hard_admits_good_and_refuses_revoked_and_unknown() {
     common::need("openssl");
-    let Trio {
-        setup,
-        alice,
-        bob,
-        carol,
-        upstream,
-        server,
-        _responder,
-    } = Trio::start("hard");
+    let trio = Trio::start("hard");
+    let (setup, server) = (&trio.setup, &trio.server);
+    let (alice, bob, carol) = (&trio.alice, &trio.bob, &trio.carol);
 
-    attempt(&server, &setup, &alice).expect("good: admitted");
-    attempt(&server, &setup, &alice).expect("good, from the cache");
+    attempt(server, setup, alice).expect("good: admitted");
+    attempt(server, setup, alice).expect("good, from the cache");
     // Bob's first handshake finds no answer: it completes, waits, and is closed with
     // close_notify once the answer says revoked. The second finds it cached: alert 44.
-    match attempt(&server, &setup, &bob) {
+    match attempt(server, setup, bob) {
         Err(Failure::Closed { clean: true }) => {}
         other => panic!("revoked, answered after the handshake: close_notify, got {other:?}"),
     }
     expect_alert(
-        attempt(&server, &setup, &bob),
+        attempt(server, setup, bob),
         rustls::AlertDescription::CertificateRevoked,
     );
     // Carol is not in the index: "unknown", refused under hard with certificate_unknown
     // once cached.
-    assert!(
-        attempt(&server, &setup, &carol).is_err(),
-        "unknown under hard"
-    );
+    assert!(attempt(server, setup, carol).is_err(), "unknown under hard");
     expect_alert(
-        attempt(&server, &setup, &carol),
+        attempt(server, setup, carol),
         rustls::AlertDescription::CertificateUnknown,
     );
-    assert_eq!(upstream.accepted(), 2, "only Alice reached the upstream");
+    assert_eq!(
+        trio.upstream.accepted(),
+        2,
+        "only Alice reached the upstream"
+    );
 
     let line = server.wait_for_line(&["conn.closed", "client=\"Alice\""]);
     assert!(line.contains("revocation=ocsp:good"), "{line}");
@@ -283,9 +278,9 @@ fn hard_admits_good_and_refuses_revoked_and_unknown() {
     let line = server.wait_for_line(&["conn.rejected", "reason=ocsp_unavailable"]);
     assert!(line.contains("revocation=ocsp:unknown"), "{line}");
     server.wait_for_line(&["ocsp.answer", "status=revoked", &bob.serial_hex()]);
-    ocsp_counter(&server, "good", 1);
-    ocsp_counter(&server, "revoked", 1);
-    ocsp_counter(&server, "unknown", 1);
+    ocsp_counter(server, "good", 1);
+    ocsp_counter(server, "revoked", 1);
+    ocsp_counter(server, "unknown", 1);
     let (_, body) = http_get(server.metrics.expect("metrics"), "/metrics");
     assert!(
         body.contains("ringtls_ocsp_cache_entries 3"),
@@ -301,25 +296,19 @@ fn hard_admits_good_and_refuses_revoked_and_unknown() {
 #[cfg_attr(not(has = "openssl"), ignore = "SKIPPED: openssl not found")]
 fn soft_refuses_only_a_revoked_answer() {
     common::need("openssl");
-    let Trio {
-        setup,
-        alice,
-        bob,
-        carol,
-        upstream,
-        server,
-        _responder,
-    } = Trio::start("soft");
-    attempt(&server, &setup, &alice).expect("good");
-    attempt(&server, &setup, &carol).expect("unknown: soft lets it through");
-    assert!(attempt(&server, &setup, &bob).is_err(), "revoked");
+    let trio = Trio::start("soft");
+    let (setup, server) = (&trio.setup, &trio.server);
+    let (alice, bob, carol) = (&trio.alice, &trio.bob, &trio.carol);
+    attempt(server, setup, alice).expect("good");
+    attempt(server, setup, carol).expect("unknown: soft lets it through");
+    assert!(attempt(server, setup, bob).is_err(), "revoked");
     expect_alert(
-        attempt(&server, &setup, &bob),
+        attempt(server, setup, bob),
         rustls::AlertDescription::CertificateRevoked,
     );
     let line = server.wait_for_line(&["conn.closed", "client=\"Carol\""]);
     assert!(line.contains("revocation=ocsp:unknown"), "{line}");
-    assert_eq!(upstream.accepted(), 2);
+    assert_eq!(trio.upstream.accepted(), 2);
 }
 
 #[test]

@@ -163,7 +163,10 @@ impl Ca {
 
     /// A well-formed intermediate CA issued by this CA.
     pub fn intermediate(&self, cn: &str) -> Ca {
-        let params = Ca::params(cn, CaFlaw::None);
+        self.intermediate_from(cn, Ca::params(cn, CaFlaw::None))
+    }
+
+    fn intermediate_from(&self, cn: &str, params: CertificateParams) -> Ca {
         let issuer = CertifiedIssuer::signed_by(params, generate_p256(), &self.issuer)
             .expect("sign intermediate CA");
         let mut chain_above = vec![issuer.der().clone()];
@@ -308,15 +311,7 @@ impl Ca {
         params.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
             uris: vec![url.to_owned()],
         }];
-        let issuer = CertifiedIssuer::signed_by(params, generate_p256(), &self.issuer)
-            .expect("sign intermediate CA");
-        let mut chain_above = vec![issuer.der().clone()];
-        chain_above.extend(self.chain_above.iter().cloned());
-        Ca {
-            cn: cn.to_owned(),
-            issuer,
-            chain_above,
-        }
+        self.intermediate_from(cn, params)
     }
 
     /// A client leaf whose authorityInfoAccess names `responder` as its OCSP responder.
