@@ -614,3 +614,59 @@ fn connections_waiting_on_a_silent_responder_hold_up_no_one_else() {
     );
     drop(held);
 }
+
+#[test]
+fn a_config_file_sets_ocsp_per_endpoint() {
+    let setup = Setup::new();
+    let alice = setup.ca.client("Alice");
+    let down = format!("http://{}/", common::upstream::refused_addr());
+    let upstream = Upstream::echo();
+    let named = setup.ca.server_for(&["strict.test", "lenient.test"]);
+    let crt = setup.dir.write("named.pem", named.chain_pem());
+    let key = setup
+        .dir
+        .write("named.key", named.key_pem(KeyFormat::Pkcs8));
+    // Two endpoints by name on one listener: only "strict" asks OCSP (of a responder that is
+    // down, under hard).
+    let table = |name: &str, extra: &str| {
+        format!(
+            "[[endpoint]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\nserver_names = [\"{name}.test\"]\ncrt = \"{}\"\nkey = \"{}\"\nmutual_tls_cas = \"{}\"\nupstream = \"{}\"\n{extra}\n",
+            crt.display(),
+            key.display(),
+            setup.ca_file.display(),
+            upstream.addr
+        )
+    };
+    let strict = format!("ocsp = \"hard\"\nocsp_responder = \"{down}\"\nocsp_timeout = \"1s\"");
+    let file = setup.dir.write(
+        "endpoints.toml",
+        table("strict", &strict) + &table("lenient", ""),
+    );
+    let server = common::Serve::config(&file).start();
+    let opts = |name: &str| setup.client(&alice).server_name(&format!("{name}.test"));
+    let strict_result = common::connect(server.addr(), &opts("strict"));
+    let lenient_result = common::connect(server.addr(), &opts("lenient"));
+    assert!(
+        matches!(
+            strict_result,
+            Err(common::Failure::Tls(_) | common::Failure::Closed { .. })
+        ),
+        "strict: hard, responder down: {:?}",
+        strict_result.as_ref().map(drop)
+    );
+    lenient_result.expect("lenient: no OCSP");
+    let line = server.wait_for_line(&["conn.rejected", "endpoint=strict"]);
+    assert!(line.contains("reason=ocsp_unavailable"), "{line}");
+    // A key's value is checked and named with its endpoint.
+    let bad = setup
+        .dir
+        .write("bad.toml", table("strict", "ocsp = \"always\""));
+    let out = common::run(["check", "--config", bad.to_str().expect("path")]);
+    assert_ne!(out.code, Some(0));
+    assert!(
+        out.stderr
+            .contains("ocsp always: expected off, soft or hard"),
+        "{}",
+        out.stderr
+    );
+}
