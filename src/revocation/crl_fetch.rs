@@ -30,7 +30,10 @@ use x509_parser::revocation_list::CertificateRevocationList;
 
 use super::cache::FailedAs;
 use super::ocsp::{magnitude, signed_by};
+use crate::telemetry::log::Event;
 
+/// Distribution points kept; one past it is not fetched (`crl.sources_full`, logged once).
+const MAX_SOURCES: usize = 1024;
 /// A failed fetch is tried again no sooner than this (seconds), whatever `--crl-refresh` says.
 const RETRY_AT_LEAST: i64 = 1;
 /// ... and no later than this.
@@ -74,6 +77,8 @@ pub(crate) struct CrlStore {
     version: AtomicU64,
     /// `serve` runs: fetches may go out.
     fetching: AtomicBool,
+    /// `MAX_SOURCES` was reached (and logged).
+    full: AtomicBool,
 }
 
 impl CrlStore {
@@ -93,6 +98,19 @@ impl CrlStore {
         };
         if let Some(source) = sources.get_mut(url) {
             source.refresh = source.refresh.min(refresh);
+            return;
+        }
+        if sources.len() >= MAX_SOURCES {
+            if !self.full.swap(true, Ordering::Relaxed) {
+                Event::warn("crl.sources_full")
+                    .num("limit", MAX_SOURCES as u64)
+                    .text("url", url)
+                    .text(
+                        "message",
+                        "this and further distribution points are not fetched",
+                    )
+                    .emit();
+            }
             return;
         }
         sources.insert(
