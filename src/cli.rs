@@ -155,6 +155,14 @@ pub struct ServeArgs {
     /// would now be rejected
     #[argh(switch)]
     pub reauthorize_on_reload: bool,
+    /// every connection starts with a PROXY protocol header (v1 or v2) from a load balancer:
+    /// its source address is the client's (needs --accept-proxy-from)
+    #[argh(switch)]
+    pub accept_proxy: bool,
+    /// network (CIDR, or one address) whose connections may carry the PROXY header; any other
+    /// source is refused (repeatable)
+    #[argh(option)]
+    pub accept_proxy_from: Vec<String>,
     /// on SIGTERM/SIGINT, time established connections get to finish before they are closed
     /// (default 30s)
     #[argh(option, default = "String::from(\"30s\")")]

@@ -81,6 +81,10 @@ pub enum Reject {
     CrlStale,
     /// `--ocsp hard`: no OCSP answer that counts (unknown, unreachable, too slow, invalid).
     OcspUnavailable,
+    /// `--accept-proxy`: the connection came from no `--accept-proxy-from` source.
+    ProxyUntrusted,
+    /// `--accept-proxy`: the PROXY header was malformed, cut short or late.
+    ProxyHeader,
     /// No endpoint on the listener answers the ClientHello's server name (or its lack of
     /// one): alert unrecognized_name (112), no upstream connection.
     UnknownServerName,
@@ -91,7 +95,7 @@ pub enum Reject {
 
 impl Reject {
     /// Every reason, in declaration order (the metrics index by `reason as usize`).
-    pub const ALL: [Reject; 17] = [
+    pub const ALL: [Reject; 19] = [
         Reject::NoCertificate,
         Reject::UnknownCa,
         Reject::Expired,
@@ -107,6 +111,8 @@ impl Reject {
         Reject::MaxConns,
         Reject::CrlStale,
         Reject::OcspUnavailable,
+        Reject::ProxyUntrusted,
+        Reject::ProxyHeader,
         Reject::UnknownServerName,
         Reject::UpstreamUnreachable,
     ];
@@ -128,6 +134,8 @@ impl Reject {
             Reject::MaxConns => "max_conns",
             Reject::CrlStale => "crl_stale",
             Reject::OcspUnavailable => "ocsp_unavailable",
+            Reject::ProxyUntrusted => "proxy_untrusted",
+            Reject::ProxyHeader => "proxy_header_invalid",
             Reject::UnknownServerName => "unknown_server_name",
             Reject::UpstreamUnreachable => "upstream_unreachable",
         }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::cli::{CheckArgs, ServeArgs};
 use crate::error::Error;
+use crate::proxy::AcceptProxy;
 use crate::proxy::connect::{self, ResolveError, UpstreamAddr};
 use crate::sys::activation::{self, Passed};
 use crate::telemetry::log::{
@@ -76,6 +77,8 @@ pub struct ServeConfig {
     pub ktls: KtlsMode,
     /// `--unsafe-keylog`: every terminating endpoint appends its TLS secrets here.
     pub keylog: Option<PathBuf>,
+    /// `--accept-proxy` and its `--accept-proxy-from` networks.
+    pub accept_proxy: Option<AcceptProxy>,
 }
 
 /// `--ktls auto|on|off`.
@@ -155,10 +158,12 @@ impl ServeConfig {
         if args.max_conns == Some(0) {
             return Err(Error::Usage("--max-conns must be at least 1".into()));
         }
+        let accept_proxy = accept_proxy(args.accept_proxy, &args.accept_proxy_from)?;
         Ok(ServeConfig {
             listen,
             endpoints,
             file,
+            accept_proxy,
             threads,
             max_conns: args.max_conns,
             watch: args.watch,
@@ -387,6 +392,38 @@ pub fn resolve_upstream(s: &str) -> Result<Vec<UpstreamAddr>, Error> {
         ResolveError::Syntax(m) => Error::Usage(m),
         other => Error::Upstream(other),
     })
+}
+
+/// `--accept-proxy` and `--accept-proxy-from`: the sources trusted to send a PROXY header.
+fn accept_proxy(on: bool, from: &[String]) -> Result<Option<AcceptProxy>, Error> {
+    match (on, from.is_empty()) {
+        (false, true) => return Ok(None),
+        (false, false) => {
+            return Err(Error::Usage(
+                "--accept-proxy-from needs --accept-proxy: it names who may send the PROXY header"
+                    .into(),
+            ));
+        }
+        (true, true) => {
+            return Err(Error::Usage(
+                "--accept-proxy needs --accept-proxy-from CIDR: a header from anyone would let any client claim any address".into(),
+            ));
+        }
+        (true, false) => {}
+    }
+    let from = from
+        .iter()
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    Error::Usage(format!(
+                        "--accept-proxy-from {s}: expected a network such as 10.0.0.0/8 or fd00::/8, or one address"
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(AcceptProxy { from }))
 }
 
 /// Splits `64MiB` into (64, "MiB"); `None` when it does not start with a whole number.

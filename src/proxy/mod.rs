@@ -9,6 +9,7 @@
 //! succeeded: a rejected client never causes an upstream connection, and none of its bytes reach
 //! the upstream. Nothing here can take down the worker.
 
+mod accept_proxy;
 pub mod alert;
 pub(crate) mod budget;
 mod buffers;
@@ -22,7 +23,8 @@ pub(crate) mod notify;
 mod ocsp_gate;
 mod passthrough;
 mod plane;
-// Public for the fuzz target (fuzz/fuzz_targets/proxy_v2.rs).
+// Public for the fuzz targets (fuzz/fuzz_targets/proxy_in.rs, proxy_v2.rs).
+pub mod proxy_in;
 pub mod proxy_v2;
 pub(crate) mod reason;
 mod record;
@@ -44,6 +46,7 @@ use crate::cause::Chain;
 use crate::outcome::{Outcome, Reject, Sent};
 use crate::telemetry::metrics::WorkerStats;
 use crate::tls::ClientAuth;
+pub use accept_proxy::AcceptProxy;
 use client::{Client, Refusal};
 use plane::{Established, Link};
 use session::SessionFacts;
@@ -61,12 +64,33 @@ pub(crate) async fn serve_connection(
     signals: WorkerSignals,
 ) {
     let started = Instant::now();
+    let mut stream = stream;
+    // `--accept-proxy`: the client is who the balancer's header says.
+    let (peer, local, first) = match &settings.accept_proxy {
+        None => (peer, None, Vec::new()),
+        Some(accept) => {
+            let timeout = settings.current.load().hello_timeout;
+            match accept.take(&mut stream, peer, timeout).await {
+                Ok(taken) => (taken.peer, taken.local, taken.rest),
+                Err(refusal) => {
+                    record::record(stats, peer, started.elapsed(), None, refusal.outcome);
+                    return;
+                }
+            }
+        }
+    };
     let record = |endpoint: Option<&Endpoint>, outcome| {
         record::record(stats, peer, started.elapsed(), endpoint, outcome)
     };
     // Boxed either way, so that the result held between the two waits is two words in the
     // task, not the whole connection a second time.
-    let at = (peer, listener, started);
+    let at = At {
+        peer,
+        local,
+        listener,
+        started,
+        first,
+    };
     let established = match establish(stream, at, stats, &settings, signals).await {
         Ok(established) => established,
         Err(refusal) => {
@@ -100,18 +124,25 @@ pub(crate) async fn serve_connection(
 /// long one included).
 async fn establish(
     stream: TcpStream,
-    (peer, listener, started): (SocketAddr, usize, Instant),
+    at: At,
     stats: &WorkerStats,
     settings: &Settings,
     signals: WorkerSignals,
 ) -> Result<Box<Established>, Box<Refusal>> {
+    let At {
+        peer,
+        local,
+        listener,
+        started,
+        first,
+    } = at;
     // Held until the upstream is dialled: the whole setup sees one configuration.
     let generation = settings.current.load_full();
     let Some(routes) = generation.routes(listener) else {
         let detail = format!("listener #{listener} has no endpoints");
         return Err(Box::new(Refusal::ended(Outcome::Failed { detail })));
     };
-    let (stream, routed) = route::choose(stream, routes, generation.hello_timeout).await?;
+    let (stream, routed) = route::choose(stream, routes, generation.hello_timeout, first).await?;
     let endpoint = routed.endpoint;
     let named = |mut refusal: Box<Refusal>| {
         refusal.endpoint = Some(Arc::clone(&endpoint));
@@ -194,7 +225,7 @@ async fn establish(
     };
     let mut link = link;
     if endpoint.proxy_protocol {
-        let local = stream.local_addr().unwrap_or(peer);
+        let local = local.unwrap_or_else(|| stream.local_addr().unwrap_or(peer));
         match &mut link {
             Link::Tls { conn, early } => {
                 client::prepend_proxy_header(conn, early, &facts, peer, local)
@@ -212,6 +243,18 @@ async fn establish(
         endpoint,
         lease,
     }))
+}
+
+/// Where a connection came from and what was read of it before its endpoint is chosen.
+struct At {
+    /// The client: the accepted peer, or the PROXY header's source.
+    peer: SocketAddr,
+    /// The address it connected to, when a PROXY header says (else the socket's).
+    local: Option<SocketAddr>,
+    listener: usize,
+    started: Instant,
+    /// What followed the PROXY header.
+    first: Vec<u8>,
 }
 
 /// Records a client turned away at accept, before any handshake (`--max-conns`).

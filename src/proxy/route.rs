@@ -48,23 +48,25 @@ pub(crate) struct Routed {
 /// for the record headers of a message cut into small records.
 const READ_LIMIT: usize = 2 * client_hello::MAX_HELLO;
 
-/// Picks the endpoint of `routes` for the client on `stream`.
+/// Picks the endpoint of `routes` for the client on `stream`, of which `first` was read
+/// already (what followed an inbound PROXY header; usually nothing).
 pub(crate) async fn choose(
     mut stream: TcpStream,
     routes: &Routes<Arc<Endpoint>>,
     timeout: Duration,
+    first: Vec<u8>,
 ) -> Result<(TcpStream, Routed), Box<Refusal>> {
     if !routes.has_names() {
         if let Some(endpoint) = routes.route(None) {
             let routed = Routed {
                 endpoint: Arc::clone(endpoint),
-                read: Vec::new(),
+                read: first,
                 sni: None,
             };
             return Ok((stream, routed));
         }
     }
-    let read = match timer::timeout(timeout, read_hello(&mut stream)).await {
+    let read = match timer::timeout(timeout, read_hello(&mut stream, first)).await {
         Ok(Ok(read)) => read,
         Ok(Err(e)) => {
             let detail = e.to_string();
@@ -131,10 +133,12 @@ pub(crate) async fn choose(
     Err(refused(reason, alert, detail, Some(stream)))
 }
 
-/// Reads until the buffer holds a whole ClientHello, or something that cannot become one,
-/// or the client closes (then what came is returned, for `parse` to call incomplete).
-async fn read_hello(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::with_capacity(FIRST_READ);
+/// Reads until the buffer (starting with `first`) holds a whole ClientHello, or something
+/// that cannot become one, or the client closes (then what came is returned, for `parse` to
+/// call incomplete).
+async fn read_hello(stream: &mut TcpStream, first: Vec<u8>) -> io::Result<Vec<u8>> {
+    let mut buf = first;
+    buf.reserve(FIRST_READ.saturating_sub(buf.len()));
     loop {
         match client_hello::parse(&buf) {
             Hello::Incomplete { need } if buf.len() < READ_LIMIT => {

@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 use rustls::server::danger::ClientCertVerifier;
 
+use super::AcceptProxy;
 use super::connect;
 use super::ktls_offer::Offer;
 use super::notify::Broadcast;
@@ -28,6 +29,8 @@ pub(crate) struct Settings {
     pub ktls: Option<Offer>,
     /// `--drain-timeout`: also what a removed endpoint's live connections get.
     pub drain_timeout: Duration,
+    /// `--accept-proxy`: every connection starts with a PROXY header from these sources.
+    pub accept_proxy: Option<AcceptProxy>,
 }
 
 /// One loaded configuration: built at start and by each successful reload, never changed.

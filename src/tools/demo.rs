@@ -105,6 +105,7 @@ pub fn run_demo() -> Result<bool, Error> {
         drain_timeout: Duration::from_secs(1),
         ktls: Default::default(),
         keylog: None,
+        accept_proxy: None,
     };
     let server = crate::start(&config)?;
     let addr = server.local_addrs()[0];
