@@ -155,6 +155,11 @@ pub struct ServeArgs {
     /// would now be rejected
     #[argh(switch)]
     pub reauthorize_on_reload: bool,
+    /// session-ticket keys shared by a fleet: base64 lines of 80 bytes (HAProxy's
+    /// tls-ticket-keys format); the penultimate line encrypts, every line decrypts; re-read on
+    /// reload
+    #[argh(option)]
+    pub ticket_keys: Option<PathBuf>,
     /// every connection starts with a PROXY protocol header (v1 or v2) from a load balancer:
     /// its source address is the client's (needs --accept-proxy-from)
     #[argh(switch)]

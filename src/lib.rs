@@ -205,6 +205,9 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
     });
     // After every check and before binding, so that the listeners count against the new limit.
     held.push(raise_open_files_limit());
+    if let Some(path) = &config.ticket_keys {
+        held.extend(ticket_keys_events(path));
+    }
     let listeners = runtime::bind(sockets, config.threads)?;
     // Bound before the workers start, so a bad --metrics address fails the start.
     let metrics = config
@@ -424,4 +427,37 @@ pub fn listening_line(server: &Server) -> String {
         ),
         None => format!("{{\"listening\":[{}]}}", addrs.join(",")),
     }
+}
+
+/// What `--ticket-keys` says at start: how many keys and which encrypts (never the keys), and
+/// a WARN when the file is readable by group or others.
+fn ticket_keys_events(path: &std::path::Path) -> Vec<Event> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut events = Vec::new();
+    if let Ok(keys) = tls::tickets::read_file_keys(path) {
+        events.push(
+            Event::info("ticket_keys.loaded")
+                .text("file", &path.display().to_string())
+                .num("keys", keys.len() as u64)
+                .num(
+                    "encrypting",
+                    tls::tickets::encrypting_line(keys.len()) as u64 + 1,
+                ),
+        );
+    }
+    let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777);
+    if let Ok(mode) = mode
+        && mode & 0o077 != 0
+    {
+        events.push(
+            Event::warn("ticket_keys.readable")
+                .text("file", &path.display().to_string())
+                .word("mode", format!("{mode:o}"))
+                .text(
+                    "message",
+                    "session-ticket keys readable by group or others: whoever reads them can open the tickets of recorded sessions; chmod 600 (640 for a service group)",
+                ),
+        );
+    }
+    events
 }

@@ -79,6 +79,8 @@ pub struct ServeConfig {
     pub keylog: Option<PathBuf>,
     /// `--accept-proxy` and its `--accept-proxy-from` networks.
     pub accept_proxy: Option<AcceptProxy>,
+    /// `--ticket-keys`: every terminating endpoint's session-ticket keys.
+    pub ticket_keys: Option<PathBuf>,
 }
 
 /// `--ktls auto|on|off`.
@@ -140,6 +142,7 @@ impl ServeConfig {
         for endpoint in &mut endpoints {
             if let Mode::Terminate(tls) = &mut endpoint.mode {
                 tls.keylog.clone_from(&args.unsafe_keylog);
+                tls.ticket_keys.clone_from(&args.ticket_keys);
             }
         }
         let verifies = endpoints
@@ -164,6 +167,7 @@ impl ServeConfig {
             endpoints,
             file,
             accept_proxy,
+            ticket_keys: args.ticket_keys.clone(),
             threads,
             max_conns: args.max_conns,
             watch: args.watch,
@@ -245,6 +249,7 @@ impl ServeConfig {
             }
             if let Mode::Terminate(tls) = &mut endpoint.mode {
                 tls.keylog.clone_from(&self.keylog);
+                tls.ticket_keys.clone_from(&self.ticket_keys);
             }
         }
         Ok(endpoints)

@@ -98,7 +98,7 @@ pub(crate) fn fingerprint(config: &ServeConfig, endpoints: &[EndpointConfig]) ->
 }
 
 /// Every file a reload re-reads (and `--watch` watches): the config file, and the
-/// certificates, keys, CA bundles and CRLs of every endpoint.
+/// certificates, keys, CA bundles, CRLs and ticket keys of every endpoint.
 pub(crate) fn watched(config: &ServeConfig) -> impl Iterator<Item = &Path> {
     let file = config.file.iter().map(|p| p.as_path());
     file.chain(files(&config.endpoints))
@@ -114,6 +114,7 @@ fn files(endpoints: &[EndpointConfig]) -> impl Iterator<Item = &Path> {
                 .flat_map(|(c, k)| [c.as_path(), k.as_path()])
                 .chain(t.cas.iter().map(|p| p.as_path()))
                 .chain(t.crls.iter().map(|p| p.as_path()))
+                .chain(t.ticket_keys.as_deref())
                 .collect();
             named
         }

@@ -61,6 +61,13 @@ pub enum LoadError {
         bytes: usize,
         limit: usize,
     },
+    /// `--ticket-keys`: a line that is not an 80-byte base64 key, or no key at all.
+    TicketKeys {
+        path: PathBuf,
+        /// 1-based; 0 when the whole file is at fault.
+        line: usize,
+        problem: String,
+    },
     /// rustls refused to build the client verifier from otherwise valid inputs.
     Verifier(rustls::server::VerifierBuilderError),
     /// rustls refused the server configuration.
@@ -126,6 +133,20 @@ impl fmt::Display for LoadError {
             } => write!(
                 f,
                 "--ca-names all: the {names} CA names of --mutual-tls-cas take {bytes} bytes, more than the {limit} a CertificateRequest can carry (a 2-byte length, RFC 8446 §4.2); no client could parse it: use --ca-names auto (omits the list) or none, or split the bundle"
+            ),
+            LoadError::TicketKeys {
+                path,
+                line: 0,
+                problem,
+            } => write!(f, "--ticket-keys {}: {problem}", path.display()),
+            LoadError::TicketKeys {
+                path,
+                line,
+                problem,
+            } => write!(
+                f,
+                "--ticket-keys {}: line {line}: {problem}",
+                path.display()
             ),
             LoadError::Verifier(_) => {
                 f.write_str("--mutual-tls-cas: cannot build the client verifier")

@@ -77,6 +77,8 @@ pub struct TlsSettings {
     /// `--crl-fetch`: CRLs from distribution points too, fetched again at this interval at
     /// most (`--crl-refresh`).
     pub crl_fetch: Option<std::time::Duration>,
+    /// `--ticket-keys`: session-ticket keys shared by a fleet, instead of generated ones.
+    pub ticket_keys: Option<PathBuf>,
 }
 
 impl TlsSettings {
@@ -102,6 +104,7 @@ impl TlsSettings {
             cas,
             ocsp: OcspSettings::default(),
             crl_fetch: None,
+            ticket_keys: None,
         }
     }
 }
@@ -306,8 +309,13 @@ pub fn load_tls(files: &TlsSettings) -> Result<TlsMaterial, LoadError> {
     // Resumption through stateless tickets only: no session cache shared (and locked) by the
     // workers, and a new key set with every config, so a trust change voids old tickets.
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
-    config.ticketer = tickets::Tickets::new(TICKET_LIFETIME_SECS)
-        .ok_or(LoadError::Config(rustls::Error::FailedToGetRandomBytes))?;
+    config.ticketer = match &files.ticket_keys {
+        None => tickets::Tickets::new(TICKET_LIFETIME_SECS),
+        Some(path) => {
+            tickets::Tickets::from_file(&tickets::read_file_keys(path)?, TICKET_LIFETIME_SECS)
+        }
+    }
+    .ok_or(LoadError::Config(rustls::Error::FailedToGetRandomBytes))?;
     Ok(TlsMaterial {
         server_config: Arc::new(config),
         verifier,

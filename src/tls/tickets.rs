@@ -10,6 +10,16 @@
 //! the lifetime, or sealed by a key two rotations old, are refused, so a stolen ticket key stops
 //! being useful after at most two periods. Every reload builds a new `ServerConfig` and so a new
 //! key set: tickets issued under an old trust store are never honoured after a trust change.
+//!
+//! `--ticket-keys FILE` replaces the generated keys with a fleet's shared ones, in HAProxy's
+//! `tls-ticket-keys` format: one base64 line per 80-byte key (16 bytes of name, 32 of AES key,
+//! 32 of HMAC key; the HMAC key is unused, AES-256-GCM authenticates). As in HAProxy, the
+//! penultimate line encrypts (the only one, when there is one) and every line decrypts: a
+//! rotation appends a new key on every replica first (it decrypts only), and the next one makes
+//! it the encrypting key once every replica has it, so no replica ever sees a ticket it cannot
+//! open. File keys do not rotate by themselves; the key name's first 4 bytes are the ticket's
+//! key id. A reload re-reads the file, so tickets survive a reload that keeps their key (the
+//! resumed session's chain is verified again all the same, `proxy::client::recheck_resumed`).
 
 use std::sync::Arc;
 
@@ -40,9 +50,64 @@ impl TicketKey {
 
 struct KeySet {
     current: Arc<TicketKey>,
-    previous: Option<Arc<TicketKey>>,
-    /// Unix seconds after which `current` is retired.
-    rotate_at: i64,
+    /// Keys that only open tickets: the previous generated key, or the file's other lines.
+    others: Vec<Arc<TicketKey>>,
+    /// Unix seconds after which `current` is retired; `None` for file keys (never).
+    rotate_at: Option<i64>,
+}
+
+/// The length of one `--ticket-keys` key (HAProxy's AES-256 form).
+const FILE_KEY_LEN: usize = 80;
+/// The most lines a `--ticket-keys` file may hold.
+const FILE_KEYS_MAX: usize = 64;
+
+/// The keys of a `--ticket-keys` file, checked.
+pub(crate) fn read_file_keys(path: &std::path::Path) -> Result<Vec<[u8; 80]>, super::LoadError> {
+    let bad = |line: usize, problem: String| super::LoadError::TicketKeys {
+        path: path.to_owned(),
+        line,
+        problem,
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| super::LoadError::Read {
+        flag: "--ticket-keys",
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut keys = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        // Never echo the line: it is key material.
+        let bytes = <base64ct::Base64 as base64ct::Encoding>::decode_vec(line)
+            .map_err(|_| bad(i + 1, "not base64".into()))?;
+        let key: [u8; FILE_KEY_LEN] = bytes.try_into().map_err(|b: Vec<u8>| {
+            bad(
+                i + 1,
+                format!(
+                    "{} bytes; a key is {FILE_KEY_LEN} (openssl rand 80 | base64 -w0)",
+                    b.len()
+                ),
+            )
+        })?;
+        keys.push(key);
+    }
+    if keys.is_empty() {
+        return Err(bad(0, "no key in it".into()));
+    }
+    if keys.len() > FILE_KEYS_MAX {
+        return Err(bad(
+            0,
+            format!("{} keys; at most {FILE_KEYS_MAX}", keys.len()),
+        ));
+    }
+    Ok(keys)
+}
+
+/// Which line of `count` encrypts: the penultimate, or the only one (0-based).
+pub(crate) fn encrypting_line(count: usize) -> usize {
+    count.saturating_sub(2)
 }
 
 /// The ticket producer installed in the shared `ServerConfig`.
@@ -66,11 +131,34 @@ impl Tickets {
     pub(crate) fn new(lifetime_secs: u32) -> Option<Arc<Tickets>> {
         let keys = KeySet {
             current: Arc::new(TicketKey::generate()?),
-            previous: None,
-            rotate_at: now_unix() + i64::from(lifetime_secs),
+            others: Vec::new(),
+            rotate_at: Some(now_unix() + i64::from(lifetime_secs)),
         };
         Some(Arc::new(Tickets {
             keys: ArcSwap::from_pointee(keys),
+            lifetime: lifetime_secs,
+        }))
+    }
+
+    /// The keys of a `--ticket-keys` file (`read_file_keys`): the penultimate encrypts, all
+    /// decrypt; `None` only if a key is unusable (it is not, at 32 bytes).
+    pub(crate) fn from_file(keys: &[[u8; 80]], lifetime_secs: u32) -> Option<Arc<Tickets>> {
+        let made = keys
+            .iter()
+            .map(|k| {
+                let mut id = [0u8; ID_LEN];
+                id.copy_from_slice(&k[..ID_LEN]);
+                let key = RandomizedNonceKey::new(&AES_256_GCM, &k[16..48]).ok()?;
+                Some(Arc::new(TicketKey { id, key }))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let current = Arc::clone(made.get(encrypting_line(made.len()))?);
+        Some(Arc::new(Tickets {
+            keys: ArcSwap::from_pointee(KeySet {
+                current,
+                others: made,
+                rotate_at: None,
+            }),
             lifetime: lifetime_secs,
         }))
     }
@@ -79,7 +167,7 @@ impl Tickets {
     /// compare-and-swap lets exactly one new set win and the others' attempts are dropped.
     fn rotate_if_due(&self, now: i64) {
         let keys = self.keys.load();
-        if now < keys.rotate_at {
+        if keys.rotate_at.is_none_or(|at| now < at) {
             return;
         }
         let Some(fresh) = TicketKey::generate() else {
@@ -87,8 +175,8 @@ impl Tickets {
         };
         let rotated = Arc::new(KeySet {
             current: Arc::new(fresh),
-            previous: Some(keys.current.clone()),
-            rotate_at: now + i64::from(self.lifetime),
+            others: vec![keys.current.clone()],
+            rotate_at: Some(now + i64::from(self.lifetime)),
         });
         let _ = self.keys.compare_and_swap(&*keys, rotated);
     }
@@ -135,9 +223,8 @@ impl ProducesTickets for Tickets {
             return None;
         }
         let keys = self.keys.load();
-        let key = [Some(&keys.current), keys.previous.as_ref()]
-            .into_iter()
-            .flatten()
+        let key = std::iter::once(&keys.current)
+            .chain(&keys.others)
             .find(|k| k.id[..] == header[..ID_LEN])?;
         let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
         let mut buf = sealed.to_vec();
@@ -177,6 +264,30 @@ mod tests {
             "another key set's ticket accepted"
         );
         assert_eq!(t.decrypt(&foreign[..10]), None, "truncated ticket accepted");
+    }
+
+    #[test]
+    fn file_keys_encrypt_with_the_penultimate_and_decrypt_with_all() {
+        let key = |b: u8| [b; 80];
+        let two = Tickets::from_file(&[key(1), key(2)], 3600).expect("keys");
+        let ticket = two.encrypt(b"s").expect("sealed");
+        assert_eq!(
+            ticket[..ID_LEN],
+            [1; ID_LEN],
+            "the penultimate line encrypts"
+        );
+        // The next rotation appends key 3: key 2 encrypts, key 1's tickets still open.
+        let three = Tickets::from_file(&[key(1), key(2), key(3)], 3600).expect("keys");
+        assert!(
+            three.decrypt(&ticket).is_some(),
+            "an old key still decrypts"
+        );
+        assert_eq!(three.encrypt(b"s").expect("sealed")[..ID_LEN], [2; ID_LEN]);
+        // Key 1 dropped: its tickets are done.
+        let dropped = Tickets::from_file(&[key(2), key(3)], 3600).expect("keys");
+        assert_eq!(dropped.decrypt(&ticket), None);
+        let one = Tickets::from_file(&[key(9)], 3600).expect("keys");
+        assert_eq!(one.encrypt(b"s").expect("sealed")[..ID_LEN], [9; ID_LEN]);
     }
 
     #[test]

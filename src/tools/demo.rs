@@ -106,6 +106,7 @@ pub fn run_demo() -> Result<bool, Error> {
         ktls: Default::default(),
         keylog: None,
         accept_proxy: None,
+        ticket_keys: None,
     };
     let server = crate::start(&config)?;
     let addr = server.local_addrs()[0];
