@@ -7,7 +7,7 @@
 mod common;
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::client::{handshake_over, probe, tcp_connect};
@@ -200,39 +200,20 @@ fn accept_proxy_flags_are_checked() {
     ignore = "SKIPPED: haproxy not found (apt-get install haproxy)"
 )]
 fn haproxys_send_proxy_and_send_proxy_v2_name_the_client() {
-    use common::process::Spawned;
     common::need("haproxy");
     let setup = Setup::new();
     let echo = Upstream::echo();
     let server = serve(&setup, echo.addr, "127.0.0.1", &[]);
     for option in ["send-proxy", "send-proxy-v2"] {
-        // A free port for HAProxy: bound, read and released (HAProxy cannot report a port 0
-        // bind).
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let config = setup.dir.write(
-            &format!("haproxy-{option}.cfg"),
+        let name = format!("haproxy-{option}.cfg");
+        let (haproxy, haproxy_addr) = common::process::spawn_haproxy(&setup.dir, &name, |port| {
             format!(
                 "defaults\n    mode tcp\n    timeout connect 2s\n    timeout client 10s\n    timeout server 10s\n\
                  frontend fe\n    bind 127.0.0.1:{port}\n    default_backend be\n\
                  backend be\n    server ringtls {} {option}\n",
                 server.addr()
-            ),
-        );
-        let mut cmd = std::process::Command::new("haproxy");
-        cmd.arg("-f").arg(&config).arg("-db");
-        let haproxy = Spawned::spawn(cmd);
-        let haproxy_addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let ready = (0..200).any(|_| {
-            if TcpStream::connect_timeout(&haproxy_addr, Duration::from_millis(100)).is_ok() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(25)); // readiness-ok: bounded poll of HAProxy's port
-            false
+            )
         });
-        assert!(ready, "haproxy did not listen\n{}", haproxy.output());
         let alice = setup.ca.client("Alice");
         let mut stream = common::connect(haproxy_addr, &setup.client(&alice))
             .unwrap_or_else(|e| panic!("{option}: through haproxy: {e:?}\n{}", haproxy.output()));

@@ -5,7 +5,6 @@
 mod common;
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::client::{handshake, send_close_notify};
@@ -88,40 +87,24 @@ fn sends_no_header_without_the_flag() {
     ignore = "SKIPPED: haproxy not found (apt-get install haproxy); PROXY v2 not checked against a real peer"
 )]
 fn haproxy_accepts_our_proxy_header() {
-    use common::process::Spawned;
     common::need("haproxy");
     let setup = Setup::new();
     let echo = Upstream::echo();
-    // A free port for HAProxy: bound, read and released (HAProxy cannot report a port 0 bind).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let config = setup.dir.write(
+    let (haproxy, haproxy_addr) = common::process::spawn_haproxy(
+        &setup.dir,
         "haproxy.cfg",
-        format!(
-            "global\n    log stderr format raw local0\n\
+        |port| {
+            format!(
+                "global\n    log stderr format raw local0\n\
              defaults\n    mode tcp\n    log global\n    timeout connect 2s\n    timeout client 10s\n    timeout server 10s\n\
              frontend fe\n    bind 127.0.0.1:{port} accept-proxy\n\
              \x20   log-format \"PP src=%ci:%cp dst=%fi:%fp authority=%[fc_pp_authority] uid=%[fc_pp_unique_id,hex]\"\n\
              \x20   default_backend be\n\
              backend be\n    server echo {}\n",
-            echo.addr
-        ),
+                echo.addr
+            )
+        },
     );
-    let mut cmd = std::process::Command::new("haproxy");
-    cmd.arg("-f").arg(&config).arg("-db");
-    let haproxy = Spawned::spawn(cmd);
-    let haproxy_addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    // Readiness: HAProxy prints nothing when it binds, so wait until its port accepts.
-    let ready = (0..200).any(|_| {
-        if std::net::TcpStream::connect_timeout(&haproxy_addr, Duration::from_millis(100)).is_ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(25)); // readiness-ok: bounded poll of HAProxy's port
-        false
-    });
-    assert!(ready, "haproxy did not listen\n{}", haproxy.output());
 
     let server = setup.serve(haproxy_addr).args(["--proxy-protocol"]).start();
     let alice = setup.ca.client("Alice Proxy");

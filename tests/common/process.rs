@@ -730,3 +730,31 @@ pub fn launched_by(inner: Command, program: &str, args: &[&str]) -> Command {
     }
     outer
 }
+
+/// HAProxy (`haproxy -db`) with the configuration `config` writes for the port it is given: a
+/// free port on 127.0.0.1, bound, read and released (HAProxy cannot report a port 0 bind).
+/// Returns once the port accepts (HAProxy prints nothing when it binds).
+pub fn spawn_haproxy(
+    dir: &super::Dir,
+    name: &str,
+    config: impl FnOnce(u16) -> String,
+) -> (Spawned, std::net::SocketAddr) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let file = dir.write(name, config(port));
+    let mut cmd = Command::new("haproxy");
+    cmd.arg("-f").arg(&file).arg("-db");
+    let haproxy = Spawned::spawn(cmd);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let ready = (0..200).any(|_| {
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(25)); // readiness-ok: bounded poll of HAProxy's port
+        false
+    });
+    assert!(ready, "haproxy did not listen\n{}", haproxy.output());
+    (haproxy, addr)
+}
