@@ -155,6 +155,10 @@ pub struct ServeArgs {
     /// would now be rejected
     #[argh(switch)]
     pub reauthorize_on_reload: bool,
+    /// make /readyz answer 503 while an endpoint's upstream cannot be dialled (checked every 2 s
+    /// from the metrics thread; needs --metrics)
+    #[argh(switch)]
+    pub ready_requires_upstream: bool,
     /// session-ticket keys shared by a fleet: base64 lines of 80 bytes (HAProxy's
     /// tls-ticket-keys format); the penultimate line encrypts, every line decrypts; re-read on
     /// reload

@@ -234,7 +234,22 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
     }
     if let Some(listener) = metrics {
         let addr = listener.local_addr().map_err(Error::io("--metrics"))?;
-        telemetry::http::serve(listener, server.stats(), control_stats)
+        let upstreams = config.ready_requires_upstream.then(|| {
+            control_stats
+                .set_upstream_unready(Some("the upstreams have not been dialled yet".into()));
+            let settings = Arc::clone(&settings);
+            Box::new(move || {
+                let generation = settings.current.load();
+                let mut all: Vec<_> = generation
+                    .by_name
+                    .values()
+                    .map(|e| (Arc::clone(&e.name), e.upstream.clone()))
+                    .collect();
+                all.sort_by(|a, b| a.0.cmp(&b.0));
+                all
+            }) as telemetry::readiness::Upstreams
+        });
+        telemetry::http::serve(listener, server.stats(), control_stats, upstreams)
             .map_err(Error::io(format!("--metrics {addr}: cannot start")))?;
         server.set_metrics_addr(addr);
     }

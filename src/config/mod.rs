@@ -81,6 +81,8 @@ pub struct ServeConfig {
     pub accept_proxy: Option<AcceptProxy>,
     /// `--ticket-keys`: every terminating endpoint's session-ticket keys.
     pub ticket_keys: Option<PathBuf>,
+    /// `--ready-requires-upstream`: `/readyz` says whether the upstreams can be dialled.
+    pub ready_requires_upstream: bool,
 }
 
 /// `--ktls auto|on|off`.
@@ -162,12 +164,18 @@ impl ServeConfig {
             return Err(Error::Usage("--max-conns must be at least 1".into()));
         }
         let accept_proxy = accept_proxy(args.accept_proxy, &args.accept_proxy_from)?;
+        if args.ready_requires_upstream && args.metrics.is_none() {
+            return Err(Error::Usage(
+                "--ready-requires-upstream needs --metrics: it is /readyz that says so".into(),
+            ));
+        }
         Ok(ServeConfig {
             listen,
             endpoints,
             file,
             accept_proxy,
             ticket_keys: args.ticket_keys.clone(),
+            ready_requires_upstream: args.ready_requires_upstream,
             threads,
             max_conns: args.max_conns,
             watch: args.watch,

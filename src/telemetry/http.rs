@@ -35,6 +35,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use super::metrics::{ControlStats, WorkerStats, render};
+use super::readiness::Upstreams;
 
 /// The request head must be in within this of the accept. A probe or a scrape sends its few
 /// hundred bytes at once; two seconds is a lost packet's retransmission with room to spare.
@@ -66,6 +67,7 @@ pub(crate) fn serve(
     listener: StdListener,
     workers: Vec<&'static WorkerStats>,
     control: &'static ControlStats,
+    upstreams: Option<Upstreams>,
 ) -> std::io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -83,7 +85,14 @@ pub(crate) fn serve(
     });
     std::thread::Builder::new()
         .name("ringtls-metrics".into())
-        .spawn(move || runtime.block_on(accept_loop(listener, site)))
+        .spawn(move || {
+            runtime.block_on(async move {
+                if let Some(upstreams) = upstreams {
+                    tokio::spawn(super::readiness::watch(upstreams, control));
+                }
+                accept_loop(listener, site).await
+            })
+        })
         .map(|_| ())
 }
 
@@ -125,7 +134,10 @@ impl Site {
                 "text/plain",
                 "draining\n".to_owned(),
             ),
-            "/readyz" => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
+            "/readyz" => match self.control.upstream_unready() {
+                Some(why) => (StatusCode::SERVICE_UNAVAILABLE, "text/plain", why + "\n"),
+                None => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
+            },
             _ => (
                 StatusCode::NOT_FOUND,
                 "text/plain",

@@ -268,6 +268,8 @@ pub(crate) struct ControlStats {
     crls: Mutex<Vec<CrlExpiry>>,
     /// Every endpoint there has been, in order of first appearance.
     endpoints: Mutex<Vec<Arc<EndpointStats>>>,
+    /// `--ready-requires-upstream`: why the upstreams are not ready.
+    upstream_unready: Mutex<Option<String>>,
 }
 
 impl ControlStats {
@@ -303,6 +305,17 @@ impl ControlStats {
         });
         all.push(Arc::clone(&made));
         made
+    }
+
+    /// `--ready-requires-upstream`: why `/readyz` is 503, or `None` when the upstreams answer.
+    pub(crate) fn set_upstream_unready(&self, why: Option<String>) {
+        if let Ok(mut slot) = self.upstream_unready.lock() {
+            *slot = why;
+        }
+    }
+
+    pub(crate) fn upstream_unready(&self) -> Option<String> {
+        self.upstream_unready.lock().ok().and_then(|s| s.clone())
     }
 
     pub(crate) fn set_draining(&self) {

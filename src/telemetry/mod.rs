@@ -4,4 +4,5 @@
 pub(crate) mod http;
 pub mod log;
 pub(crate) mod metrics;
+pub(crate) mod readiness;
 pub(crate) mod sink;

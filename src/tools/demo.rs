@@ -107,6 +107,7 @@ pub fn run_demo() -> Result<bool, Error> {
         keylog: None,
         accept_proxy: None,
         ticket_keys: None,
+        ready_requires_upstream: false,
     };
     let server = crate::start(&config)?;
     let addr = server.local_addrs()[0];
