@@ -206,7 +206,9 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
     // After every check and before binding, so that the listeners count against the new limit.
     held.push(raise_open_files_limit());
     if let Some(path) = &config.ticket_keys {
-        held.extend(ticket_keys_events(path));
+        // The count as loaded, not as the file may read a moment later.
+        let loaded = built.materials.iter().find_map(|(_, m)| m.ticket_keys);
+        held.extend(ticket_keys_events(path, loaded));
     }
     let listeners = runtime::bind(sockets, config.threads)?;
     // Bound before the workers start, so a bad --metrics address fails the start.
@@ -446,18 +448,15 @@ pub fn listening_line(server: &Server) -> String {
 
 /// What `--ticket-keys` says at start: how many keys and which encrypts (never the keys), and
 /// a WARN when the file is readable by group or others.
-fn ticket_keys_events(path: &std::path::Path) -> Vec<Event> {
+fn ticket_keys_events(path: &std::path::Path, loaded: Option<usize>) -> Vec<Event> {
     use std::os::unix::fs::PermissionsExt;
     let mut events = Vec::new();
-    if let Ok(keys) = tls::tickets::read_file_keys(path) {
+    if let Some(keys) = loaded {
         events.push(
             Event::info("ticket_keys.loaded")
                 .text("file", &path.display().to_string())
-                .num("keys", keys.len() as u64)
-                .num(
-                    "encrypting",
-                    tls::tickets::encrypting_line(keys.len()) as u64 + 1,
-                ),
+                .num("keys", keys as u64)
+                .num("encrypting", tls::tickets::encrypting_line(keys) as u64 + 1),
         );
     }
     let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777);

@@ -142,7 +142,11 @@ async fn establish(
         let detail = format!("listener #{listener} has no endpoints");
         return Err(Box::new(Refusal::ended(Outcome::Failed { detail })));
     };
-    let (stream, routed) = route::choose(stream, routes, generation.hello_timeout, first).await?;
+    // One budget for the PROXY header and the ClientHello together: a sender that trickles
+    // the header does not get a second full timeout for the hello.
+    let hello_left = generation.hello_timeout.saturating_sub(started.elapsed());
+    let hello_left = hello_left.max(Duration::from_millis(1));
+    let (stream, routed) = route::choose(stream, routes, hello_left, first).await?;
     let endpoint = routed.endpoint;
     let named = |mut refusal: Box<Refusal>| {
         refusal.endpoint = Some(Arc::clone(&endpoint));

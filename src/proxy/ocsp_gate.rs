@@ -47,8 +47,8 @@ pub(super) async fn admit(
         // Taken before the look, so an answer stored in between still wakes us.
         let changed = answered.changed();
         match ocsp.decide(leaf, intermediates) {
-            Decision::Admit { revocation, key } => {
-                let lease = key.and_then(|key| ocsp.lease(&key));
+            Decision::Admit { revocation, query } => {
+                let lease = query.and_then(|query| ocsp.lease(&query));
                 return Ok(Admitted { lease, revocation });
             }
             Decision::Refuse {

@@ -50,11 +50,21 @@ pub(crate) enum FailedAs {
 }
 
 impl FailedAs {
+    /// The `result` label.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             FailedAs::Unreachable => "unreachable",
             FailedAs::Timeout => "timeout",
             FailedAs::Invalid => "invalid",
+        }
+    }
+
+    /// The events' `revocation=` value for an OCSP fetch that failed so.
+    pub(crate) fn ocsp_revocation(self) -> &'static str {
+        match self {
+            FailedAs::Unreachable => "ocsp:unreachable",
+            FailedAs::Timeout => "ocsp:timeout",
+            FailedAs::Invalid => "ocsp:invalid",
         }
     }
 }
@@ -181,11 +191,19 @@ impl Cache {
         due
     }
 
-    /// Marks `key` as held by a live connection until the lease is dropped.
-    pub(crate) fn lease(self: &Arc<Self>, key: &CertKey) -> Option<Lease> {
+    /// Marks `query`'s certificate as held by a live connection until the lease is dropped.
+    /// The process's cache lives as long as the process: the lease borrows it, and holds the
+    /// question it already shares, so taking one allocates nothing.
+    pub(crate) fn lease(&'static self, query: &Arc<Query>) -> Option<Lease> {
         let entries = self.entries.read().ok()?;
-        entries.get(key)?.leases.fetch_add(1, Ordering::Relaxed);
-        Some(Lease(Box::new((Arc::clone(self), key.clone()))))
+        entries
+            .get(&query.key)?
+            .leases
+            .fetch_add(1, Ordering::Relaxed);
+        Some(Lease {
+            cache: self,
+            query: Arc::clone(query),
+        })
     }
 
     /// How many certificates it holds.
@@ -196,13 +214,15 @@ impl Cache {
 
 /// A live connection's hold on its certificate's entry: while it lasts, the entry is fetched
 /// again ahead of its end, so a revocation reaches the connection (`--reauthorize-on-reload`).
-pub(crate) struct Lease(Box<(Arc<Cache>, CertKey)>);
+pub(crate) struct Lease {
+    cache: &'static Cache,
+    query: Arc<Query>,
+}
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let (cache, key) = &*self.0;
-        if let Ok(entries) = cache.entries.read()
-            && let Some(entry) = entries.get(key)
+        if let Ok(entries) = self.cache.entries.read()
+            && let Some(entry) = entries.get(&self.query.key)
         {
             entry.leases.fetch_sub(1, Ordering::Relaxed);
         }
@@ -263,7 +283,7 @@ mod tests {
 
     #[test]
     fn only_answers_in_use_are_refreshed_ahead_of_their_end() {
-        let cache = Arc::new(Cache::default());
+        let cache: &'static Cache = Box::leak(Box::default());
         let (used, idle) = (query(3), query(4));
         for q in [&used, &idle] {
             cache.want(q, LIMITS, 1000);
@@ -277,7 +297,7 @@ mod tests {
         assert_eq!(due[0].0.key, used.key);
         assert!(cache.due(1081).is_empty(), "in flight now");
         // A live connection's lease keeps the idle one fresh too.
-        let lease = cache.lease(&idle.key).expect("lease");
+        let lease = cache.lease(&idle).expect("lease");
         assert_eq!(cache.due(1080).len(), 1);
         drop(lease);
     }

@@ -96,12 +96,12 @@ impl Service {
         self.jobs.get_or_init(start);
     }
 
+    /// Hands `job` to the fetcher. When the thread could not start (logged then), the job is
+    /// dropped and its certificate stays in flight: the handshakes waiting on it time out, and
+    /// `--ocsp hard` refuses them.
     fn submit(&self, job: Job) {
-        let jobs = self.jobs.get_or_init(start);
-        let sent = jobs.as_ref().is_some_and(|tx| tx.send(job).is_ok());
-        if !sent {
-            // Stays in flight: the handshakes waiting on it time out (`--ocsp hard` refuses
-            // them); the error was logged when the thread could not start.
+        if let Some(tx) = self.jobs.get_or_init(start) {
+            let _ = tx.send(job);
         }
     }
 

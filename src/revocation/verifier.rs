@@ -29,7 +29,7 @@ use rustls::{CertificateError, Error, OtherError};
 use super::cache::{Lease, Limits, Verdict};
 use super::crl_fetch;
 use super::fetcher::service;
-use super::ocsp::{self, CertKey, Issuer, Leaf, Query, Status};
+use super::ocsp::{self, Issuer, Leaf, Query, Status};
 use super::{OcspMode, OcspSettings};
 use crate::tls::x509::now_unix;
 
@@ -53,7 +53,8 @@ pub(crate) enum Decision {
     /// no answer counted).
     Admit {
         revocation: &'static str,
-        key: Option<CertKey>,
+        /// The question whose good answer admitted it: what a live connection leases.
+        query: Option<Arc<Query>>,
     },
     /// Turn it away: `revoked` (true) or no answer that counts under `hard`; `revocation`
     /// as in `Admit`.
@@ -160,7 +161,7 @@ impl RevocationVerifier {
         match service().cache.lookup(&query.key, now_unix()) {
             Some(Verdict::Answered(Status::Good)) => Decision::Admit {
                 revocation: "ocsp:good",
-                key: Some(query.key.clone()),
+                query: Some(query),
             },
             Some(Verdict::Answered(Status::Revoked { at })) => Decision::Refuse {
                 revoked: true,
@@ -176,11 +177,7 @@ impl RevocationVerifier {
                 format!("OCSP: the responder {} does not know it", query.url),
             ),
             Some(Verdict::Failed(f)) => self.without_answer(
-                match f.result {
-                    super::cache::FailedAs::Unreachable => "ocsp:unreachable",
-                    super::cache::FailedAs::Timeout => "ocsp:timeout",
-                    super::cache::FailedAs::Invalid => "ocsp:invalid",
-                },
+                f.result.ocsp_revocation(),
                 format!("OCSP ({}): {}", query.url, f.detail),
             ),
             None => {
@@ -200,14 +197,14 @@ impl RevocationVerifier {
             },
             _ => Decision::Admit {
                 revocation,
-                key: None,
+                query: None,
             },
         }
     }
 
-    /// Holds `key`'s answer fresh for a live connection.
-    pub(crate) fn lease(&self, key: &CertKey) -> Option<Lease> {
-        service().cache.lease(key)
+    /// Holds `query`'s answer fresh for a live connection.
+    pub(crate) fn lease(&self, query: &Arc<Query>) -> Option<Lease> {
+        service().cache.lease(query)
     }
 
     /// The question about `leaf`, worked out once per worker.

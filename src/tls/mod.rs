@@ -128,6 +128,8 @@ pub struct TlsMaterial {
     pub stale_crl: crl::StaleCrl,
     /// The OCSP part of `verifier`, under `--ocsp soft|hard`.
     pub(crate) ocsp: Option<Arc<RevocationVerifier>>,
+    /// How many `--ticket-keys` keys were loaded, when they were.
+    pub(crate) ticket_keys: Option<usize>,
 }
 
 /// The crypto provider: aws-lc-rs with rustls' suites and groups, AES-128-GCM first.
@@ -309,11 +311,13 @@ pub fn load_tls(files: &TlsSettings) -> Result<TlsMaterial, LoadError> {
     // Resumption through stateless tickets only: no session cache shared (and locked) by the
     // workers, and a new key set with every config, so a trust change voids old tickets.
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
-    config.ticketer = match &files.ticket_keys {
+    let file_keys = match &files.ticket_keys {
+        None => None,
+        Some(path) => Some(tickets::read_file_keys(path)?),
+    };
+    config.ticketer = match &file_keys {
         None => tickets::Tickets::new(TICKET_LIFETIME_SECS),
-        Some(path) => {
-            tickets::Tickets::from_file(&tickets::read_file_keys(path)?, TICKET_LIFETIME_SECS)
-        }
+        Some(keys) => tickets::Tickets::from_file(keys, TICKET_LIFETIME_SECS),
     }
     .ok_or(LoadError::Config(rustls::Error::FailedToGetRandomBytes))?;
     Ok(TlsMaterial {
@@ -327,6 +331,7 @@ pub fn load_tls(files: &TlsSettings) -> Result<TlsMaterial, LoadError> {
         client_auth: files.client_auth,
         stale_crl: files.stale_crl,
         ocsp,
+        ticket_keys: file_keys.map(|k| k.len()),
     })
 }
 
