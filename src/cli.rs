@@ -176,6 +176,10 @@ pub struct ServeArgs {
     /// (default 30s)
     #[argh(option, default = "String::from(\"30s\")")]
     pub drain_timeout: String,
+    /// on SIGTERM/SIGINT, keep accepting this long while /readyz answers 503, so that a
+    /// balancer's health check takes this instance out before its listeners close (default 0s)
+    #[argh(option, default = "String::from(\"0s\")")]
+    pub drain_delay: String,
     /// kernel TLS after the handshake: auto (when the kernel offers it for the negotiated
     /// suite), on (refuse to start without it) or off (default auto)
     #[argh(option, default = "String::from(\"auto\")")]

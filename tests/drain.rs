@@ -1,6 +1,6 @@
-//! Drain and stop: SIGTERM/SIGINT close the listeners at once, let established connections
-//! finish up to `--drain-timeout`, then exit 0; `/readyz` turns 503 while `/healthz` stays 200;
-//! a second signal exits at once.
+//! Drain and stop: SIGTERM/SIGINT close the listeners (at once, or after `--drain-delay`), let
+//! established connections finish up to `--drain-timeout`, then exit 0; `/readyz` turns 503
+//! while `/healthz` stays 200; a second signal exits at once.
 
 mod common;
 
@@ -139,4 +139,59 @@ fn healthcheck_fails_when_nothing_answers() {
         "names the address: {}",
         out.stderr
     );
+}
+
+#[test]
+fn drain_delay_keeps_accepting_while_readyz_says_503() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let mut server = setup
+        .serve(upstream.addr)
+        .args(["--metrics", "127.0.0.1:0", "--drain-delay", "600s"])
+        .start();
+    let metrics = server.metrics.expect("metrics address");
+    let alice = setup.ca.client("Alice");
+    let mut held = connect(server.addr(), &setup.client(&alice)).expect("good client");
+    probe(&mut held).expect("established");
+    server.signal(libc::SIGTERM);
+    server.wait_for_line(&["drain.start", "delay_ms=600000"]);
+    assert_eq!(
+        common::http_get(metrics, "/readyz").0,
+        "HTTP/1.1 503 Service Unavailable",
+        "a balancer must see the drain before the listeners close"
+    );
+    // Still accepting: a connection the balancer sent before its health check noticed.
+    let mut late = connect(server.addr(), &setup.client(&alice)).expect("accepted in the delay");
+    probe(&mut late).expect("served in the delay");
+    probe(&mut held).expect("the held connection still works");
+    assert!(
+        !server.stderr().contains("drain.listeners_closed"),
+        "{}",
+        server.stderr()
+    );
+    // A second signal ends the delay (and the drain) at once.
+    server.signal(libc::SIGTERM);
+    let status = server.wait_exit(EXIT_TIMEOUT).expect("exits at once");
+    assert_eq!(status.code(), Some(0), "{}", server.stderr());
+    server.wait_for_line(&["drain.abandoned", "closing=2"]);
+}
+
+#[test]
+fn drain_delay_then_closes_the_listeners() {
+    let setup = Setup::new();
+    let upstream = Upstream::echo();
+    let mut server = setup
+        .serve(upstream.addr)
+        .args(["--drain-delay", "1s"])
+        .start();
+    server.signal(libc::SIGTERM);
+    server.wait_for_line(&["drain.listeners_closed"]);
+    assert_refused(&server);
+    let status = server
+        .wait_exit(EXIT_TIMEOUT)
+        .expect("exits after the delay");
+    assert_eq!(status.code(), Some(0), "{}", server.stderr());
+    let log = server.stderr();
+    let start = log.find("drain.start").expect("drain.start");
+    assert!(log[start..].contains("delay_ms=1000"), "{log}");
 }

@@ -73,6 +73,8 @@ pub struct ServeConfig {
     pub reauthorize: bool,
     /// How long established connections may take to finish after SIGTERM/SIGINT.
     pub drain_timeout: Duration,
+    /// `--drain-delay`: how long the listeners stay open after SIGTERM/SIGINT, `/readyz` 503.
+    pub drain_delay: Duration,
     /// `--ktls`: whether to hand established connections to kernel TLS.
     pub ktls: KtlsMode,
     /// `--unsafe-keylog`: every terminating endpoint appends its TLS secrets here.
@@ -181,6 +183,10 @@ impl ServeConfig {
             watch: args.watch,
             reauthorize: args.reauthorize_on_reload,
             drain_timeout: parse_duration("--drain-timeout", &args.drain_timeout)?,
+            drain_delay: match args.drain_delay.trim() {
+                "0" | "0s" | "0ms" => Duration::ZERO,
+                other => parse_duration("--drain-delay", other)?,
+            },
             ktls: match args.ktls.as_str() {
                 "auto" => KtlsMode::Auto,
                 "on" => KtlsMode::On,

@@ -248,18 +248,29 @@ impl Control {
         }
     }
 
-    /// Stops accepting at once, lets established connections finish for `--drain-timeout`,
-    /// and returns (the process then exits, closing whatever is left). A second SIGTERM or
-    /// SIGINT returns at once.
+    /// Reports not ready, keeps accepting for `--drain-delay`, stops accepting, lets
+    /// established connections finish for `--drain-timeout`, and returns (the process then
+    /// exits, closing whatever is left). A second SIGTERM or SIGINT returns at once.
+    ///
+    /// The delay is for balancers: their health check sees `/readyz` 503 and stops sending
+    /// before the listeners close, since a connection still in a listener's queue when it
+    /// closes is reset.
     fn drain(&self, signal: Signal, signals: &Signals) {
         self.stats.set_draining();
         let started = Instant::now();
-        let deadline = started + self.config.drain_timeout;
         Event::info("drain.start")
             .word("signal", signal.name())
             .num("active", self.server.active_connections())
+            .num("delay_ms", self.config.drain_delay.as_millis())
             .num("timeout_ms", self.config.drain_timeout.as_millis())
             .emit();
+        let accepting_until = started + self.config.drain_delay;
+        while let Some(left) = time_left(accepting_until) {
+            if !self.wait_draining(signals, left, started) {
+                return;
+            }
+        }
+        let deadline = Instant::now() + self.config.drain_timeout;
         match self.server.stop_accepting(STOP_ACCEPTING_TIMEOUT) {
             Ok(()) => Event::info("drain.listeners_closed")
                 .num("active", self.server.active_connections())
@@ -275,30 +286,43 @@ impl Control {
                 Event::info("drain.done").num("ms", ms).emit();
                 return;
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            let Some(left) = time_left(deadline) else {
                 Event::warn("drain.timeout")
                     .num("closing", active)
                     .num("ms", ms)
                     .emit();
                 return;
-            }
-            match signals.wait(Some(left.min(DRAIN_POLL))) {
-                Some(second @ (Signal::Terminate | Signal::Interrupt)) => {
-                    Event::warn("drain.abandoned")
-                        .word("signal", second.name())
-                        .num("closing", active)
-                        .num("ms", ms)
-                        .emit();
-                    return;
-                }
-                Some(Signal::Hangup) => {
-                    self.reload(Cause::Signal);
-                }
-                None => {}
+            };
+            if !self.wait_draining(signals, left.min(DRAIN_POLL), started) {
+                return;
             }
         }
     }
+
+    /// Waits up to `timeout` for a signal while draining: SIGHUP still reloads; a second
+    /// SIGTERM or SIGINT abandons the drain (`false`).
+    fn wait_draining(&self, signals: &Signals, timeout: Duration, started: Instant) -> bool {
+        match signals.wait(Some(timeout)) {
+            Some(second @ (Signal::Terminate | Signal::Interrupt)) => {
+                Event::warn("drain.abandoned")
+                    .word("signal", second.name())
+                    .num("closing", self.server.active_connections())
+                    .num("ms", started.elapsed().as_millis())
+                    .emit();
+                false
+            }
+            Some(Signal::Hangup) => {
+                self.reload(Cause::Signal);
+                true
+            }
+            None => true,
+        }
+    }
+}
+
+/// What is left until `deadline`; `None` once it has passed.
+fn time_left(deadline: Instant) -> Option<Duration> {
+    Some(deadline.saturating_duration_since(Instant::now())).filter(|d| !d.is_zero())
 }
 
 /// `sent`, `omitted` or `none` (no trust store): whether this generation's CertificateRequest

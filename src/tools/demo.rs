@@ -103,6 +103,7 @@ pub fn run_demo() -> Result<bool, Error> {
         watch: false,
         reauthorize: false,
         drain_timeout: Duration::from_secs(1),
+        drain_delay: Duration::ZERO,
         ktls: Default::default(),
         keylog: None,
         accept_proxy: None,
