@@ -447,7 +447,8 @@ pub fn listening_line(server: &Server) -> String {
 }
 
 /// What `--ticket-keys` says at start: how many keys and which encrypts (never the keys), and
-/// a WARN when the file is readable by group or others.
+/// a WARN when the file is open to others. Group-readable is how a service group (systemd's
+/// `SupplementaryGroups=`) or a pod's `fsGroup` reads a Secret, so 0640 and 0440 pass.
 fn ticket_keys_events(path: &std::path::Path, loaded: Option<usize>) -> Vec<Event> {
     use std::os::unix::fs::PermissionsExt;
     let mut events = Vec::new();
@@ -461,7 +462,7 @@ fn ticket_keys_events(path: &std::path::Path, loaded: Option<usize>) -> Vec<Even
     }
     let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777);
     if let Ok(mode) = mode
-        && mode & 0o077 != 0
+        && mode & 0o007 != 0
     {
         events.push(
             Event::warn("ticket_keys.readable")
@@ -469,7 +470,7 @@ fn ticket_keys_events(path: &std::path::Path, loaded: Option<usize>) -> Vec<Even
                 .word("mode", format!("{mode:o}"))
                 .text(
                     "message",
-                    "session-ticket keys readable by group or others: whoever reads them can open the tickets of recorded sessions; chmod 600 (640 for a service group)",
+                    "session-ticket keys open to others: whoever reads them can open the tickets of recorded sessions; chmod 600 (640 for a service group)",
                 ),
         );
     }
