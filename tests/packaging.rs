@@ -1076,12 +1076,16 @@ fn readme_cert_dir_loads_as_the_images_user() {
     let dir = parent.path().join(&args[1]);
     let mut cmd = if root {
         common::need("setpriv");
+        // The image's user runs a copy in the temp dir: the checkout's own path may not be
+        // open to it.
+        let bin = parent.path().join("ringtls");
+        std::fs::copy(common::process::bin(), &bin).expect("copy the binary");
         let (uid, gid) = reader.split_once(':').expect("USER is UID:GID");
         let mut cmd = Command::new("setpriv");
         cmd.arg(format!("--reuid={uid}"))
             .arg(format!("--regid={gid}"))
             .args(["--clear-groups", "--"])
-            .arg(common::process::bin());
+            .arg(bin);
         cmd
     } else {
         Command::new(common::process::bin())
