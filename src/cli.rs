@@ -269,6 +269,17 @@ pub struct PkiArgs {
     /// directory to write into (created if missing; existing files are never overwritten)
     #[argh(positional)]
     pub dir: PathBuf,
+    /// names of the files serve reads: pem (server.pem, server.key, ca.pem) or kubernetes
+    /// (tls.crt, tls.key, ca.crt: a Kubernetes TLS Secret's keys, what packaging/ mounts at
+    /// /etc/ringtls); ca.key and the client's files keep their names (default pem)
+    #[argh(option, default = "String::from(\"pem\")")]
+    pub names: String,
+    /// numeric UID:GID to own the files serve reads (server certificate and key, CA
+    /// certificate) and a directory pki creates, e.g. 65532:65532 for the container image; the
+    /// server key is then mode 0640 (group-readable), certificates 0644. The CA key and the
+    /// client's files stay the caller's, mode 0600. Needs root or CAP_CHOWN for another UID
+    #[argh(option)]
+    pub owner: Option<String>,
 }
 
 /// show mutual TLS end to end on a throw-away PKI, in-process

@@ -78,7 +78,8 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             }
         },
         Command::Pki(args) => {
-            for path in ringtls::tools::pki::write_dev_pki(&args.dir)? {
+            let plan = ringtls::tools::pki::pki_plan(args)?;
+            for path in ringtls::tools::pki::write_pki(&plan)? {
                 println!("wrote {}", path.display());
             }
             Ok(ExitCode::SUCCESS)

@@ -1,5 +1,5 @@
-//! The command line as a user meets it: usage errors (exit 64), `pki`, `demo`, the listening
-//! line, and refusing a port that is already taken.
+//! The command line as a user meets it: usage errors (exit 64), `pki` (its names, owners and
+//! modes on real files), `demo`, the listening line, and refusing a port that is already taken.
 
 mod common;
 
@@ -244,6 +244,207 @@ fn pki_refuses_when_any_one_file_exists() {
         "pki wrote files although it refused"
     );
     assert_eq!(after["client.key"], b"keep me\n");
+}
+
+/// Mode bits and owner of `path`.
+fn mode_and_owner(path: &Path) -> (u32, u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (meta.mode() & 0o7777, meta.uid(), meta.gid())
+}
+
+/// The UID and GID this test runs as: those of a file it creates.
+fn own_ids(dir: &Path) -> (u32, u32) {
+    let probe = dir.join(".ids");
+    std::fs::write(&probe, "").expect("write probe file");
+    let (_, uid, gid) = mode_and_owner(&probe);
+    std::fs::remove_file(&probe).expect("remove probe file");
+    (uid, gid)
+}
+
+#[test]
+fn pki_kubernetes_names_hand_what_serve_reads_to_the_owner() {
+    let dir = common::Dir::new();
+    let (uid, gid) = own_ids(dir.path());
+    // As root, a UID and GID that are neither ours nor each other's; otherwise the only owner
+    // a non-root user may give: itself (and its own group).
+    let (to_uid, to_gid) = if uid == 0 { (65532, 65533) } else { (uid, gid) };
+    let owner = format!("{to_uid}:{to_gid}");
+    let certs = dir.join("certs");
+    let out = run([
+        "pki".as_ref(),
+        certs.as_os_str(),
+        "--names".as_ref(),
+        "kubernetes".as_ref(),
+        "--owner".as_ref(),
+        owner.as_ref(),
+    ]);
+    out.assert_code(0);
+    let files = read_all(&certs);
+    assert_eq!(
+        files.keys().map(String::as_str).collect::<Vec<_>>(),
+        [
+            "ca.crt",
+            "ca.key",
+            "client-cert-and-key.pem",
+            "client.key",
+            "client.pem",
+            "tls.crt",
+            "tls.key"
+        ],
+        "{out:?}"
+    );
+    let want = [
+        // What serve reads: the owner's, the key readable by its group (fsGroup, a service
+        // group) and no one else.
+        ("tls.crt", 0o644, to_uid, to_gid),
+        ("tls.key", 0o640, to_uid, to_gid),
+        ("ca.crt", 0o644, to_uid, to_gid),
+        // Not the server's to read: stays the caller's, keys private.
+        ("ca.key", 0o600, uid, gid),
+        ("client.key", 0o600, uid, gid),
+        ("client-cert-and-key.pem", 0o600, uid, gid),
+        ("client.pem", 0o644, uid, gid),
+    ];
+    for (name, mode, file_uid, file_gid) in want {
+        assert_eq!(
+            mode_and_owner(&certs.join(name)),
+            (mode, file_uid, file_gid),
+            "{name}: (mode, uid, gid)"
+        );
+    }
+    assert_eq!(
+        mode_and_owner(&certs),
+        (0o750, to_uid, to_gid),
+        "the directory pki created: (mode, uid, gid)"
+    );
+    // The names are the ones serve is given in packaging/: the set works as it is.
+    run([
+        "check".as_ref(),
+        "--crt".as_ref(),
+        certs.join("tls.crt").as_os_str(),
+        "--key".as_ref(),
+        certs.join("tls.key").as_os_str(),
+        "--mutual-tls-cas".as_ref(),
+        certs.join("ca.crt").as_os_str(),
+    ])
+    .assert_code(0);
+}
+
+#[test]
+fn pki_sets_modes_exactly_whatever_the_umask() {
+    let dir = common::Dir::new();
+    let (uid, gid) = own_ids(dir.path());
+    for (umask, sub) in [("000", "open"), ("077", "closed")] {
+        let certs = dir.join(sub);
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("umask {umask} && exec \"$0\" pki \"$1\""))
+            .arg(common::process::bin())
+            .arg(&certs);
+        let out = common::process::run_command(cmd, Duration::from_secs(30));
+        out.assert_code(0);
+        for (name, mode) in [
+            ("ca.pem", 0o644),
+            ("server.pem", 0o644),
+            ("client.pem", 0o644),
+            ("server.key", 0o600),
+            ("ca.key", 0o600),
+            ("client.key", 0o600),
+            ("client-cert-and-key.pem", 0o600),
+        ] {
+            assert_eq!(
+                mode_and_owner(&certs.join(name)),
+                (mode, uid, gid),
+                "umask {umask}: {name}: (mode, uid, gid)"
+            );
+        }
+    }
+}
+
+#[test]
+fn pki_refuses_unknown_names_and_non_numeric_owner_naming_the_flag() {
+    let dir = common::Dir::new();
+    let certs = dir.join("certs");
+    for (flag, value) in [
+        ("--names", "k8s"),
+        ("--owner", "nonroot"),
+        ("--owner", "65532"),
+        ("--owner", "65532:-1"),
+    ] {
+        let out = run([
+            "pki".as_ref(),
+            certs.as_os_str(),
+            flag.as_ref(),
+            value.as_ref(),
+        ]);
+        out.assert_code(64);
+        assert!(
+            out.stderr.contains(&format!("{flag} {value}: expected")),
+            "{flag} {value}: {out:?}"
+        );
+        assert!(!certs.exists(), "{flag} {value}: pki created {certs:?}");
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(has = "setpriv"),
+    ignore = "SKIPPED: setpriv not found (apt-get install util-linux); a refused --owner not tried"
+)]
+fn pki_owner_it_may_not_give_fails_naming_the_flag_and_leaves_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = common::Dir::new();
+    let (uid, _) = own_ids(dir.path());
+    // chown to another user needs root or CAP_CHOWN: as root, run pki as nobody (its temp dir
+    // made writable for it); otherwise as ourselves.
+    const NOBODY: u32 = 65534;
+    // nobody runs a copy in the temp dir: the checkout's own path may not be open to it.
+    let bin = dir.join("ringtls");
+    if uid == 0 {
+        common::need("setpriv");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
+            .expect("chmod temp dir");
+        std::fs::copy(common::process::bin(), &bin).expect("copy the binary");
+    }
+    // A directory pki creates fails at its chown; one that exists, at the first served file's.
+    for existing in [false, true] {
+        let certs = dir.join(if existing { "existing" } else { "new" });
+        if existing {
+            std::fs::create_dir(&certs).expect("mkdir");
+            if uid == 0 {
+                std::os::unix::fs::chown(&certs, Some(NOBODY), Some(NOBODY)).expect("chown");
+            }
+        }
+        let mut cmd = if uid == 0 {
+            let mut cmd = std::process::Command::new("setpriv");
+            cmd.arg(format!("--reuid={NOBODY}"))
+                .arg(format!("--regid={NOBODY}"))
+                .args(["--clear-groups", "--"])
+                .arg(&bin);
+            cmd
+        } else {
+            std::process::Command::new(common::process::bin())
+        };
+        cmd.arg("pki")
+            .arg(&certs)
+            .args(["--names", "kubernetes", "--owner", "0:0"]);
+        let out = common::process::run_command(cmd, Duration::from_secs(30));
+        out.assert_code(1);
+        assert!(
+            out.stderr.contains("--owner 0:0: cannot chown"),
+            "existing dir {existing}: {out:?}"
+        );
+        if existing {
+            assert_eq!(
+                read_all(&certs).keys().collect::<Vec<_>>(),
+                Vec::<&String>::new(),
+                "pki left files behind"
+            );
+        } else {
+            assert!(!certs.exists(), "pki left {certs:?} behind");
+        }
+    }
 }
 
 #[test]

