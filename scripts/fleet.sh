@@ -75,6 +75,14 @@ done
 
 exec 9> /run/lock/ringtls-fleet.lock # children close it (9>&-): a leftover must not hold the lock
 flock -w 600 9 || die "another fleet run holds /run/lock/ringtls-fleet.lock"
+# Holding the lock, whatever an earlier run left (one killed with SIGKILL runs no trap) is
+# nobody's: its namespaces, with their processes, and its HAProxy.
+for ns in $(ip netns list | awk '/^rtf[0-9]+-(r[123]|c)( |$)/ { print $1 }'); do
+    log "removing $ns, left by an earlier run"
+    ip netns pids "$ns" | xargs -r kill -KILL 2> /dev/null || true
+    ip netns del "$ns" || true
+done
+pkill -KILL -f '^haproxy -f /tmp/ringtls-fleet\.[^/]*/haproxy\.cfg' 2> /dev/null || true
 if ip route show | grep -qE '^198\.(18|19)\.'; then
     die "the host already routes part of 198.18.0.0/15: $(ip route show | grep -E '^198\.(18|19)\.' | head -1)"
 fi

@@ -165,11 +165,13 @@ pub struct ServeArgs {
     #[argh(option)]
     pub ticket_keys: Option<PathBuf>,
     /// every connection starts with a PROXY protocol header (v1 or v2) from a load balancer:
-    /// its source address is the client's (needs --accept-proxy-from)
+    /// its source address is the client's (needs --accept-proxy-from); with --config, the
+    /// default of endpoints without accept_proxy
     #[argh(switch)]
     pub accept_proxy: bool,
     /// network (CIDR, or one address) whose connections may carry the PROXY header; any other
-    /// source is refused (repeatable)
+    /// source is refused (repeatable); with --config, the default of endpoints without
+    /// accept_proxy_from
     #[argh(option)]
     pub accept_proxy_from: Vec<String>,
     /// on SIGTERM/SIGINT, time established connections get to finish before they are closed

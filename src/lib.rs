@@ -201,7 +201,6 @@ pub fn start(config: &ServeConfig) -> Result<Control, Error> {
         reauthorize: config.reauthorize,
         ktls: ktls.clone(),
         drain_timeout: config.drain_timeout,
-        accept_proxy: config.accept_proxy.clone(),
     });
     // After every check and before binding, so that the listeners count against the new limit.
     held.push(raise_open_files_limit());

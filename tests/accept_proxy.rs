@@ -224,3 +224,124 @@ fn haproxys_send_proxy_and_send_proxy_v2_name_the_client() {
         server.wait_for_line(&["conn.closed", &format!("peer={client}")]);
     }
 }
+
+/// A `--config` endpoint table on `listen`, with `extra` keys.
+fn table(setup: &Setup, name: &str, listen: &str, upstream: SocketAddr, extra: &str) -> String {
+    format!(
+        "[[endpoint]]\nname = \"{name}\"\nlisten = \"{listen}\"\ncrt = \"{}\"\nkey = \"{}\"\nmutual_tls_cas = \"{}\"\nupstream = \"{upstream}\"\n{extra}\n",
+        setup.crt.display(),
+        setup.key.display(),
+        setup.ca_file.display()
+    )
+}
+
+#[test]
+fn a_config_file_takes_the_header_on_the_listeners_whose_endpoints_ask() {
+    let setup = Setup::new();
+    let echo = Upstream::echo();
+    let text = table(
+        &setup,
+        "behind-lb",
+        "127.0.0.1:0",
+        echo.addr,
+        "accept_proxy = true\naccept_proxy_from = [\"127.0.0.0/8\"]",
+    ) + &table(&setup, "direct", "127.0.0.2:0", echo.addr, "");
+    let config = setup.dir.write("lb.toml", text);
+    let server = common::Serve::config(&config).start();
+    assert_eq!(server.addrs.len(), 2, "two listeners");
+    // The first listener takes the balancer's header...
+    through(&server, &setup, V1).expect("through the header listener");
+    server.wait_for_line(&["conn.closed", "endpoint=behind-lb", "peer=192.0.2.7:5555"]);
+    // ...and the second is plain TLS: a ClientHello first, the client's own address.
+    let alice = setup.ca.client("Alice");
+    let mut direct = common::handshake(server.addrs[1], &setup.client(&alice)).expect("direct");
+    probe(&mut direct).expect("echo");
+    drop(direct);
+    server.wait_for_line(&["conn.closed", "endpoint=direct", "peer=127.0.0.1:"]);
+    // A ClientHello on the header listener is not a header.
+    let mut sock = tcp_connect(server.addrs[0]);
+    sock.write_all(&[0x16, 0x03, 0x01, 0x00, 0x30, 0x01])
+        .expect("write");
+    let _ = sock.shutdown(std::net::Shutdown::Write);
+    server.wait_for_line(&["conn.rejected", "reason=proxy_header_invalid"]);
+}
+
+#[test]
+fn a_config_file_whose_endpoints_disagree_on_a_listener_is_refused_naming_both() {
+    let setup = Setup::new();
+    let echo = Upstream::echo();
+    // Two names on one listener, one behind the balancer and one not.
+    let text = table(
+        &setup,
+        "alpha",
+        "127.0.0.1:0",
+        echo.addr,
+        "server_names = [\"alpha.test\"]\naccept_proxy = true\naccept_proxy_from = \"10.0.0.0/8\"",
+    ) + &table(
+        &setup,
+        "beta",
+        "127.0.0.1:0",
+        echo.addr,
+        "server_names = [\"beta.test\"]",
+    );
+    let config = setup.dir.write("disagree.toml", text);
+    let refused = match common::Serve::config(&config).try_start() {
+        Ok(_) => panic!("served a listener whose endpoints disagree"),
+        Err(exited) => exited,
+    };
+    assert_eq!(refused.code, Some(78), "{}", refused.stderr);
+    for needle in [
+        "disagree.toml:12",
+        "endpoint \"beta\"",
+        "endpoint \"alpha\" (line 1)",
+        "takes a PROXY header from 10.0.0.0/8 there, this one none",
+        "must agree",
+    ] {
+        assert!(
+            refused.stderr.contains(needle),
+            "{needle}: {}",
+            refused.stderr
+        );
+    }
+
+    // accept_proxy without a source anywhere, and a source that is not a network.
+    let cases = [
+        ("accept_proxy = true", "needs accept_proxy_from"),
+        (
+            "accept_proxy = true\naccept_proxy_from = \"10.0.0.300/8\"",
+            "accept_proxy_from 10.0.0.300/8: expected a network",
+        ),
+        (
+            "accept_proxy_from = \"10.0.0.0/8\"",
+            "accept_proxy is not true",
+        ),
+    ];
+    for (extra, why) in cases {
+        let text = table(&setup, "solo", "127.0.0.1:0", echo.addr, extra);
+        let config = setup.dir.write("bad.toml", text);
+        match common::Serve::config(&config).try_start() {
+            Ok(_) => panic!("started with {extra:?}"),
+            Err(exited) => {
+                assert_eq!(exited.code, Some(78), "{extra}: {}", exited.stderr);
+                assert!(
+                    exited.stderr.contains(why) && exited.stderr.contains("endpoint \"solo\""),
+                    "{extra}: {}",
+                    exited.stderr
+                );
+            }
+        }
+    }
+    // With --accept-proxy-from as the default, `accept_proxy = true` alone is enough.
+    let text = table(
+        &setup,
+        "solo",
+        "127.0.0.1:0",
+        echo.addr,
+        "accept_proxy = true",
+    );
+    let config = setup.dir.write("default.toml", text);
+    let server = common::Serve::config(&config)
+        .args(["--accept-proxy-from", "127.0.0.1"])
+        .start();
+    through(&server, &setup, &v2()).expect("through with the flag's sources");
+}

@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use crate::proxy::Timeouts;
 use crate::proxy::connect::UpstreamAddr;
+pub use crate::proxy::{AcceptProxy, Timeouts};
 use crate::revocation::{OcspMode, OcspSettings};
 pub use crate::tls::ClientAuth;
 use crate::tls::TlsSettings;
@@ -34,6 +34,9 @@ pub struct EndpointConfig {
     pub upstream_addrs: Vec<UpstreamAddr>,
     /// Send a PROXY protocol v2 header to the upstream before any client byte.
     pub proxy_protocol: bool,
+    /// Its listeners' connections start with a PROXY header from these sources
+    /// (`--accept-proxy`, or `accept_proxy` in a file); every endpoint of a listener agrees.
+    pub accept_proxy: Option<AcceptProxy>,
     pub timeouts: Timeouts,
 }
 

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::endpoint::{EndpointConfig, Mode, Spelling, Timeouts, TlsInput};
+use super::AcceptProxyFlags;
+use super::endpoint::{AcceptProxy, EndpointConfig, Mode, Spelling, Timeouts, TlsInput};
 use crate::tls::allow_list::AllowList;
 use crate::tls::sni_route::{RouteError, Routes};
 
@@ -154,14 +155,17 @@ struct EndpointTable {
     upstream: Spanned<String>,
     #[serde(default)]
     proxy_protocol: bool,
+    accept_proxy: Option<Spanned<bool>>,
+    accept_proxy_from: Option<Spanned<OneOrMore<String>>>,
     handshake_timeout: Option<Spanned<String>>,
     connect_timeout: Option<Spanned<String>>,
     idle_timeout: Option<Spanned<String>>,
 }
 
 /// Reads and checks `path`. The upstreams are resolved too: a file `serve` could not start
-/// with is an error here.
-pub fn load(path: &Path) -> Result<Endpoints, FileError> {
+/// with is an error here. `--accept-proxy` and `--accept-proxy-from` are the default of the
+/// endpoints that do not say.
+pub fn load(path: &Path, flags: &AcceptProxyFlags) -> Result<Endpoints, FileError> {
     let text = std::fs::read_to_string(path).map_err(|e| FileError {
         file: path.to_owned(),
         line: None,
@@ -169,11 +173,11 @@ pub fn load(path: &Path) -> Result<Endpoints, FileError> {
         message: "cannot read".into(),
         source: Some(e),
     })?;
-    parse(path, &text)
+    parse(path, &text, flags)
 }
 
 /// Checks `text`, the contents of `path`.
-pub fn parse(path: &Path, text: &str) -> Result<Endpoints, FileError> {
+pub fn parse(path: &Path, text: &str, flags: &AcceptProxyFlags) -> Result<Endpoints, FileError> {
     let tables: FileTables = toml::from_str(text).map_err(|e| FileError {
         file: path.to_owned(),
         line: e.span().map(|s| line_of(text, s.start)),
@@ -197,6 +201,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Endpoints, FileError> {
         listen: Vec::new(),
         claims: Vec::new(),
         names: HashMap::new(),
+        flags,
+        proxy_claims: Vec::new(),
     };
     let endpoints = tables
         .endpoint
@@ -221,6 +227,11 @@ struct Reader<'a> {
     claims: Vec<(Routes<Claim>, Option<Claim>)>,
     /// Endpoint names and the lines of their tables.
     names: HashMap<String, usize>,
+    /// `--accept-proxy` and `--accept-proxy-from`: what an endpoint that does not say gets.
+    flags: &'a AcceptProxyFlags,
+    /// Per listener: the first endpoint on it (name, line) and its PROXY-header setting, which
+    /// every other endpoint there must share.
+    proxy_claims: Vec<Option<(Claim, Option<AcceptProxy>)>>,
 }
 
 impl Reader<'_> {
@@ -240,6 +251,7 @@ impl Reader<'_> {
         let table_line = line_of(self.text, table.span().start);
         let t = table.into_inner();
         let name = t.name.get_ref().clone();
+        let name_span = t.name.span();
         if name.trim().is_empty() {
             return Err(self.error(Some(t.name.span()), &name, "name is empty".into()));
         }
@@ -293,6 +305,16 @@ impl Reader<'_> {
             connect: duration(t.connect_timeout, "connect_timeout", defaults.connect)?,
             idle: duration(t.idle_timeout, "idle_timeout", defaults.idle)?,
         };
+        let accept_proxy = self.accept_proxy(
+            &name,
+            table_span.clone(),
+            t.accept_proxy,
+            t.accept_proxy_from,
+        )?;
+        for &index in &listeners {
+            let claim = (name.clone(), table_line);
+            self.claim_proxy(index, claim, Some(name_span.clone()), &accept_proxy)?;
+        }
         let upstream_addrs = crate::proxy::connect::resolve(t.upstream.get_ref()).map_err(|e| {
             let message = format!("upstream: {}", crate::cause::Chain(&e));
             self.error(Some(t.upstream.span()), &name, message)
@@ -306,8 +328,94 @@ impl Reader<'_> {
             upstream: t.upstream.into_inner(),
             upstream_addrs,
             proxy_protocol: t.proxy_protocol,
+            accept_proxy,
             timeouts,
         })
+    }
+
+    /// An endpoint's `accept_proxy` and `accept_proxy_from`, the flags filling in what it does
+    /// not say.
+    fn accept_proxy(
+        &self,
+        name: &str,
+        table: Option<Range<usize>>,
+        on: Option<Spanned<bool>>,
+        from: Option<Spanned<OneOrMore<String>>>,
+    ) -> Result<Option<AcceptProxy>, FileError> {
+        let on_span = on.as_ref().map(|o| o.span());
+        let on = on.map_or(self.flags.on, Spanned::into_inner);
+        let from = match from {
+            None => self.flags.from.clone(),
+            Some(given) => {
+                let span = given.span();
+                if !on {
+                    let message = "accept_proxy_from names who may send the PROXY header, but \
+                                   accept_proxy is not true: set it, or remove accept_proxy_from"
+                        .to_owned();
+                    return Err(self.error(Some(span), name, message));
+                }
+                given
+                    .into_inner()
+                    .into_vec()
+                    .iter()
+                    .map(|s| super::parse_network(s))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|m| self.error(Some(span), name, format!("accept_proxy_from {m}")))?
+            }
+        };
+        if !on {
+            return Ok(None);
+        }
+        if from.is_empty() {
+            let message = "accept_proxy = true needs accept_proxy_from (or --accept-proxy-from): \
+                           a header from anyone would let any client claim any address"
+                .to_owned();
+            return Err(self.error(on_span.or(table), name, message));
+        }
+        Ok(Some(AcceptProxy { from }))
+    }
+
+    /// The PROXY header comes before the ClientHello that chooses the endpoint, so every
+    /// endpoint of listener `index` must agree on it; the first one there sets it.
+    fn claim_proxy(
+        &mut self,
+        index: usize,
+        claim: Claim,
+        span: Option<Range<usize>>,
+        accept: &Option<AcceptProxy>,
+    ) -> Result<(), FileError> {
+        if self.proxy_claims.len() <= index {
+            self.proxy_claims.resize(index + 1, None);
+        }
+        match &self.proxy_claims[index] {
+            None => {
+                self.proxy_claims[index] = Some((claim, accept.clone()));
+                Ok(())
+            }
+            Some((_, first)) if first == accept => Ok(()),
+            Some(((other, line), first)) => {
+                let says = |a: &Option<AcceptProxy>| match a {
+                    None => "none".to_owned(),
+                    Some(a) => format!(
+                        "a PROXY header from {}",
+                        a.from
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
+                let message = format!(
+                    "listen {}: endpoint {other:?} (line {line}) takes {} there, this one {}; \
+                     the header comes before the ClientHello that picks the endpoint, so every \
+                     endpoint of a listener must agree (accept_proxy, accept_proxy_from)",
+                    self.listen[index],
+                    says(first),
+                    says(accept)
+                );
+                Err(self.error(span, &claim.0, message))
+            }
+        }
     }
 
     /// The indexes of an endpoint's listen addresses, each new address added to the list.

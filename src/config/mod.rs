@@ -79,8 +79,9 @@ pub struct ServeConfig {
     pub ktls: KtlsMode,
     /// `--unsafe-keylog`: every terminating endpoint appends its TLS secrets here.
     pub keylog: Option<PathBuf>,
-    /// `--accept-proxy` and its `--accept-proxy-from` networks.
-    pub accept_proxy: Option<AcceptProxy>,
+    /// `--accept-proxy` and `--accept-proxy-from`: the flags' endpoint's setting, and the
+    /// default of a file's endpoints (read again on reload).
+    pub accept_proxy: AcceptProxyFlags,
     /// `--ticket-keys`: every terminating endpoint's session-ticket keys.
     pub ticket_keys: Option<PathBuf>,
     /// `--ready-requires-upstream`: `/readyz` says whether the upstreams can be dialled.
@@ -122,6 +123,7 @@ impl ServeConfig {
         passed: Option<Passed>,
     ) -> Result<ServeConfig, Error> {
         let file = args.config.take();
+        let accept_proxy = AcceptProxyFlags::parse(args.accept_proxy, &args.accept_proxy_from)?;
         let (listen, endpoints) = match &file {
             Some(path) => {
                 if let Some(flag) = endpoint_flag(&mut args) {
@@ -137,10 +139,10 @@ impl ServeConfig {
                         passed.count
                     )));
                 }
-                let loaded = file::load(path).map_err(Error::File)?;
+                let loaded = file::load(path, &accept_proxy).map_err(Error::File)?;
                 (Listen::Bind(loaded.listen), loaded.endpoints)
             }
-            None => flags_endpoint(&mut args, passed)?,
+            None => flags_endpoint(&mut args, passed, accept_proxy.for_flags()?)?,
         };
         let mut endpoints = endpoints;
         for endpoint in &mut endpoints {
@@ -165,7 +167,6 @@ impl ServeConfig {
         if args.max_conns == Some(0) {
             return Err(Error::Usage("--max-conns must be at least 1".into()));
         }
-        let accept_proxy = accept_proxy(args.accept_proxy, &args.accept_proxy_from)?;
         if args.ready_requires_upstream && args.metrics.is_none() {
             return Err(Error::Usage(
                 "--ready-requires-upstream needs --metrics: it is /readyz that says so".into(),
@@ -245,7 +246,7 @@ impl ServeConfig {
             }
             return Ok(endpoints);
         };
-        let loaded = file::load(path).map_err(Error::File)?;
+        let loaded = file::load(path, &self.accept_proxy).map_err(Error::File)?;
         let Listen::Bind(bound) = &self.listen else {
             return Ok(loaded.endpoints);
         };
@@ -292,6 +293,7 @@ fn endpoint_flag(args: &mut ServeArgs) -> Option<String> {
 fn flags_endpoint(
     args: &mut ServeArgs,
     passed: Option<Passed>,
+    accept_proxy: Option<AcceptProxy>,
 ) -> Result<(Listen, Vec<EndpointConfig>), Error> {
     let listen = match (args.listen.is_empty(), passed) {
         (true, None) => {
@@ -350,6 +352,7 @@ fn flags_endpoint(
         upstream,
         upstream_addrs,
         proxy_protocol: args.proxy_protocol,
+        accept_proxy,
         timeouts,
     };
     Ok((listen, vec![endpoint]))
@@ -371,7 +374,7 @@ pub fn check_target(mut args: CheckArgs) -> Result<CheckTarget, Error> {
                 path.display()
             )));
         }
-        let loaded = file::load(&path).map_err(Error::File)?;
+        let loaded = file::load(&path, &AcceptProxyFlags::default()).map_err(Error::File)?;
         return Ok(CheckTarget::File(path, loaded));
     }
     let tls = tls_input!(args)
@@ -413,36 +416,52 @@ pub fn resolve_upstream(s: &str) -> Result<Vec<UpstreamAddr>, Error> {
     })
 }
 
-/// `--accept-proxy` and `--accept-proxy-from`: the sources trusted to send a PROXY header.
-fn accept_proxy(on: bool, from: &[String]) -> Result<Option<AcceptProxy>, Error> {
-    match (on, from.is_empty()) {
-        (false, true) => return Ok(None),
-        (false, false) => {
-            return Err(Error::Usage(
-                "--accept-proxy-from needs --accept-proxy: it names who may send the PROXY header"
-                    .into(),
-            ));
-        }
-        (true, true) => {
+/// `--accept-proxy` and `--accept-proxy-from` as given: the flags' endpoint's setting, and
+/// what a file's endpoints get unless they say (`accept_proxy`, `accept_proxy_from`).
+#[derive(Debug, Clone, Default)]
+pub struct AcceptProxyFlags {
+    pub on: bool,
+    pub from: Vec<ipnet::IpNet>,
+}
+
+impl AcceptProxyFlags {
+    fn parse(on: bool, from: &[String]) -> Result<AcceptProxyFlags, Error> {
+        let from = from
+            .iter()
+            .map(|s| parse_network(s).map_err(|m| Error::Usage(format!("--accept-proxy-from {m}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        if on && from.is_empty() {
             return Err(Error::Usage(
                 "--accept-proxy needs --accept-proxy-from CIDR: a header from anyone would let any client claim any address".into(),
             ));
         }
-        (true, false) => {}
+        Ok(AcceptProxyFlags { on, from })
     }
-    let from = from
-        .iter()
-        .map(|s| {
-            s.parse::<ipnet::IpNet>()
-                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| {
-                    Error::Usage(format!(
-                        "--accept-proxy-from {s}: expected a network such as 10.0.0.0/8 or fd00::/8, or one address"
-                    ))
-                })
+
+    /// The flags' one endpoint: `--accept-proxy-from` alone would name sources for nothing
+    /// (with `--config` it is the default of the file's `accept_proxy = true` endpoints).
+    fn for_flags(&self) -> Result<Option<AcceptProxy>, Error> {
+        match (self.on, self.from.is_empty()) {
+            (false, true) => Ok(None),
+            (false, false) => Err(Error::Usage(
+                "--accept-proxy-from needs --accept-proxy: it names who may send the PROXY header"
+                    .into(),
+            )),
+            (true, _) => Ok(Some(AcceptProxy {
+                from: self.from.clone(),
+            })),
+        }
+    }
+}
+
+/// One `--accept-proxy-from` or `accept_proxy_from` value: a network, or one address (a /32 or
+/// /128). The error is the value and what was expected.
+pub(crate) fn parse_network(s: &str) -> Result<ipnet::IpNet, String> {
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| {
+            format!("{s}: expected a network such as 10.0.0.0/8 or fd00::/8, or one address")
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Some(AcceptProxy { from }))
 }
 
 /// Splits `64MiB` into (64, "MiB"); `None` when it does not start with a whole number.

@@ -11,7 +11,7 @@ use aws_lc_rs::digest;
 
 use crate::config::{EndpointConfig, Mode, ServeConfig};
 use crate::error::Error;
-use crate::proxy::{Endpoint, Generation, Serve};
+use crate::proxy::{AcceptProxy, Endpoint, Generation, Serve};
 use crate::telemetry::metrics::{ControlStats, CrlExpiry, Expiry};
 use crate::tls::sni_route::Routes;
 use crate::tls::{self, TlsMaterial};
@@ -154,6 +154,8 @@ pub(crate) fn build(
         stats,
     } = shape;
     let mut routes: Vec<Routes<Arc<Endpoint>>> = (0..listeners).map(|_| Routes::new()).collect();
+    // The configuration made every endpoint of a listener agree: the first one says.
+    let mut accept_proxy: Vec<Option<Arc<AcceptProxy>>> = vec![None; listeners];
     let mut by_name = HashMap::with_capacity(endpoints.len());
     let mut materials = Vec::new();
     let mut expiries = Vec::new();
@@ -201,6 +203,11 @@ pub(crate) fn build(
                     .insert(name, Arc::clone(&endpoint))
                     .map_err(conflict)?;
             }
+            if let (Some(slot @ None), Some(accept)) =
+                (accept_proxy.get_mut(listener), &config.accept_proxy)
+            {
+                *slot = Some(Arc::new(accept.clone()));
+            }
             if config.default {
                 table.set_default(Arc::clone(&endpoint)).map_err(conflict)?;
             }
@@ -217,6 +224,7 @@ pub(crate) fn build(
                 .map(|e| e.timeouts.handshake)
                 .min()
                 .unwrap_or(crate::proxy::Timeouts::default().handshake),
+            accept_proxy,
         },
         crls: crl_expiries(&materials),
         materials,

@@ -65,19 +65,21 @@ pub(crate) async fn serve_connection(
 ) {
     let started = Instant::now();
     let mut stream = stream;
-    // `--accept-proxy`: the client is who the balancer's header says.
-    let (peer, local, first) = match &settings.accept_proxy {
+    // `--accept-proxy` (or the listener's `accept_proxy`): the client is who the balancer's
+    // header says.
+    let accept = {
+        let generation = settings.current.load();
+        (generation.accept_proxy(listener).cloned()).map(|a| (a, generation.hello_timeout))
+    };
+    let (peer, local, first) = match accept {
         None => (peer, None, Vec::new()),
-        Some(accept) => {
-            let timeout = settings.current.load().hello_timeout;
-            match accept.take(&mut stream, peer, timeout).await {
-                Ok(taken) => (taken.peer, taken.local, taken.rest),
-                Err(refusal) => {
-                    record::record(stats, peer, started.elapsed(), None, refusal.outcome);
-                    return;
-                }
+        Some((accept, timeout)) => match accept.take(&mut stream, peer, timeout).await {
+            Ok(taken) => (taken.peer, taken.local, taken.rest),
+            Err(refusal) => {
+                record::record(stats, peer, started.elapsed(), None, refusal.outcome);
+                return;
             }
-        }
+        },
     };
     let record = |endpoint: Option<&Endpoint>, outcome| {
         record::record(stats, peer, started.elapsed(), endpoint, outcome)

@@ -29,8 +29,6 @@ pub(crate) struct Settings {
     pub ktls: Option<Offer>,
     /// `--drain-timeout`: also what a removed endpoint's live connections get.
     pub drain_timeout: Duration,
-    /// `--accept-proxy`: every connection starts with a PROXY header from these sources.
-    pub accept_proxy: Option<AcceptProxy>,
 }
 
 /// One loaded configuration: built at start and by each successful reload, never changed.
@@ -44,12 +42,19 @@ pub(crate) struct Generation {
     /// How long a ClientHello may take to arrive whole, where it is read to choose the
     /// endpoint: the shortest handshake timeout of any endpoint.
     pub hello_timeout: Duration,
+    /// Per listener: whose PROXY header its connections start with (`accept_proxy`), if any.
+    pub accept_proxy: Vec<Option<Arc<AcceptProxy>>>,
 }
 
 impl Generation {
     /// The endpoints of `listener` (an index the runtime got from the same listen list).
     pub(crate) fn routes(&self, listener: usize) -> Option<&Routes<Arc<Endpoint>>> {
         self.listeners.get(listener)
+    }
+
+    /// The PROXY-header sources of `listener`, when its connections start with one.
+    pub(crate) fn accept_proxy(&self, listener: usize) -> Option<&Arc<AcceptProxy>> {
+        self.accept_proxy.get(listener).and_then(Option::as_ref)
     }
 }
 

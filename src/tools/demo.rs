@@ -87,6 +87,7 @@ pub fn run_demo() -> Result<bool, Error> {
         upstream: upstream.to_string(),
         upstream_addrs: vec![crate::proxy::connect::UpstreamAddr::Tcp(upstream)],
         proxy_protocol: false,
+        accept_proxy: None,
         timeouts: Timeouts {
             idle: Duration::from_secs(30),
             ..Timeouts::default()
@@ -106,7 +107,7 @@ pub fn run_demo() -> Result<bool, Error> {
         drain_delay: Duration::ZERO,
         ktls: Default::default(),
         keylog: None,
-        accept_proxy: None,
+        accept_proxy: Default::default(),
         ticket_keys: None,
         ready_requires_upstream: false,
     };

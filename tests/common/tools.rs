@@ -94,6 +94,11 @@ pub const TOOLS: &[Tool] = &[
         probe: Probe::Other(ktls_vm),
     },
     Tool {
+        name: "netns",
+        remedy: "root and `ip` (apt-get install iproute2): the fleet test makes network namespaces",
+        probe: Probe::Other(netns),
+    },
+    Tool {
         name: "two-localhost-addresses",
         remedy: "a name with two loopback addresses: `localhost` with both 127.0.0.1 and ::1 in \
                  /etc/hosts, or root (the test then gives ringtls a private /etc/hosts, unshare -m)",
@@ -206,6 +211,28 @@ fn ktls_vm() -> Result<(), String> {
         .find_map(find_program)
         .map(drop)
         .ok_or_else(|| "depmod not found (apt-get install kmod)".to_owned())
+}
+
+/// Whether network namespaces can be made here: `ip` and root. (Making one to see would leave
+/// one behind whenever a build is interrupted.)
+fn netns() -> Result<(), String> {
+    for program in ["ip", "/usr/sbin/ip", "/sbin/ip"] {
+        if find_program(program).is_some() {
+            let status = std::fs::read_to_string("/proc/self/status")
+                .map_err(|e| format!("cannot read /proc/self/status: {e}"))?;
+            let euid = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1))
+                .unwrap_or("");
+            return if euid == "0" {
+                Ok(())
+            } else {
+                Err(format!("not root (euid {euid}): ip netns needs root"))
+            };
+        }
+    }
+    Err("ip not found (apt-get install iproute2)".to_owned())
 }
 
 /// The two loopback addresses `localhost` resolves to here, first and last, when it has two and
