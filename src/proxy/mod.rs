@@ -69,7 +69,10 @@ pub(crate) async fn serve_connection(
     // header says.
     let accept = {
         let generation = settings.current.load();
-        (generation.accept_proxy(listener).cloned()).map(|a| (a, generation.hello_timeout))
+        generation
+            .accept_proxy(listener)
+            .cloned()
+            .map(|a| (a, generation.hello_timeout))
     };
     let (peer, local, first) = match accept {
         None => (peer, None, Vec::new()),
