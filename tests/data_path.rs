@@ -45,6 +45,7 @@ under_both_drivers!(
     forwards_client_bytes_after_upstream_half_close,
     carries_64_concurrent_connections,
     closes_cleanly_when_upstream_refuses,
+    a_4_kib_response_goes_out_in_one_record,
 );
 
 /// What an upstream handler saw, sent back to the test thread.
@@ -312,3 +313,74 @@ fn bulk_streams_do_not_starve_their_worker(driver: Driver) {
 }
 
 under_both_drivers!(bulk_streams_do_not_starve_their_worker);
+
+/// The plaintext each TLS record from the server carried, until `want` bytes have come: the
+/// records are read off the socket one at a time and fed to rustls whole, so that the split
+/// the server chose shows (records that carry no data, session tickets, are left out).
+fn plaintext_per_record(stream: &mut client::TlsStream, want: usize) -> Vec<usize> {
+    let mut per_record = Vec::new();
+    let mut got = 0;
+    while got < want {
+        let mut header = [0u8; 5];
+        if let Err(e) = stream.sock.read_exact(&mut header) {
+            panic!("record header after records of {per_record:?} bytes: {e}");
+        }
+        let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+        let mut record = header.to_vec();
+        record.resize(5 + len, 0);
+        stream
+            .sock
+            .read_exact(&mut record[5..])
+            .expect("record body");
+        // read_tls takes at most what its buffer has room for per call: feed it all.
+        let mut rest = record.as_slice();
+        while !rest.is_empty() {
+            stream.conn.read_tls(&mut rest).expect("read_tls");
+        }
+        stream.conn.process_new_packets().expect("a valid record");
+        let mut plain = 0;
+        let mut chunk = [0u8; 8192];
+        loop {
+            match stream.conn.reader().read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => plain += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("plaintext: {e}"),
+            }
+        }
+        if plain > 0 {
+            per_record.push(plain);
+            got += plain;
+        }
+    }
+    per_record
+}
+
+/// A response written in one piece reaches the client in one TLS record, though the direction
+/// waited with a small buffer (an idle connection's): the first read's 512 bytes are topped up
+/// with the rest before rustls sees them, not sent as a record of their own.
+fn a_4_kib_response_goes_out_in_one_record(driver: Driver) {
+    const RESPONSE: usize = 4096;
+    let setup = Setup::new();
+    let upstream = Upstream::custom(|mut sock| {
+        let mut request = [0u8; 64];
+        if sock.read(&mut request).is_ok_and(|n| n > 0) {
+            let _ = sock.write_all(&[0x42u8; RESPONSE]);
+        }
+        let _ = sock.read(&mut request); // until the client goes
+    });
+    let server = setup.serve(upstream.addr).driver(driver).start();
+    server.wait_for_line(&["worker.started", driver.log_token().unwrap_or("driver=")]);
+    let alice = setup.ca.client("Alice");
+    let mut stream = client::handshake(server.addr(), &setup.client(&alice)).expect("handshake");
+    stream.conn.writer().write_all(b"GET\n").expect("request");
+    while stream.conn.wants_write() {
+        stream.conn.write_tls(&mut stream.sock).expect("send");
+    }
+    let records = plaintext_per_record(&mut stream, RESPONSE);
+    assert_eq!(
+        records,
+        [RESPONSE],
+        "the 4 KiB response's records ({driver:?})"
+    );
+}

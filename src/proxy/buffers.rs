@@ -73,6 +73,25 @@ impl ReadBuf {
     }
 }
 
+/// After a read of `n` bytes into `buf`: when it filled a buffer smaller than a record, more is
+/// probably waiting (a 4 KiB response meets a 512-byte buffer). Moves the `n` bytes into a
+/// record-sized buffer, with what `more` reads at once without waiting, so that the whole goes
+/// on as one piece: one TLS record to the client, one write to the upstream. Otherwise `buf`
+/// and `n` as they were.
+pub(super) fn top_up(
+    buf: Vec<u8>,
+    n: usize,
+    more: impl FnOnce(&mut Vec<u8>) -> usize,
+) -> (Vec<u8>, usize) {
+    if n < buf.capacity() || buf.capacity() >= BIG {
+        return (buf, n);
+    }
+    let mut big = Vec::with_capacity(BIG);
+    big.extend_from_slice(&buf[..n]);
+    let extra = more(&mut big);
+    (big, n + extra)
+}
+
 /// Releases a scratch buffer that grew past `KEEP`.
 pub(super) fn relax(buf: &mut Vec<u8>) {
     if buf.capacity() > KEEP {
@@ -103,6 +122,32 @@ mod tests {
         let b = rb.take();
         assert!(b.capacity() < BIG, "did not shrink after a small read");
         rb.put_back(b, 0);
+    }
+
+    #[test]
+    fn a_full_small_read_is_topped_up_into_one_record_buffer() {
+        let mut small = Vec::with_capacity(SMALL);
+        small.resize(small.capacity(), 1u8);
+        let n = small.len();
+        let (big, total) = top_up(small, n, |b| {
+            b.extend_from_slice(&[2u8; 3000]);
+            3000
+        });
+        assert_eq!(total, n + 3000);
+        assert!(big.capacity() >= BIG);
+        assert_eq!(&big[..n], vec![1u8; n].as_slice());
+        assert_eq!(&big[n..total], [2u8; 3000].as_slice());
+
+        // A read with room left, or already a record's worth, is passed on as it came.
+        let mut part = Vec::with_capacity(SMALL);
+        part.extend_from_slice(&[3u8; 100]);
+        let (same, m) = top_up(part, 100, |_| panic!("nothing more is asked for"));
+        assert_eq!((same.capacity() < BIG, m), (true, 100));
+        let mut record = Vec::with_capacity(BIG);
+        record.resize(record.capacity(), 4u8);
+        let full = record.len();
+        let (same, m) = top_up(record, full, |_| panic!("nothing more is asked for"));
+        assert_eq!((same.len(), m), (full, full));
     }
 
     #[test]

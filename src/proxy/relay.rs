@@ -14,6 +14,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::io::Write;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
 use monoio::io::{
@@ -32,6 +33,7 @@ use super::relay_error::RelayError;
 use super::timer;
 use crate::engine;
 use crate::outcome::Counters;
+use crate::sys;
 
 /// Relays until both directions have ended, or until the first error or the guard's verdict
 /// (raced against the relay). `early` is what the client sent with the end of its handshake,
@@ -45,10 +47,15 @@ pub(crate) async fn relay<U>(
     counters: &Counters,
 ) -> Result<(), RelayError>
 where
-    U: Split + AsyncReadRent + AsyncWriteRent,
+    U: Split + AsyncReadRent + AsyncWriteRent + AsRawFd,
 {
     let conn = &RefCell::new(conn);
     let stop = guard.watch(conn, counters);
+    // For reads that top up a full small read without waiting; the halves own the sockets.
+    let fds = Fds {
+        client: client.as_raw_fd(),
+        upstream: upstream.as_raw_fd(),
+    };
     let (mut cr, mut cw) = client.into_split();
     let (mut ur, mut uw) = upstream.into_split();
     let to_writer = Notify::default();
@@ -56,8 +63,22 @@ where
     let upstream_done = Cell::new(false);
 
     let result = {
-        let up = client_to_upstream(conn, &mut cr, &mut uw, early, &to_writer, counters);
-        let down = upstream_to_client(conn, &mut ur, &to_writer, &space, &upstream_done, counters);
+        let up = client_to_upstream(
+            conn,
+            (&mut cr, fds.client),
+            &mut uw,
+            early,
+            &to_writer,
+            counters,
+        );
+        let down = upstream_to_client(
+            conn,
+            (&mut ur, fds.upstream),
+            &to_writer,
+            &space,
+            &upstream_done,
+            counters,
+        );
         let write = write_client(conn, &mut cw, &to_writer, &space, &upstream_done);
         monoio::select! {
             r = async { monoio::try_join!(up, down, write) } => r.map(|_| ()),
@@ -84,9 +105,16 @@ where
     result
 }
 
+/// The two sockets' descriptors, borrowed from the halves that own them.
+#[derive(Clone, Copy)]
+struct Fds {
+    client: RawFd,
+    upstream: RawFd,
+}
+
 async fn client_to_upstream<U: Split + AsyncReadRent + AsyncWriteRent>(
     conn: &RefCell<Box<ServerConnection>>,
-    cr: &mut OwnedReadHalf<TcpStream>,
+    (cr, cfd): (&mut OwnedReadHalf<TcpStream>, RawFd),
     uw: &mut OwnedWriteHalf<U>,
     early: Early,
     to_writer: &Notify,
@@ -119,6 +147,8 @@ async fn client_to_upstream<U: Split + AsyncReadRent + AsyncWriteRent>(
         }
         let (res, buf) = cr.read(read_buf.take()).await;
         let n = res.map_err(RelayError::ClientRead)?;
+        // A record bigger than the small buffer: the rest of it, if it is here, in one go.
+        let (buf, n) = buffers::top_up(buf, n, |b| sys::splice::recv_now(cfd, b));
         counters.touch();
         let mut c = conn.borrow_mut();
         if n == 0 {
@@ -138,7 +168,7 @@ async fn client_to_upstream<U: Split + AsyncReadRent + AsyncWriteRent>(
 
 async fn upstream_to_client<U: Split + AsyncReadRent + AsyncWriteRent>(
     conn: &RefCell<Box<ServerConnection>>,
-    ur: &mut OwnedReadHalf<U>,
+    (ur, ufd): (&mut OwnedReadHalf<U>, RawFd),
     to_writer: &Notify,
     space: &Notify,
     upstream_done: &Cell<bool>,
@@ -149,6 +179,8 @@ async fn upstream_to_client<U: Split + AsyncReadRent + AsyncWriteRent>(
         budget::next_turn().await;
         let (res, buf) = ur.read(read_buf.take()).await;
         let n = res.map_err(RelayError::UpstreamRead)?;
+        // A response bigger than the small buffer goes out as one record, not 512 bytes first.
+        let (buf, n) = buffers::top_up(buf, n, |b| sys::splice::recv_now(ufd, b));
         counters.touch();
         if n == 0 {
             conn.borrow_mut().send_close_notify();

@@ -7,7 +7,7 @@
 //! a blocking socket would still block the worker). Readiness comes from the runtime.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// Makes a pipe, both ends non-blocking and close-on-exec, and asks for `size` bytes of
 /// capacity. Returns (read end, write end, the capacity the kernel granted): an unprivileged
@@ -78,6 +78,30 @@ pub(crate) fn read_into(fd: &impl AsRawFd, buf: &mut Vec<u8>) -> io::Result<usiz
     // SAFETY: read(2) initialised the first `n` bytes of the spare capacity, n <= its length.
     unsafe { buf.set_len(buf.len() + n) };
     Ok(n)
+}
+
+/// What the socket `fd` holds now, appended to the spare capacity of `buf` without waiting
+/// (`recv(2)` with MSG_DONTWAIT, whatever the descriptor's mode): 0 when nothing is waiting, at
+/// end of stream, or on an error, all of which the caller's next read reports.
+pub(crate) fn recv_now(fd: RawFd, buf: &mut Vec<u8>) -> usize {
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: `spare` is valid and writable for `spare.len()` bytes for the whole call; a stale
+    // descriptor makes recv fail (EBADF), nothing worse, and the caller's halves own `fd`.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            spare.as_mut_ptr().cast(),
+            spare.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n <= 0 {
+        return 0;
+    }
+    let n = n as usize;
+    // SAFETY: recv(2) initialised the first `n` bytes of the spare capacity, n <= its length.
+    unsafe { buf.set_len(buf.len() + n) };
+    n
 }
 
 /// One write(2) from `buf` (non-blocking if the descriptor is).
