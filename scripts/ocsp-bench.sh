@@ -23,11 +23,9 @@ WAITING=50
 for tool in openssl python3 taskset curl; do
     command -v "$tool" > /dev/null || { echo "ocsp-bench: needs $tool" >&2; exit 69; }
 done
-WORK=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-"$BIN" pki "$WORK/pki" > /dev/null
+# shellcheck source=scripts/lib/rig.sh
+source "$ROOT/scripts/lib/rig.sh"
+rig_start "$BIN"
 P=$WORK/pki
 
 # Waits (bounded) for a file to hold a line matching a pattern and prints that line.

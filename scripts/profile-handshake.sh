@@ -27,11 +27,9 @@ SECONDS_PER_KIND=${2:-8}
 for tool in perf taskset python3; do
     command -v "$tool" > /dev/null || { echo "profile-handshake: needs $tool" >&2; exit 69; }
 done
-WORK=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-"$BIN" pki "$WORK/pki" > /dev/null
+# shellcheck source=scripts/lib/rig.sh
+source "$ROOT/scripts/lib/rig.sh"
+rig_start "$BIN"
 OUT=$ROOT/benches/results/profile
 mkdir -p "$OUT"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
@@ -39,18 +37,6 @@ COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 DIRTY=$(git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo " (uncommitted changes)" || true)
 REPORT=$OUT/$STAMP.md
 
-listening() {
-    local file=$1
-    for _ in $(seq 1 100); do
-        if [[ -s $file ]]; then
-            python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["listening"][0])' "$file"
-            return
-        fi
-        sleep 0.05
-    done
-    echo "profile-handshake: no listening line in $file" >&2
-    exit 1
-}
 
 {
     echo "# Handshake profile, $STAMP, commit $COMMIT$DIRTY"
@@ -61,15 +47,7 @@ listening() {
 } > "$REPORT"
 
 for kind in full resumed; do
-    taskset -c 1 "$BIN" upstream --mode echo > "$WORK/up.out" & pids+=($!)
-    up=$(listening "$WORK/up.out")
-    taskset -c 0 "$BIN" serve --threads 1 --listen 127.0.0.1:0 --upstream "$up" \
-        --crt "$WORK/pki/server.pem" --key "$WORK/pki/server.key" \
-        --mutual-tls-cas "$WORK/pki/ca.pem" > "$WORK/serve.out" 2> /dev/null & spid=$!; pids+=("$spid")
-    addr=$(listening "$WORK/serve.out")
-    load=(taskset -c 1 "$BIN" load --connect "$addr" --ca "$WORK/pki/ca.pem"
-          --crt "$WORK/pki/client.pem" --key "$WORK/pki/client.key"
-          --mode handshake --group X25519 --concurrency 16)
+    rig_pinned "$BIN"
     [[ $kind == resumed ]] && load+=(--resume)
     "${load[@]}" --duration 1s > /dev/null 2>&1   # warm-up (and the verdict cache)
     read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$spid/stat")
@@ -131,9 +109,7 @@ print("|---:|---|---|")
 for pct, group, sym in sorted(symbols, reverse=True)[:25]:
     print(f"| {100 * pct / whole:.1f}% | {group} | `{sym[:100]}` |")
 PY
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    pids=()
+    rig_stop
 done
 cat "$REPORT"
 echo "profile-handshake: wrote $REPORT" >&2
