@@ -13,6 +13,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -69,7 +70,10 @@ impl Responder {
             .arg("-rkey")
             .arg(&signer_key)
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stderr(Stdio::piped())
+            // A group of its own, killed whole: faketime forks openssl and waits for it, so
+            // killing faketime alone would leave the responder running.
+            .process_group(0);
         let mut child = command.spawn().expect("start openssl ocsp");
         // Its ACCEPT line is on stdout; what it says on stderr is shown with a failing
         // test's output.
@@ -125,6 +129,10 @@ impl Responder {
 
 impl Drop for Responder {
     fn drop(&mut self) {
+        if let Ok(group) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) on the process group this responder was started in.
+            unsafe { libc::kill(-group, libc::SIGKILL) };
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
