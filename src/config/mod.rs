@@ -184,10 +184,7 @@ impl ServeConfig {
             watch: args.watch,
             reauthorize: args.reauthorize_on_reload,
             drain_timeout: parse_duration("--drain-timeout", &args.drain_timeout)?,
-            drain_delay: match args.drain_delay.trim() {
-                "0" | "0s" | "0ms" => Duration::ZERO,
-                other => parse_duration("--drain-delay", other)?,
-            },
+            drain_delay: parse_duration_or_zero("--drain-delay", &args.drain_delay)?,
             ktls: match args.ktls.as_str() {
                 "auto" => KtlsMode::Auto,
                 "on" => KtlsMode::On,
@@ -472,21 +469,26 @@ fn split_quantity(s: &str) -> Option<(u64, &str)> {
     Some((num.parse().ok()?, unit))
 }
 
-/// Parses `10s`, `500ms`, `5m`, `1h` or a bare number of seconds.
-pub fn parse_duration(flag: &str, s: &str) -> Result<Duration, Error> {
+/// A duration as `parse_duration` reads it, where zero is allowed (`--drain-delay 0s`).
+pub fn parse_duration_or_zero(flag: &str, s: &str) -> Result<Duration, Error> {
     let bad = || {
         Error::Usage(format!(
             "{flag} {s}: expected a duration such as 500ms, 10s, 5m or 1h"
         ))
     };
     let (n, unit) = split_quantity(s).ok_or_else(bad)?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => return Err(bad()),
-    };
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
+        "h" => Ok(Duration::from_secs(n.saturating_mul(3600))),
+        _ => Err(bad()),
+    }
+}
+
+/// Parses `10s`, `500ms`, `5m`, `1h` or a bare number of seconds.
+pub fn parse_duration(flag: &str, s: &str) -> Result<Duration, Error> {
+    let d = parse_duration_or_zero(flag, s)?;
     if d.is_zero() {
         return Err(Error::Usage(format!("{flag} {s}: must be more than zero")));
     }

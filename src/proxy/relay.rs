@@ -52,10 +52,7 @@ where
     let conn = &RefCell::new(conn);
     let stop = guard.watch(conn, counters);
     // For reads that top up a full small read without waiting; the halves own the sockets.
-    let fds = Fds {
-        client: client.as_raw_fd(),
-        upstream: upstream.as_raw_fd(),
-    };
+    let (cfd, ufd) = (client.as_raw_fd(), upstream.as_raw_fd());
     let (mut cr, mut cw) = client.into_split();
     let (mut ur, mut uw) = upstream.into_split();
     let to_writer = Notify::default();
@@ -63,17 +60,10 @@ where
     let upstream_done = Cell::new(false);
 
     let result = {
-        let up = client_to_upstream(
-            conn,
-            (&mut cr, fds.client),
-            &mut uw,
-            early,
-            &to_writer,
-            counters,
-        );
+        let up = client_to_upstream(conn, (&mut cr, cfd), &mut uw, early, &to_writer, counters);
         let down = upstream_to_client(
             conn,
-            (&mut ur, fds.upstream),
+            (&mut ur, ufd),
             &to_writer,
             &space,
             &upstream_done,
@@ -103,13 +93,6 @@ where
     drop(cr.reunite(cw));
     drop(ur.reunite(uw));
     result
-}
-
-/// The two sockets' descriptors, borrowed from the halves that own them.
-#[derive(Clone, Copy)]
-struct Fds {
-    client: RawFd,
-    upstream: RawFd,
 }
 
 async fn client_to_upstream<U: Split + AsyncReadRent + AsyncWriteRent>(
