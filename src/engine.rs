@@ -7,7 +7,7 @@
 //! `read_tls` refuses) and by flushing `write_tls` (that is how alerts, handshake messages and
 //! key updates go out).
 
-use std::io::Read;
+use std::io::BufRead;
 
 use rustls::ConnectionCommon;
 
@@ -61,17 +61,27 @@ pub fn feed_eof<D>(
 
 fn drain_plaintext<D>(
     conn: &mut ConnectionCommon<D>,
-    n: usize,
+    mut n: usize,
     plain: &mut Vec<u8>,
 ) -> Result<(), rustls::Error> {
-    if n == 0 {
-        return Ok(());
+    // Chunk by chunk from rustls' own buffer: one copy, and nothing zeroed first.
+    plain.reserve(n);
+    let mut reader = conn.reader();
+    while n > 0 {
+        let chunk = reader.fill_buf().map_err(|e| {
+            rustls::Error::General(format!("plaintext reported but not readable: {e}"))
+        })?;
+        if chunk.is_empty() {
+            return Err(rustls::Error::General(
+                "plaintext reported but not readable: no bytes".into(),
+            ));
+        }
+        let take = chunk.len().min(n);
+        plain.extend_from_slice(&chunk[..take]);
+        reader.consume(take);
+        n -= take;
     }
-    let start = plain.len();
-    plain.resize(start + n, 0);
-    conn.reader()
-        .read_exact(&mut plain[start..])
-        .map_err(|e| rustls::Error::General(format!("plaintext reported but not readable: {e}")))
+    Ok(())
 }
 
 /// Appends every pending TLS record to `out`.

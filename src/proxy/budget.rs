@@ -5,7 +5,9 @@
 //! always ready would loop inside its own task and starve every other connection on its worker
 //! (measured: with eight saturating streams on one epoll worker, a ninth client's round trip
 //! came back only after seven of the streams had ended). So under epoll each relay loop
-//! yields every round, as tokio's cooperative budget does.
+//! yields every round, as tokio's cooperative budget does. The relays make their own
+//! non-blocking system calls on readiness, which bypass the scheduler under io_uring as well,
+//! so their loops yield every round under either driver (`own_turn`).
 //!
 //! Yielding takes care in monoio: a task that wakes itself while it runs is put back at the
 //! *front* of the run queue and runs again at once. A yield therefore parks the task's waker
@@ -40,6 +42,14 @@ pub(crate) async fn next_turn() {
     if COOPERATIVE.with(Cell::get) {
         YieldNow(false).await;
     }
+}
+
+/// Lets the worker's other tasks run before this one goes on, under either driver: for loops
+/// that make their own non-blocking system calls on sockets taken from the runtime (the
+/// relays). Those calls never pass through the scheduler, so under io_uring too a loop whose
+/// sockets stay ready would otherwise keep the worker to itself. Called once per round.
+pub(crate) async fn own_turn() {
+    YieldNow(false).await;
 }
 
 /// Pending once, woken from the back of the queue; then ready.

@@ -1,37 +1,93 @@
-//! Read buffers that size themselves to the traffic, so an idle connection holds almost no
-//! memory of ours.
+//! Read buffers lent from a per-worker pool, so an idle connection holds none of ours.
 //!
-//! With io_uring a pending read owns its buffer until data arrives, so a connection waiting for
-//! its client or upstream would pin a full 16 KiB record buffer per direction. Instead each
-//! direction reads into a small buffer while traffic is small, and switches to a full-record
-//! buffer as soon as a small read comes back full, then to a several-record buffer if that one
-//! comes back full too (bulk transfers: fewer syscalls and wake-ups per byte); it steps back down
-//! when reads get short. Bulk streams keep their big buffer (their reads come back full), interactive
-//! and idle ones hold 512 bytes. The big buffers come from, and go back to, the worker's allocator
-//! (mimalloc's thread-local heaps), which recycles them without a lock.
+//! Every relay reads with its own non-blocking system calls on readiness (`relay`, `splice`):
+//! a direction waits for its socket to become readable holding no buffer, and borrows one only
+//! for the read that follows. The first read of a burst takes a whole TLS record (16 KiB and a
+//! little), so a response of a few KiB is one read and one record; a read that comes back full
+//! moves the direction up to a several-record buffer (bulk transfers: fewer reads, writes and
+//! wake-ups per byte), and short reads move it back down. A direction that finds its socket
+//! empty gives the buffer back at once, remembering its size for the next burst.
+//!
+//! The pool keeps a few empty buffers of each size per worker thread (no locks), so a busy
+//! worker does not go to the allocator for every burst: the several-record size is past what
+//! mimalloc keeps in its thread-local pages, and a fresh one would be faulted in page by page.
 
-/// One maximal TLS record, ciphertext, with room to spare.
+use std::cell::RefCell;
+
+/// One maximal TLS record, ciphertext, with room to spare: the first read of a burst.
 pub(super) const BIG: usize = 16 * 1024 + 256;
 /// Several records: for bulk transfers, fewer reads, writes and wake-ups per byte.
 pub(super) const HUGE: usize = 128 * 1024;
-/// What an idle or interactive direction holds while it waits.
-pub(super) const SMALL: usize = 512;
 /// Plaintext and record scratch buffers grown past this are released when the connection idles.
 pub(super) const KEEP: usize = 4 * 1024;
+/// Empty buffers of each size a worker keeps for the next burst; more go back to the allocator.
+const POOL_MAX: usize = 16;
 
-/// The read buffer of one direction.
+thread_local! {
+    static POOL: Pool = const {
+        Pool {
+            big: RefCell::new(Vec::new()),
+            huge: RefCell::new(Vec::new()),
+        }
+    };
+}
+
+/// A worker's empty read buffers, by size.
+struct Pool {
+    big: RefCell<Vec<Vec<u8>>>,
+    huge: RefCell<Vec<Vec<u8>>>,
+}
+
+impl Pool {
+    fn class(&self, size: usize) -> Option<&RefCell<Vec<Vec<u8>>>> {
+        match size {
+            BIG => Some(&self.big),
+            HUGE => Some(&self.huge),
+            _ => None,
+        }
+    }
+}
+
+/// An empty buffer of `size` bytes' capacity, from this worker's pool if it has one.
+fn lend(size: usize) -> Vec<u8> {
+    POOL.with(|pool| pool.class(size).and_then(|c| c.borrow_mut().pop()))
+        .unwrap_or_else(|| Vec::with_capacity(size))
+}
+
+/// Puts `buf` back in this worker's pool (or frees it, if the pool is full or it is not one
+/// of the pool's sizes).
+fn give_back(mut buf: Vec<u8>) {
+    buf.clear();
+    POOL.with(|pool| {
+        if let Some(class) = pool.class(buf.capacity()) {
+            let mut class = class.borrow_mut();
+            if class.len() < POOL_MAX {
+                class.push(buf);
+            }
+        }
+    });
+}
+
+/// Empty buffers in this worker's pool, of each size: (record, several records).
+#[cfg(test)]
+fn pooled() -> (usize, usize) {
+    POOL.with(|p| (p.big.borrow().len(), p.huge.borrow().len()))
+}
+
+/// The read buffer of one direction: none while the direction waits, and the size of its
+/// next read.
 pub(super) struct ReadBuf {
     buf: Vec<u8>,
-    /// The capacity to allocate when the buffer was parked.
-    parked: usize,
+    /// The capacity of the next buffer to borrow.
+    size: usize,
 }
 
 impl ReadBuf {
-    /// Starts small: most connections begin with a request of a few hundred bytes.
-    pub(super) fn small() -> ReadBuf {
+    /// Holds nothing; the first read borrows a record-sized buffer.
+    pub(super) fn new() -> ReadBuf {
         ReadBuf {
-            buf: Vec::with_capacity(SMALL),
-            parked: SMALL,
+            buf: Vec::new(),
+            size: BIG,
         }
     }
 
@@ -39,57 +95,49 @@ impl ReadBuf {
     pub(super) fn take(&mut self) -> Vec<u8> {
         let mut buf = std::mem::take(&mut self.buf);
         if buf.capacity() == 0 {
-            return Vec::with_capacity(self.parked);
+            return lend(self.size);
         }
         buf.clear();
         buf
     }
 
-    /// Gives up the buffer while the direction waits for readiness (readiness-driven reads,
-    /// where the wait needs no buffer), remembering its size for the next `take`: a bulk
-    /// stream that briefly ran dry resumes at full size, and no waiting direction holds one.
+    /// Gives the buffer back to the pool while the direction waits for readiness (a read
+    /// found nothing) or once it has ended: the next `take` borrows one of the same size, so a
+    /// bulk stream that briefly ran dry resumes at full size, and no waiting direction holds
+    /// one.
     pub(super) fn park(&mut self, buf: Vec<u8>) {
-        self.parked = buf.capacity().max(SMALL);
+        give_back(buf);
         self.buf = Vec::new();
     }
 
     /// Takes the buffer back after a read of `n` bytes (already consumed) and picks the size of
-    /// the next one. Returns true when the direction looks idle (the read fit in `SMALL` with room
-    /// to spare).
+    /// the next one. Returns true when the direction looks interactive (the read was small).
     pub(super) fn put_back(&mut self, buf: Vec<u8>, n: usize) -> bool {
         let cap = buf.capacity();
-        self.buf = if n == cap && cap < BIG {
-            Vec::with_capacity(BIG)
-        } else if n == cap && cap < HUGE {
-            Vec::with_capacity(HUGE)
-        } else if n < SMALL && cap > SMALL {
-            Vec::with_capacity(SMALL)
+        let next = if n == cap && cap < HUGE {
+            HUGE
         } else if n < BIG / 2 && cap > BIG {
-            Vec::with_capacity(BIG)
+            BIG
         } else {
-            buf
+            cap
         };
-        n < SMALL
+        if next == cap {
+            self.buf = buf;
+        } else {
+            give_back(buf);
+            self.size = next;
+        }
+        n < KEEP
     }
 }
 
-/// After a read of `n` bytes into `buf`: when it filled a buffer smaller than a record, more is
-/// probably waiting (a 4 KiB response meets a 512-byte buffer). Moves the `n` bytes into a
-/// record-sized buffer, with what `more` reads at once without waiting, so that the whole goes
-/// on as one piece: one TLS record to the client, one write to the upstream. Otherwise `buf`
-/// and `n` as they were.
-pub(super) fn top_up(
-    buf: Vec<u8>,
-    n: usize,
-    more: impl FnOnce(&mut Vec<u8>) -> usize,
-) -> (Vec<u8>, usize) {
-    if n < buf.capacity() || buf.capacity() >= BIG {
-        return (buf, n);
+impl Drop for ReadBuf {
+    /// A connection that ends holding a buffer hands it on to the next one.
+    fn drop(&mut self) {
+        if self.buf.capacity() > 0 {
+            give_back(std::mem::take(&mut self.buf));
+        }
     }
-    let mut big = Vec::with_capacity(BIG);
-    big.extend_from_slice(&buf[..n]);
-    let extra = more(&mut big);
-    (big, n + extra)
 }
 
 /// Releases a scratch buffer that grew past `KEEP`.
@@ -104,63 +152,55 @@ mod tests {
     use super::*;
 
     #[test]
-    fn grows_when_a_small_read_fills_and_shrinks_when_traffic_is_small() {
-        let mut rb = ReadBuf::small();
+    fn starts_at_a_record_grows_when_a_read_fills_and_shrinks_when_reads_are_short() {
+        let mut rb = ReadBuf::new();
+        assert_eq!(rb.buf.capacity(), 0, "holds nothing before the first read");
         let b = rb.take();
-        assert!(b.capacity() >= SMALL && b.capacity() < BIG);
-        let full = b.capacity();
-        assert!(!rb.put_back(b, full), "a full read is not idle");
+        assert_eq!(b.capacity(), BIG);
+        assert!(!rb.put_back(b, BIG), "a full read is not interactive");
         let b = rb.take();
-        assert!(b.capacity() >= BIG, "did not grow after a full small read");
+        assert_eq!(b.capacity(), HUGE, "did not grow after a full record read");
         assert!(
-            !rb.put_back(b, 9000),
-            "a 9000-byte read keeps the big buffer"
+            !rb.put_back(b, HUGE / 2),
+            "a 64 KiB read keeps the big buffer"
         );
         let b = rb.take();
-        assert!(b.capacity() >= BIG);
-        assert!(rb.put_back(b, 100), "a 100-byte read looks idle");
+        assert_eq!(b.capacity(), HUGE);
+        assert!(rb.put_back(b, 100), "a 100-byte read looks interactive");
         let b = rb.take();
-        assert!(b.capacity() < BIG, "did not shrink after a small read");
+        assert_eq!(b.capacity(), BIG, "did not shrink after a short read");
         rb.put_back(b, 0);
     }
 
     #[test]
-    fn a_full_small_read_is_topped_up_into_one_record_buffer() {
-        let mut small = Vec::with_capacity(SMALL);
-        small.resize(small.capacity(), 1u8);
-        let n = small.len();
-        let (big, total) = top_up(small, n, |b| {
-            b.extend_from_slice(&[2u8; 3000]);
-            3000
-        });
-        assert_eq!(total, n + 3000);
-        assert!(big.capacity() >= BIG);
-        assert_eq!(&big[..n], vec![1u8; n].as_slice());
-        assert_eq!(&big[n..total], [2u8; 3000].as_slice());
-
-        // A read with room left, or already a record's worth, is passed on as it came.
-        let mut part = Vec::with_capacity(SMALL);
-        part.extend_from_slice(&[3u8; 100]);
-        let (same, m) = top_up(part, 100, |_| panic!("nothing more is asked for"));
-        assert_eq!((same.capacity() < BIG, m), (true, 100));
-        let mut record = Vec::with_capacity(BIG);
-        record.resize(record.capacity(), 4u8);
-        let full = record.len();
-        let (same, m) = top_up(record, full, |_| panic!("nothing more is asked for"));
-        assert_eq!((same.len(), m), (full, full));
+    fn a_parked_buffer_goes_to_the_pool_and_comes_back_at_its_size() {
+        let (big0, huge0) = pooled();
+        let mut rb = ReadBuf::new();
+        let b = rb.take();
+        rb.put_back(b, BIG);
+        let b = rb.take();
+        assert_eq!(b.capacity(), HUGE);
+        rb.park(b);
+        assert_eq!(rb.buf.capacity(), 0, "a parked buffer is released");
+        assert_eq!(pooled(), (big0 + 1, huge0 + 1), "both went to the pool");
+        let b = rb.take();
+        assert_eq!(b.capacity(), HUGE);
+        assert_eq!(pooled(), (big0 + 1, huge0), "it came from the pool");
+        rb.put_back(b, HUGE);
+        drop(rb);
+        assert_eq!(
+            pooled(),
+            (big0 + 1, huge0 + 1),
+            "a dropped direction hands its buffer on"
+        );
     }
 
     #[test]
-    fn a_parked_buffer_comes_back_at_its_size() {
-        let mut rb = ReadBuf::small();
-        let b = rb.take();
-        let full = b.capacity();
-        rb.put_back(b, full);
-        let b = rb.take();
-        let size = b.capacity();
-        assert!(size >= BIG);
-        rb.park(b);
-        assert_eq!(rb.buf.capacity(), 0, "a parked buffer is released");
-        assert_eq!(rb.take().capacity(), size);
+    fn the_pool_keeps_at_most_its_bound() {
+        for _ in 0..POOL_MAX + 5 {
+            give_back(Vec::with_capacity(BIG));
+        }
+        give_back(Vec::with_capacity(1000));
+        assert_eq!(pooled().0, POOL_MAX);
     }
 }

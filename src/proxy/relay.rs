@@ -6,30 +6,34 @@
 //! - upstream → client: read plaintext, hand it to rustls' writer (bounded: rustls' send buffer
 //!   limit is the backpressure), wake the client writer;
 //! - client writer: the only writer of the client socket, so records never interleave; it
-//!   flushes whatever rustls queued (data, alerts, key-update replies, close_notify).
+//!   writes whatever rustls queued (data, alerts, key-update replies, close_notify) straight
+//!   from rustls' own buffers, with one `writev(2)` for up to 64 records.
+//!
+//! Both sockets are taken over from the runtime (`splice::take_over`): every read and write is
+//! our own non-blocking system call, and a direction that finds nothing to read waits for
+//! readiness holding no buffer. A read borrows a record-sized buffer from the worker's pool
+//! (`buffers`) only once bytes are there, so an idle connection holds none, and a connection
+//! with data reads it a record or more at a time (a 4 KiB response is one read, one record).
 //!
 //! Half-close is forwarded both ways: the client's close_notify (or FIN) becomes
 //! `shutdown(SHUT_WR)` on the upstream, the upstream's FIN becomes close_notify then
 //! `shutdown(SHUT_WR)` on the client; the other direction keeps flowing until it ends too.
 
 use std::cell::{Cell, RefCell};
-use std::io::Write;
-use std::os::fd::{AsRawFd, RawFd};
+use std::io::{self, IoSlice, Write};
 use std::time::Duration;
 
-use monoio::io::{
-    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Split,
-    Splitable,
-};
 use monoio::net::TcpStream;
 use rustls::ServerConnection;
 
 use super::budget;
 use super::buffers::{self, ReadBuf};
+use super::connect::Upstream;
 use super::guard::Guard;
 use super::handshake::Early;
 use super::notify::Notify;
 use super::relay_error::RelayError;
+use super::splice::{self, Ready};
 use super::timer;
 use crate::engine;
 use crate::outcome::Counters;
@@ -38,38 +42,33 @@ use crate::sys;
 /// Relays until both directions have ended, or until the first error or the guard's verdict
 /// (raced against the relay). `early` is what the client sent with the end of its handshake,
 /// forwarded first.
-pub(crate) async fn relay<U>(
+pub(crate) async fn relay<U: Upstream>(
     client: TcpStream,
     upstream: U,
     conn: Box<ServerConnection>,
     early: Early,
     guard: &Guard<'_>,
     counters: &Counters,
-) -> Result<(), RelayError>
-where
-    U: Split + AsyncReadRent + AsyncWriteRent + AsRawFd,
-{
+) -> Result<(), RelayError> {
+    splice::take_over(&client).map_err(RelayError::ClientRead)?;
+    splice::take_over(&upstream).map_err(RelayError::UpstreamWrite)?;
     let conn = &RefCell::new(conn);
     let stop = guard.watch(conn, counters);
-    // For reads that top up a full small read without waiting; the halves own the sockets.
-    let (cfd, ufd) = (client.as_raw_fd(), upstream.as_raw_fd());
-    let (mut cr, mut cw) = client.into_split();
-    let (mut ur, mut uw) = upstream.into_split();
     let to_writer = Notify::default();
     let space = Notify::default();
     let upstream_done = Cell::new(false);
 
     let result = {
-        let up = client_to_upstream(conn, (&mut cr, cfd), &mut uw, early, &to_writer, counters);
+        let up = client_to_upstream(conn, &client, &upstream, early, &to_writer, counters);
         let down = upstream_to_client(
             conn,
-            (&mut ur, ufd),
+            &upstream,
             &to_writer,
             &space,
             &upstream_done,
             counters,
         );
-        let write = write_client(conn, &mut cw, &to_writer, &space, &upstream_done);
+        let write = write_client(conn, &client, &to_writer, &space, &upstream_done);
         monoio::select! {
             r = async { monoio::try_join!(up, down, write) } => r.map(|_| ()),
             stop = stop => Err(RelayError::Stopped(stop)),
@@ -82,23 +81,15 @@ where
         if !matches!(e, RelayError::Tls(_)) {
             conn.borrow_mut().send_close_notify();
         }
-        let mut out = Vec::new();
-        engine::take_tls(&mut conn.borrow_mut(), &mut out);
-        if !out.is_empty() {
-            let _ = timer::timeout(Duration::from_secs(1), cw.write_all(out)).await;
-        }
+        let _ = timer::timeout(Duration::from_secs(1), flush(conn, &client)).await;
     }
-    // Dropping a monoio write half calls shutdown(2) again, a wasted (and failing) syscall per
-    // socket: reunite the halves and let the sockets simply close.
-    drop(cr.reunite(cw));
-    drop(ur.reunite(uw));
     result
 }
 
-async fn client_to_upstream<U: Split + AsyncReadRent + AsyncWriteRent>(
+async fn client_to_upstream<U: Ready>(
     conn: &RefCell<Box<ServerConnection>>,
-    (cr, cfd): (&mut OwnedReadHalf<TcpStream>, RawFd),
-    uw: &mut OwnedWriteHalf<U>,
+    client: &TcpStream,
+    upstream: &U,
     early: Early,
     to_writer: &Notify,
     counters: &Counters,
@@ -108,16 +99,15 @@ async fn client_to_upstream<U: Split + AsyncReadRent + AsyncWriteRent>(
         mut closed,
         ..
     } = early;
-    let mut read_buf = ReadBuf::small();
+    let mut read_buf = ReadBuf::new();
     let mut idle = false;
     loop {
-        budget::next_turn().await;
+        budget::own_turn().await;
         if !plain.is_empty() {
-            let n = plain.len() as u64;
-            let (res, p) = uw.write_all(plain).await;
-            plain = p;
-            res.map_err(RelayError::UpstreamWrite)?;
-            counters.up.set(counters.up.get() + n);
+            splice::write_all(upstream, &plain)
+                .await
+                .map_err(RelayError::UpstreamWrite)?;
+            counters.up.set(counters.up.get() + plain.len() as u64);
             plain.clear();
         }
         if idle {
@@ -125,13 +115,12 @@ async fn client_to_upstream<U: Split + AsyncReadRent + AsyncWriteRent>(
         }
         if closed {
             // ENOTCONN here means the upstream is gone already; the other direction reports it.
-            let _ = uw.shutdown().await;
+            let _ = splice::shutdown_write(upstream);
             return Ok(());
         }
-        let (res, buf) = cr.read(read_buf.take()).await;
-        let n = res.map_err(RelayError::ClientRead)?;
-        // A record bigger than the small buffer: the rest of it, if it is here, in one go.
-        let (buf, n) = buffers::top_up(buf, n, |b| sys::splice::recv_now(cfd, b));
+        let (buf, n) = read(client, &mut read_buf, 0)
+            .await
+            .map_err(RelayError::ClientRead)?;
         counters.touch();
         let mut c = conn.borrow_mut();
         if n == 0 {
@@ -149,34 +138,35 @@ async fn client_to_upstream<U: Split + AsyncReadRent + AsyncWriteRent>(
     }
 }
 
-async fn upstream_to_client<U: Split + AsyncReadRent + AsyncWriteRent>(
+async fn upstream_to_client<U: Ready>(
     conn: &RefCell<Box<ServerConnection>>,
-    (ur, ufd): (&mut OwnedReadHalf<U>, RawFd),
+    upstream: &U,
     to_writer: &Notify,
     space: &Notify,
     upstream_done: &Cell<bool>,
     counters: &Counters,
 ) -> Result<(), RelayError> {
-    let mut read_buf = ReadBuf::small();
+    let mut read_buf = ReadBuf::new();
     loop {
-        budget::next_turn().await;
-        let (res, buf) = ur.read(read_buf.take()).await;
-        let n = res.map_err(RelayError::UpstreamRead)?;
-        // A response bigger than the small buffer goes out as one record, not 512 bytes first.
-        let (buf, n) = buffers::top_up(buf, n, |b| sys::splice::recv_now(ufd, b));
+        budget::own_turn().await;
+        let (buf, n) = read(upstream, &mut read_buf, RECORD_HEADER)
+            .await
+            .map_err(RelayError::UpstreamRead)?;
         counters.touch();
         if n == 0 {
+            read_buf.park(buf);
             conn.borrow_mut().send_close_notify();
             upstream_done.set(true);
             to_writer.notify();
             return Ok(());
         }
+        let plain = &buf[RECORD_HEADER..RECORD_HEADER + n];
         let mut off = 0;
         loop {
             let written = conn
                 .borrow_mut()
                 .writer()
-                .write(&buf[off..n])
+                .write(&plain[off..])
                 .map_err(RelayError::ClientWrite)?;
             off += written;
             if written > 0 {
@@ -189,35 +179,104 @@ async fn upstream_to_client<U: Split + AsyncReadRent + AsyncWriteRent>(
             space.notified().await;
         }
         counters.down.set(counters.down.get() + n as u64);
-        read_buf.put_back(buf, n);
+        read_buf.put_back(buf, RECORD_HEADER + n);
+    }
+}
+
+/// The length of a TLS record's header. rustls builds each record in an allocation of its own
+/// with the header first, and copies the plaintext in after it; the upstream's bytes are read
+/// this far into our buffer, so that source and destination of that copy share their alignment.
+/// Measured with one connection moving 1 GiB upstream → client on this machine's AMD EPYC:
+/// with the plaintext at the start of our (page-aligned) buffer, glibc's `rep movsb` copy ran
+/// at under 2 GB/s and was 28% of the worker's CPU, more than the AES-GCM; at this offset user
+/// CPU per GiB fell from 1.22 to 0.65 s (an offset of 1 byte stayed slow, 16 was fast too:
+/// the copy is slow when the destination sits a few bytes past the source modulo 4 KiB).
+/// Only speed depends on it: a different layout in rustls would be slower, never wrong.
+const RECORD_HEADER: usize = 5;
+
+/// One read of `n` bytes from `src` once it has bytes (`n == 0`: its end), into a buffer
+/// borrowed only then, at `buf[at..at + n]`: while `src` is quiet the direction holds none.
+async fn read(src: &impl Ready, read_buf: &mut ReadBuf, at: usize) -> io::Result<(Vec<u8>, usize)> {
+    loop {
+        let mut buf = read_buf.take();
+        buf.resize(at, 0);
+        match sys::splice::read_into(src, &mut buf) {
+            Ok(n) => return Ok((buf, n)),
+            Err(e) => {
+                read_buf.park(buf);
+                match e.kind() {
+                    io::ErrorKind::WouldBlock => src.readable().await?,
+                    io::ErrorKind::Interrupted => {}
+                    _ => return Err(e),
+                }
+            }
+        }
     }
 }
 
 async fn write_client(
     conn: &RefCell<Box<ServerConnection>>,
-    cw: &mut OwnedWriteHalf<TcpStream>,
+    client: &TcpStream,
     to_writer: &Notify,
     space: &Notify,
     upstream_done: &Cell<bool>,
 ) -> Result<(), RelayError> {
-    let mut out = Vec::new();
     loop {
-        out.clear();
-        engine::take_tls(&mut conn.borrow_mut(), &mut out);
-        if !out.is_empty() {
-            let (res, b) = cw.write_all(out).await;
-            out = b;
-            res.map_err(RelayError::ClientWrite)?;
-            space.notify();
-            budget::next_turn().await;
+        if conn.borrow().wants_write() {
+            // The borrow ends here, before any await.
+            let written = conn.borrow_mut().write_tls(&mut Socket(client));
+            match written {
+                Ok(_) => {
+                    space.notify();
+                    budget::own_turn().await;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => client
+                    .writable(false)
+                    .await
+                    .map_err(RelayError::ClientWrite)?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(RelayError::ClientWrite(e)),
+            }
             continue;
         }
         if upstream_done.get() {
-            let _ = cw.shutdown().await;
+            let _ = splice::shutdown_write(client);
             return Ok(());
         }
-        // Nothing to send: do not hold a record-sized buffer while waiting.
-        buffers::relax(&mut out);
         to_writer.notified().await;
+    }
+}
+
+/// Writes everything rustls has queued for the client (after the relay ended: an alert or a
+/// close_notify).
+async fn flush(conn: &RefCell<Box<ServerConnection>>, client: &TcpStream) -> io::Result<()> {
+    while conn.borrow().wants_write() {
+        let written = conn.borrow_mut().write_tls(&mut Socket(client));
+        match written {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => client.writable(false).await?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The client socket as rustls' `write_tls` target: its records go out straight from rustls'
+/// buffers, several per `writev(2)`, with no copy of ours in between. Non-blocking: a full send
+/// buffer is `WouldBlock`, and rustls keeps what was not written.
+struct Socket<'a>(&'a TcpStream);
+
+impl Write for Socket<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        sys::splice::write(self.0, buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        sys::splice::writev(self.0, bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }

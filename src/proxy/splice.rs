@@ -173,9 +173,9 @@ pub async fn forward(
     mut moved: impl FnMut(usize, bool),
     mut read: impl FnMut(),
 ) -> Result<Stop, SpliceError> {
-    let mut fallback = ReadBuf::small();
+    let mut fallback = ReadBuf::new();
     loop {
-        budget::next_turn().await;
+        budget::own_turn().await;
         // Wait for the source without holding a pipe: an idle direction holds none.
         let held = loop {
             let Ok(pipe) = pool.take() else {
@@ -237,9 +237,9 @@ pub async fn copy(
     mut moved: impl FnMut(usize, bool),
     mut read: impl FnMut(),
 ) -> Result<Stop, SpliceError> {
-    let mut buf = ReadBuf::small();
+    let mut buf = ReadBuf::new();
     loop {
-        budget::next_turn().await;
+        budget::own_turn().await;
         if let Some(stop) = copy_round(src, dst, &mut buf, &mut moved, &mut read).await? {
             return Ok(stop);
         }

@@ -1,13 +1,13 @@
-//! splice(2) and the few plain socket calls the splice relay makes itself: pipes sized with
+//! splice(2) and the few plain socket calls the relays make themselves: pipes sized with
 //! `F_SETPIPE_SZ`, non-blocking splice between a socket and a pipe, and non-blocking
-//! read/write/shutdown on sockets the relay has taken out of monoio's hands.
+//! read/write/writev/shutdown on sockets a relay has taken out of monoio's hands.
 //!
 //! Every call here is non-blocking: the pipes are made `O_NONBLOCK`, and the relay makes its
 //! sockets `O_NONBLOCK` before its first call (`SPLICE_F_NONBLOCK` only covers the pipe side;
 //! a blocking socket would still block the worker). Readiness comes from the runtime.
 
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// Makes a pipe, both ends non-blocking and close-on-exec, and asks for `size` bytes of
 /// capacity. Returns (read end, write end, the capacity the kernel granted): an unprivileged
@@ -80,34 +80,27 @@ pub(crate) fn read_into(fd: &impl AsRawFd, buf: &mut Vec<u8>) -> io::Result<usiz
     Ok(n)
 }
 
-/// What the socket `fd` holds now, appended to the spare capacity of `buf` without waiting
-/// (`recv(2)` with MSG_DONTWAIT, whatever the descriptor's mode): 0 when nothing is waiting, at
-/// end of stream, or on an error, all of which the caller's next read reports.
-pub(crate) fn recv_now(fd: RawFd, buf: &mut Vec<u8>) -> usize {
-    let spare = buf.spare_capacity_mut();
-    // SAFETY: `spare` is valid and writable for `spare.len()` bytes for the whole call; a stale
-    // descriptor makes recv fail (EBADF), nothing worse, and the caller's halves own `fd`.
-    let n = unsafe {
-        libc::recv(
-            fd,
-            spare.as_mut_ptr().cast(),
-            spare.len(),
-            libc::MSG_DONTWAIT,
-        )
-    };
-    if n <= 0 {
-        return 0;
-    }
-    let n = n as usize;
-    // SAFETY: recv(2) initialised the first `n` bytes of the spare capacity, n <= its length.
-    unsafe { buf.set_len(buf.len() + n) };
-    n
-}
-
 /// One write(2) from `buf` (non-blocking if the descriptor is).
 pub(crate) fn write(fd: &impl AsRawFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: `buf` is valid for `buf.len()` bytes for the whole call.
     let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// The most slices one writev(2) takes on Linux (`UIO_MAXIOV`; more is EINVAL).
+const IOV_MAX: usize = 1024;
+
+/// One writev(2) of `bufs`, in order (non-blocking if the descriptor is); past `IOV_MAX`
+/// slices, the first `IOV_MAX` (a short write, as the caller must expect anyway).
+pub(crate) fn writev(fd: &impl AsRawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    let count = bufs.len().min(IOV_MAX) as libc::c_int;
+    // SAFETY: `IoSlice` is ABI-compatible with `iovec`, and every slice is valid for its length
+    // for the whole call.
+    let n = unsafe { libc::writev(fd.as_raw_fd(), bufs.as_ptr().cast(), count) };
     if n < 0 {
         Err(io::Error::last_os_error())
     } else {
