@@ -74,7 +74,7 @@ sys.path.insert(0, HERE)
 import report  # noqa: E402  (scripts/bench/report.py, beside this file)
 from children import Children, ChildError, alive, signal_group, stop_group  # noqa: E402
 from readings import (  # noqa: E402
-    children_cpu_ms, cpu_ticks, fd_count, first_line, free_port, idle_progress, idle_why,
+    children_cpu_ms, cpu_ticks, cpu_times, fd_count, first_line, free_port, idle_progress, idle_why,
     haproxy_info, ktls_paths, ktls_probe, last_json, listening_in_proc_net_tcp, listening_port_of,
     load_summary, machine_ticks, passthrough_totals, read, render, rss_kb, tail, thread_count)
 
@@ -498,10 +498,11 @@ class Bench:
         cmd = self.load_cmd(srv, args, nocert)
         up_pid = self.upstreams[srv.upmode][0].pid
         try:
-            before = cpu_ticks(srv.pid) if alive(srv.proc) else None
+            # One read gives both the sum and the user/kernel split, so that they always agree.
+            times0 = cpu_times(srv.pid) if alive(srv.proc) else None
         except OSError:
-            before = None
-        if before is None:
+            times0 = None
+        if times0 is None:
             raise Failed(f"{srv.name} (pid {srv.pid}) is gone before '{measure}'; log {srv.log}")
         helpers0 = [self.helper_ticks(srv, h) for h in srv.helpers]
         up0, m0, load0 = self.upstream_ticks(up_pid), machine_ticks(), children_cpu_ms()
@@ -520,13 +521,20 @@ class Bench:
         time.sleep(0.3)  # the server finishes closing the last connections
         t1 = time.monotonic()
         is_alive = alive(srv.proc)
-        after = cpu_ticks(srv.pid) if is_alive else None
+        try:
+            times1 = cpu_times(srv.pid) if is_alive else None
+        except OSError:
+            times1, is_alive = None, False
+        before, after = sum(times0), (sum(times1) if times1 else None)
         up1, m1 = self.upstream_ticks(up_pid), machine_ticks()
         helpers1 = [self.helper_ticks(srv, h) for h in srv.helpers]
         meta = {
             "seq": self.seq, "server": srv.name, "measure": measure, "cert": cert,
             "server_threads": srv.threads, "load_args": " ".join(cmd[4:]), "load_rc": rc,
-            "cpu_ticks_before": before, "cpu_ticks_after": after, "clk_tck": self.clk_tck,
+            "cpu_ticks_before": before, "cpu_ticks_after": after,
+            "cpu_utime_before": times0[0], "cpu_stime_before": times0[1],
+            "cpu_utime_after": times1[0] if times1 else None, "cpu_stime_after": times1[1] if times1 else None,
+            "clk_tck": self.clk_tck,
             "load_cpu_ms": load1 - load0, "upstream_cpu_ticks": up1 - up0,
             "machine_busy_ticks": m1[0] - m0[0], "machine_total_ticks": m1[1] - m0[1],
             "machine_irq_ticks": m1[2] - m0[2], "wall_s": round(t1 - t0, 3),

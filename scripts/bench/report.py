@@ -103,6 +103,17 @@ def derive(run):
             d["server_cpu_us_per_op"] = cpu_s * 1e6 / ok
         if load.get("bytes"):
             d["server_cpu_s_per_gib"] = cpu_s / (load["bytes"] / GIB)
+    split = [run.get(k) for k in ("cpu_utime_before", "cpu_utime_after", "cpu_stime_before", "cpu_stime_after")]
+    if all(isinstance(x, int) for x in split):
+        # utime and stime apart (records from before the split have only their sum): the user
+        # part is what the crypto floor bounds, the kernel part is sockets and the event loop.
+        for part, ticks in (("user", split[1] - split[0]), ("kernel", split[3] - split[2])):
+            part_s = ticks / run["clk_tck"]
+            d[f"server_{part}_s"] = part_s
+            if load.get("ok"):
+                d[f"server_{part}_us_per_op"] = part_s * 1e6 / load["ok"]
+            if load.get("bytes"):
+                d[f"server_{part}_s_per_gib"] = part_s / (load["bytes"] / GIB)
     if isinstance(run.get("ktls_conns"), int) and isinstance(run.get("other_conns"), int):
         # Block 7: the data path of each connection, from the server's close events.
         conns = run["ktls_conns"] + run["other_conns"]

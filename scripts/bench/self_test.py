@@ -16,7 +16,7 @@ from bench import BLOCKS, SERVERS, Usage, fd_budget, parse_args, sizes, usage, w
 from children import Children
 from readings import (idle_progress, idle_why, ktls_paths, ktls_probe, listening_in_proc_net_tcp,
                       listening_port_of, load_summary, machine_ticks_of, info_fields, passthrough_totals, read, render,
-                      stat_ticks, status_field)
+                      stat_ticks, stat_times, status_field)
 
 HERE = bench.HERE
 META_KEYS = ["date", "quick", "nproc", "cpu_model", "kernel", "memory", "haproxy", "nginx", "stunnel", "openssl",
@@ -42,6 +42,7 @@ def run():
     # /proc
     stat = "4242 (ringtls (w) 1) S 1 4242 4242 0 -1 4194560 620 0 0 0 123 45 0 0 20 0 2 0 99 12345 678"
     check("stat: utime+stime past a ')' in the name", stat_ticks(stat), 168)
+    check("stat: utime and stime apart (fields 14 and 15)", stat_times(stat), (123, 45))
     status = "Name:\tringtls\nVmRSS:\t   10240 kB\nThreads:\t3\n"
     check("status: VmRSS", status_field(status, "VmRSS"), 10240)
     check("status: Threads", status_field(status, "Threads"), 3)
@@ -147,6 +148,8 @@ def run():
         check("results.md: idle row", "| ringtls | 500 of 500 | 10.0 | 19.8 | 20.0 | n/a | 1 |" in md, True)
         check("results.md: quick banner and note", ("QUICK smoke run" in md, "- ringtls idle: 3 of" in md), (True, True))
         check("chart.svg", (svg.startswith("<svg"), "0.20× (200 µs)" in svg), (True, True))
+    # the user/kernel split
+    split_cases(check)
     # block 8: the edges' table, the ratios and the spliced share, in results.md and raw.json
     with tempfile.TemporaryDirectory() as d:
         canned_passthrough(d)
@@ -192,6 +195,25 @@ def run():
         print(f"self-test FAILED: {n}: got {g!r}, want {w!r}", file=sys.stderr)
     print(f"self-test: {len(cases) - len(bad)}/{len(cases)} ok")
     return 1 if bad else 0
+
+
+def split_cases(check):
+    """The user/kernel split on canned records: per handshake, per GiB, and its absence."""
+    common = {"clk_tck": 100, "wall_s": 1.0, "cpu_ticks_before": 0, "cpu_utime_before": 0, "cpu_stime_before": 0}
+    full = dict(common, measure="handshake", cpu_ticks_after=30, cpu_utime_after=24, cpu_stime_after=6,
+                load={"ok": 1000, "resumed_fraction": 0.0})
+    d = report.derive(full)
+    check("split: user and kernel µs per handshake",
+          (round(d["server_user_us_per_op"], 6), round(d["server_kernel_us_per_op"], 6),
+           round(d["server_cpu_us_per_op"], 6)), (240.0, 60.0, 300.0))
+    bulk = dict(common, cpu_ticks_after=80, cpu_utime_after=50, cpu_stime_after=30, load={"ok": 2, "bytes": 2 << 30})
+    d = report.derive(bulk)
+    check("split: user and kernel s per GiB", (d["server_user_s_per_gib"], d["server_kernel_s_per_gib"]), (0.25, 0.15))
+    old = {k: v for k, v in bulk.items() if not k.startswith(("cpu_utime", "cpu_stime"))}
+    check("split: records from before it have the sum only",
+          sorted(k for k in report.derive(old) if "user" in k or "kernel" in k), [])
+    died = dict(bulk, cpu_ticks_after=None, cpu_utime_after=None, cpu_stime_after=None)
+    check("split: a server that died has none", "server_user_s" in report.derive(died), False)
 
 
 def stopped(pid):
@@ -254,3 +276,4 @@ def canned_passthrough(d):
             f.write(json.dumps({"ok": 4, "failed": 0, "per_second": 4.0, "mib_per_s": 1024.0, "bytes": 1 << 30,
                                 "latency_us": {"p50": 100, "p99": 200}, "resumed_fraction": 0.0,
                                 "failures": {}}) + "\n")
+
