@@ -234,35 +234,101 @@ def section(title, note, header, rows, notes):
     return "\n".join(parts) + "\n"
 
 
-def resumed_cpu(run, full_run):
+def resumed_cpu(run, full_run, part="cpu"):
     """Server CPU per resumed handshake, estimated: the run's CPU less its full handshakes at the
-    cost the same server showed in the full-handshake run, over the resumed handshakes."""
-    cpu, ok, frac = value(run, "derived.server_cpu_s"), value(run, "load.ok"), value(run, "load.resumed_fraction")
-    full = value(full_run, "derived.server_cpu_us_per_op") if full_run else None
+    cost the same server showed in the full-handshake run, over the resumed handshakes. part
+    "user" does the same with user time alone (utime), which the resumed floor bounds."""
+    cpu, ok, frac = value(run, f"derived.server_{part}_s"), value(run, "load.ok"), value(run, "load.resumed_fraction")
+    full = value(full_run, f"derived.server_{part}_us_per_op") if full_run else None
     if None in (cpu, ok, frac, full) or frac <= 0 or ok <= 0:
         return None
     resumed = frac * ok
     return max(0.0, (cpu * 1e6 - (ok - resumed) * full) / resumed)
 
 
-def handshake_section(runs, servers, measure, title, note):
+# The issue's targets for ringtls' user time against the crypto floor: the line of crypto_floor's
+# JSON that bounds each handshake table, and how far above it ringtls may be. A full handshake is
+# also shown against the floor that verifies the client chain afresh, without a target.
+FLOOR_TARGETS = {"handshake": ("mtls_handshake_floor_cached_us", 1.3), "resume": ("resumed_handshake_floor_us", 1.5)}
+FLOOR_FULL = "full_mtls_handshake_floor_us"
+NO_FLOOR = "floor not measured"
+
+
+def floor_us(floor, key):
+    """One line of the crypto floor in µs, or None: not measured (a --no-build run, no bench),
+    failed, or from before that line existed."""
+    v = floor.get(key) if isinstance(floor, dict) else None
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
+
+
+def vs_target(user_us, floor_value, target):
+    """{user_us, floor_us, ratio, target, met} for one ratio to a floor (or to a peer); ratio and
+    met are None when either side is missing, met also when there is no target."""
+    q = user_us / floor_value if user_us is not None and floor_value else None
+    return {"user_us": user_us, "floor_us": floor_value, "ratio": q, "target": target,
+            "met": None if q is None or target is None else q <= target}
+
+
+def met_text(t, show_target=False):
+    """'1.20×, target met' / '1.45×, target NOT met' / '1.10×' (no target) for a vs_target dict;
+    show_target names it: '1.20×, target ≤ 1.3× met'."""
+    if t["ratio"] is None:
+        return "n/a"
+    if t["target"] is None:
+        return f"{t['ratio']:.2f}×"
+    goal = f" ≤ {t['target']:g}×" if show_target else ""
+    return f"{t['ratio']:.2f}×, target{goal} {'met' if t['met'] else 'NOT met'}"
+
+
+def floor_cell(t):
+    """A ratio to a floor line as a table cell: 'floor not measured' when the floor is missing."""
+    return NO_FLOOR if t["floor_us"] is None else met_text(t)
+
+
+def floor_targets(runs, floor):
+    """ringtls' user time against the crypto floor: full ECDSA handshakes (per handshake) and
+    resumed ones (per resumed handshake, estimated as resumed_cpu does, from user time alone)."""
+    full = Table(runs, "handshake").get("ringtls")
+    res = Table(runs, "resume").get("ringtls")
+    full_user = value(full, "derived.server_user_us_per_op") if full else None
+    res_user = resumed_cpu(res, full, "user") if res else None
+    key, target = FLOOR_TARGETS["handshake"]
+    rkey, rtarget = FLOOR_TARGETS["resume"]
+    return {
+        "handshake_user_vs_floor_cached": dict(vs_target(full_user, floor_us(floor, key), target), floor=key),
+        "handshake_user_vs_floor_full": dict(vs_target(full_user, floor_us(floor, FLOOR_FULL), None), floor=FLOOR_FULL),
+        "resumed_user_vs_floor": dict(vs_target(res_user, floor_us(floor, rkey), rtarget), floor=rkey),
+    }
+
+
+def handshake_section(runs, servers, measure, title, note, floor=None):
     t = Table(runs, measure)
     full_t = Table(runs, "handshake")
     b_res = resumed_cpu(t.get(BASE), full_t.get(BASE)) if t.get(BASE) else None
     base = t.get(BASE)
     b_cpu = value(base, "derived.server_cpu_us_per_op") if base else None
+    b_kernel = value(base, "derived.server_kernel_us_per_op") if base else None
     b_rate = value(base, "load.per_second") if base else None
+    targets = floor_targets(runs, floor)
     rows, notes = [], []
     for s in servers:
         r = t.get(s)
         if not r:
             continue
         cpu, rate = value(r, "derived.server_cpu_us_per_op"), value(r, "load.per_second")
-        row = [s, num(cpu), ratio(cpu, b_cpu), num(rate), ratio(rate, b_rate)]
+        user, kernel = value(r, "derived.server_user_us_per_op"), value(r, "derived.server_kernel_us_per_op")
+        row = [s, num(cpu), ratio(cpu, b_cpu), num(user), num(kernel), ratio(kernel, b_kernel)]
+        if measure == "handshake":
+            # The floor is ringtls' own (rustls + aws-lc-rs), so only its row is held to it.
+            row += ([floor_cell(targets["handshake_user_vs_floor_cached"]),
+                     floor_cell(targets["handshake_user_vs_floor_full"])] if s == "ringtls" else ["—", "—"])
+        row += [num(rate), ratio(rate, b_rate)]
         if measure == "resume":
             frac = value(r, "load.resumed_fraction")
             res = resumed_cpu(r, full_t.get(s))
-            row += ["n/a" if frac is None else f"{frac:.3f}", num(res), ratio(res, b_res)]
+            row += ["n/a" if frac is None else f"{frac:.3f}", num(res), ratio(res, b_res),
+                    num(resumed_cpu(r, full_t.get(s), "user")),
+                    floor_cell(targets["resumed_user_vs_floor"]) if s == "ringtls" else "—"]
         row += [
             busy(r),
             f"{num(value(r, 'load.latency_us.p50'), 0)} / {num(value(r, 'load.latency_us.p99'), 0)}",
@@ -272,11 +338,34 @@ def handshake_section(runs, servers, measure, title, note):
         n = failure_note(s, r)
         if n:
             notes.append(n)
-    header = ["server", "server CPU µs / handshake", "vs HAProxy", "handshakes/s", "vs HAProxy"]
+    header = ["server", "server CPU µs / handshake", "vs HAProxy", "user µs / handshake", "kernel µs / handshake",
+              "kernel vs HAProxy"]
+    if measure == "handshake":
+        header += [f"ringtls user vs floor, cached chain (target ≤ {FLOOR_TARGETS['handshake'][1]:g}×)",
+                   "ringtls user vs floor, full"]
+    header += ["handshakes/s", "vs HAProxy"]
     if measure == "resume":
-        header += ["resumed fraction", "CPU µs / resumed handshake (est.)", "vs HAProxy"]
+        header += ["resumed fraction", "CPU µs / resumed handshake (est.)", "vs HAProxy",
+                   "user µs / resumed handshake (est.)",
+                   f"ringtls user vs resumed floor (target ≤ {FLOOR_TARGETS['resume'][1]:g}×)"]
     header += [BUSY_HEADER, "latency p50 / p99 µs", "failed"]
     return section(title, note, header, rows, notes)
+
+
+def floor_lines(targets):
+    """The "Floor ratios" list under the handshake tables, from floor_targets."""
+    def line(label, t):
+        user = "n/a (no ringtls run with the user/kernel split)" if t["user_us"] is None else f"{num(t['user_us'])} µs"
+        if t["floor_us"] is None:
+            return f"- {label}: ringtls user {user}; `{t['floor']}`: {NO_FLOOR}"
+        return f"- {label}: ringtls user {user}, `{t['floor']}` {num(t['floor_us'])} µs: {met_text(t, show_target=True)}"
+    return "\n".join([
+        "**Floor ratios** (ringtls' user time, where the floor's crypto runs)",
+        "",
+        line("full ECDSA handshake, client chain cached", targets["handshake_user_vs_floor_cached"]),
+        line("full ECDSA handshake, client chain verified", targets["handshake_user_vs_floor_full"]),
+        line("resumed handshake, per resumed handshake (est.)", targets["resumed_user_vs_floor"]),
+    ]) + "\n"
 
 
 def bulk_section(runs, servers, measure, title, note):
@@ -679,7 +768,11 @@ def results_md(meta, runs, floor, servers):
         "\"other\" well above 0 means other work shared the machine (marked †), and the rates (less so "
         f"the CPU per operation) of that row are depressed. Each row is one {dur} load run (after a {seconds(meta.get('warmup'))} "
         "warm-up); ratios are to HAProxy (HAProxy = 1.00×): below 1 is less CPU, memory or latency, above 1 "
-        "is more, as the column says.",
+        "is more, as the column says. \"user\" and \"kernel\" split the server CPU into utime and stime (fields "
+        "14 and 15 of `/proc/PID/stat`, read at the same moments as their sum): user is the TLS library, the "
+        "crypto and the proxy's own code, kernel is the system calls (sockets, epoll or io_uring, splice). The "
+        "kernel splits a process's runtime between the two by where its timer ticks land, so the split is a "
+        "sample: read it over a full run's thousands of ticks, not a quick run's hundred.",
         "",
         "![Server CPU and memory per unit of work, relative to HAProxy](chart.svg)",
         "",
@@ -692,21 +785,30 @@ def results_md(meta, runs, floor, servers):
         "## Results",
         "",
     ]
+    floor_note = (f"ringtls' user µs against the crypto floor (`{FLOOR_TARGETS['handshake'][0]}`, the floor of a "
+                  f"full handshake whose client chain is cached, target ≤ {FLOOR_TARGETS['handshake'][1]:g}×; and "
+                  f"`{FLOOR_FULL}`, one that verifies it afresh), with \"target met\" or \"NOT met\"; \"floor not "
+                  "measured\" when the run had no crypto floor (`--no-build`, or an older floor without that "
+                  "line).")
     lines.append(handshake_section(
         runs, servers, "handshake", "1. Full handshake, ECDSA P-256 server certificate",
         f"`--mode handshake --concurrency {meta.get('handshake_concurrency')}`: new TCP connection, full TLS 1.3 "
         "mutual-TLS handshake, the server's first post-handshake record (a session ticket), close. Lower "
-        "CPU is better."))
+        f"CPU is better. Kernel vs HAProxy is the ratio of kernel µs. The floor columns: {floor_note}", floor))
     lines.append(handshake_section(
         runs, servers, "handshake-rsa", "1b. Full handshake, RSA-2048 server certificate",
         "As 1, with an RSA-2048 server certificate signed by the same root (the client certificate stays "
-        "ECDSA)."))
+        "ECDSA). No floor column: the crypto floor signs with ECDSA P-256.", floor))
     lines.append(handshake_section(
         runs, servers, "resume", "2. Resumed handshake (session tickets)",
         "As 1 with `--resume`: the client offers its last ticket from that server. \"server CPU µs / "
         "handshake\" averages over all handshakes of the run, resumed or not; the resumed fraction is what the "
         "load generator saw; the estimate per resumed handshake takes out the full handshakes of the run at "
-        "the cost that server showed in table 1."))
+        "the cost that server showed in table 1, and the user estimate does the same with user time alone "
+        f"(user µs of this run less its full handshakes at table 1's user µs). ringtls' user estimate is held to "
+        f"`{FLOOR_TARGETS['resume'][0]}` (X25519, ticket open and seal; target ≤ {FLOOR_TARGETS['resume'][1]:g}×).",
+        floor))
+    lines.append(floor_lines(floor_targets(runs, floor)))
     lines.append(bulk_section(
         runs, servers, "bulk-up", "3a. Bulk, client to upstream",
         f"`--mode bulk-up --concurrency {meta.get('bulk_concurrency')} --bytes {meta.get('bulk_bytes')}` to a sink "
@@ -762,11 +864,19 @@ def results_md(meta, runs, floor, servers):
     return "\n".join(lines)
 
 
+def targets_summary(runs, floor, servers):
+    """The issue's targets that results.md marks met or NOT met, as raw.json's "targets"; the same
+    dicts the tables print from, so the two cannot disagree."""
+    out = floor_targets(runs, floor)
+    return out
+
+
 def write(meta, floor, runs, out):
     """raw.json, results.md and chart.svg into out."""
     wanted = [s for s in meta.get("servers", ",".join(SERVERS)).split(",") if s]
     servers = [s for s in SERVERS if s in wanted]
-    raw = {"meta": meta, "crypto_floor": floor, "runs": runs, "passthrough": passthrough_summary(runs)}
+    raw = {"meta": meta, "crypto_floor": floor, "runs": runs, "passthrough": passthrough_summary(runs),
+           "targets": targets_summary(runs, floor, servers)}
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "raw.json"), "w") as f:
         json.dump(raw, f, indent=1)

@@ -139,7 +139,7 @@ def run():
         raw = json.load(open(os.path.join(d, "out", "raw.json")))
         md = read(os.path.join(d, "out", "results.md"))
         svg = read(os.path.join(d, "out", "chart.svg"))
-        check("raw.json: top-level keys", list(raw), ["meta", "crypto_floor", "runs", "passthrough"])
+        check("raw.json: top-level keys", list(raw), ["meta", "crypto_floor", "runs", "passthrough", "targets"])
         check("raw.json: derived CPU per handshake", [r["derived"].get("server_cpu_us_per_op") for r in raw["runs"]],
               [200.0, 1000.0, None])
         check("raw.json: derived RSS per connection", raw["runs"][2]["derived"].get("rss_kib_per_conn"), 20.0)
@@ -148,8 +148,22 @@ def run():
         check("results.md: idle row", "| ringtls | 500 of 500 | 10.0 | 19.8 | 20.0 | n/a | 1 |" in md, True)
         check("results.md: quick banner and note", ("QUICK smoke run" in md, "- ringtls idle: 3 of" in md), (True, True))
         check("chart.svg", (svg.startswith("<svg"), "0.20× (200 µs)" in svg), (True, True))
-    # the user/kernel split
+        # Records from before the user/kernel split, and no crypto floor: n/a and "floor not measured".
+        check("results.md: handshake row without the split",
+              row is not None and "| 200 | 0.20× | n/a | n/a | n/a | floor not measured | floor not measured |" in row,
+              True)
+        check("results.md: floor ratios without the split or a floor",
+              "- full ECDSA handshake, client chain cached: ringtls user n/a (no ringtls run with the user/kernel "
+              "split); `mtls_handshake_floor_cached_us`: floor not measured" in md, True)
+    # the user/kernel split and the floor ratios
     split_cases(check)
+    floor_cases(check)
+    with tempfile.TemporaryDirectory() as d:
+        canned_split(d)
+        report.write_from_work(os.path.join(d, "work"), os.path.join(d, "out"))
+        raw = json.load(open(os.path.join(d, "out", "raw.json")))
+        md = read(os.path.join(d, "out", "results.md"))
+        floor_report_cases(check, raw, md)
     # block 8: the edges' table, the ratios and the spliced share, in results.md and raw.json
     with tempfile.TemporaryDirectory() as d:
         canned_passthrough(d)
@@ -216,6 +230,62 @@ def split_cases(check):
     check("split: a server that died has none", "server_user_s" in report.derive(died), False)
 
 
+def floor_cases(check):
+    """The floor lines, the ratios to them with and without a floor, and the resumed estimate
+    from user time."""
+    floor = {"mtls_handshake_floor_cached_us": 200.0, "full_mtls_handshake_floor_us": 186, "x25519_us": 34.8}
+    check("floor: one line", report.floor_us(floor, "full_mtls_handshake_floor_us"), 186.0)
+    check("floor: not measured, failed, older", [report.floor_us(f, "mtls_handshake_floor_cached_us") for f in
+                                                 (None, {"error": "crypto_floor ran but printed no JSON line"},
+                                                  {"full_mtls_handshake_floor_us": 186})], [None, None, None])
+    check("floor ratio: met", report.floor_cell(report.vs_target(240.0, 200.0, 1.3)), "1.20×, target met")
+    check("floor ratio: NOT met", report.floor_cell(report.vs_target(300.0, 200.0, 1.3)), "1.50×, target NOT met")
+    check("floor ratio: no target", report.floor_cell(report.vs_target(372.0, 186.0, None)), "2.00×")
+    check("floor ratio: no floor", report.floor_cell(report.vs_target(240.0, None, 1.3)), "floor not measured")
+    check("floor ratio: no user time", report.floor_cell(report.vs_target(None, 200.0, 1.3)), "n/a")
+    check("floor ratio: no floor, no user time", report.floor_cell(report.vs_target(None, None, 1.3)),
+          "floor not measured")
+    # 1000 handshakes, 800 resumed, 0.12 s of user time, less the 200 full ones at the full
+    # run's 240 µs: (120000 - 48000) / 800
+    common = {"clk_tck": 100, "wall_s": 1.0, "cpu_ticks_before": 0, "cpu_utime_before": 0, "cpu_stime_before": 0}
+    full = dict(common, measure="handshake", cpu_ticks_after=30, cpu_utime_after=24, cpu_stime_after=6,
+                load={"ok": 1000, "resumed_fraction": 0.0})
+    full["derived"] = report.derive(full)
+    res = dict(common, measure="resume", cpu_ticks_after=20, cpu_utime_after=12, cpu_stime_after=8,
+               load={"ok": 1000, "resumed_fraction": 0.8})
+    res["derived"] = report.derive(res)
+    check("resumed estimate: user time", round(report.resumed_cpu(res, full, "user"), 6), 90.0)
+    check("resumed estimate: all CPU as before", round(report.resumed_cpu(res, full), 6), 175.0)
+    old_full = {k: v for k, v in full.items() if not k.startswith(("cpu_utime", "cpu_stime"))}
+    old_full["derived"] = report.derive(old_full)
+    check("resumed estimate: no user time in the full run", report.resumed_cpu(res, old_full, "user"), None)
+
+
+def floor_report_cases(check, raw, md):
+    """canned_split's handshake tables and floor ratios."""
+    t = raw["targets"]
+    check("raw.json: handshake user vs cached floor", (round(t["handshake_user_vs_floor_cached"]["ratio"], 6),
+                                                      t["handshake_user_vs_floor_cached"]["met"]), (1.2, True))
+    check("raw.json: resumed user vs floor", (round(t["resumed_user_vs_floor"]["user_us"], 6),
+                                              round(t["resumed_user_vs_floor"]["ratio"], 6),
+                                              t["resumed_user_vs_floor"]["met"]), (90.0, 1.8, False))
+    check("results.md: handshake row, user and kernel, floors",
+          "| ringtls | 300 | 0.30× | 240 | 60.0 | 0.20× | 1.20×, target met | 1.29× | 1,000 | 1.00× |" in md, True)
+    check("results.md: handshake row, HAProxy has no floor cells",
+          "| haproxy | 1,000 | 1.00× | 700 | 300 | 1.00× | — | — |" in md, True)
+    check("results.md: RSA row, split but no floor column",
+          "| ringtls | 500 | 0.50× | 400 | 100 | 0.33× | 1,000 | 1.00× |" in md, True)
+    check("results.md: resumed row, user estimate against its floor",
+          "| 0.800 | 175 | 0.17× | 90.0 | 1.80×, target NOT met |" in md, True)
+    check("results.md: floor ratios",
+          ("- full ECDSA handshake, client chain cached: ringtls user 240 µs, `mtls_handshake_floor_cached_us` "
+           "200 µs: 1.20×, target ≤ 1.3× met" in md,
+           "- full ECDSA handshake, client chain verified: ringtls user 240 µs, `full_mtls_handshake_floor_us` "
+           "186 µs: 1.29×" in md,
+           "- resumed handshake, per resumed handshake (est.): ringtls user 90.0 µs, `resumed_handshake_floor_us` "
+           "50.0 µs: 1.80×, target ≤ 1.5× NOT met" in md), (True, True, True))
+
+
 def stopped(pid):
     """Gone, or a zombie that init has yet to reap: a killed grandchild is stopped all the same."""
     try:
@@ -277,3 +347,42 @@ def canned_passthrough(d):
                                 "latency_us": {"p50": 100, "p99": 200}, "resumed_fraction": 0.0,
                                 "failures": {}}) + "\n")
 
+
+def canned_split(d):
+    """A work dir with the user/kernel split, a crypto floor, three echo runs per server and the
+    one-connection bulk runs, for ringtls and HAProxy."""
+    work = os.path.join(d, "work")
+    os.makedirs(os.path.join(work, "records"))
+    with open(os.path.join(work, "meta.txt"), "w") as f:
+        f.write("quick=1\nnproc=2\nduration=1000ms\nwarmup=300ms\nidle_n=500\nidle_wanted=500\nbulk_concurrency=4\n"
+                "bulk_bytes=64MiB\nbulk1_bytes=64MiB\necho_runs=3\nservers=ringtls,haproxy\n"
+                "command=scripts/bench.sh --quick\n")
+    with open(os.path.join(work, "crypto_floor.out"), "w") as f:
+        f.write(json.dumps({"bench": "crypto_floor", "mtls_handshake_floor_cached_us": 200.0,
+                            "full_mtls_handshake_floor_us": 186.0, "resumed_handshake_floor_us": 50.0}) + "\n")
+    common = {"cert": "ecdsa", "server_threads": 1, "clk_tck": 100, "load_rc": 0, "load_cpu_ms": 500,
+              "upstream_cpu_ticks": 10, "machine_busy_ticks": 150, "machine_total_ticks": 200,
+              "machine_irq_ticks": 5, "wall_s": 1.0, "server_alive_after": True, "cpu_ticks_before": 0,
+              "cpu_utime_before": 0, "cpu_stime_before": 0}
+    ops = {"ok": 1000, "failed": 0, "per_second": 1000.0, "mib_per_s": 0.0, "bytes": 0, "resumed_fraction": 0.0,
+           "latency_us": {"p50": 100, "p99": 200}, "failures": {}}
+    gib = dict(ops, ok=16, per_second=16.0, mib_per_s=1024.0, bytes=1 << 30)
+    # (server, measure, utime ticks, stime ticks, load)
+    rows = [("ringtls", "handshake", 24, 6, ops), ("haproxy", "handshake", 70, 30, ops),
+            ("ringtls", "handshake-rsa", 40, 10, ops), ("haproxy", "handshake-rsa", 70, 30, ops),
+            ("ringtls", "resume", 12, 8, dict(ops, resumed_fraction=0.8)),
+            ("haproxy", "resume", 70, 30, dict(ops, resumed_fraction=0.8)),
+            ("ringtls", "bulk-up-1", 50, 25, gib), ("haproxy", "bulk-up-1", 60, 40, gib),
+            ("ringtls", "bulk-down-1", 50, 25, gib), ("haproxy", "bulk-down-1", 60, 40, gib)]
+    for server, p50s, p99s in (("ringtls", (300, 280, 320), (700, 500, 900)),
+                               ("haproxy", (400, 380, 420), (800, 600, 1000))):
+        for n, (p50, p99) in enumerate(zip(p50s, p99s), 1):
+            rows.append((server, "echo" if n == 1 else f"echo-{n}", 3, 2,
+                         dict(ops, ok=5000, per_second=5000.0, latency_us={"p50": p50, "p99": p99})))
+    for seq, (server, measure, utime, stime, load) in enumerate(rows, 1):
+        base = os.path.join(work, "records", f"{seq:03d}")
+        write_json(base + ".meta.json", dict(common, seq=seq, server=server, measure=measure,
+                                             cpu_ticks_after=utime + stime, cpu_utime_after=utime,
+                                             cpu_stime_after=stime))
+        with open(base + ".load.json", "w") as f:
+            f.write(json.dumps(load) + "\n")
