@@ -160,6 +160,7 @@ class Sizes:
     dur_ms: int
     warmup_ms: int
     bulk_bytes: str
+    bulk1_bytes: str  # per connection of the one-connection bulk runs (bulk-up-1, bulk-down-1)
     idle_want: int
     idle_batch: int  # idle connections opened at once
     idle_bound: int  # seconds to wait for all idle connections
@@ -180,10 +181,10 @@ class Sizes:
 
 def sizes(quick):
     if quick:
-        return Sizes(dur_ms=1000, warmup_ms=300, bulk_bytes="64MiB", idle_want=1000, idle_batch=500,
-                     idle_bound=40)
-    return Sizes(dur_ms=12000, warmup_ms=1000, bulk_bytes="256MiB", idle_want=10000, idle_batch=1000,
-                 idle_bound=180)
+        return Sizes(dur_ms=1000, warmup_ms=300, bulk_bytes="64MiB", bulk1_bytes="64MiB", idle_want=1000,
+                     idle_batch=500, idle_bound=40)
+    return Sizes(dur_ms=12000, warmup_ms=1000, bulk_bytes="256MiB", bulk1_bytes="1GiB", idle_want=10000,
+                 idle_batch=1000, idle_bound=180)
 
 
 def fd_budget(nofile, idle_want):
@@ -578,9 +579,14 @@ class Bench:
     def warmup(self, srv, cert):
         self.handshakes(srv, "warmup", cert, dur=self.s.warmup)
 
-    def bulk(self, srv, measure, direction):
-        return self.run_load(srv, measure, "ecdsa", ["--mode", f"bulk-{direction}", "--concurrency", self.s.bulk_conc,
-                                               "--bytes", self.s.bulk_bytes, "--duration", self.s.dur])
+    def bulk(self, srv, measure, direction, concurrency=None, size=None):
+        """A bulk run; by default the four-connection load of blocks 3, 4, 7 and 8. Each connection
+        moves `--bytes` and the load reconnects until `--duration` is up (a connection cut short
+        by the deadline counts what it moved): CPU per GiB is over the bytes the load counted."""
+        return self.run_load(srv, measure, "ecdsa", ["--mode", f"bulk-{direction}", "--concurrency",
+                                                     concurrency or self.s.bulk_conc, "--bytes",
+                                                     size or self.s.bulk_bytes, "--duration", self.s.dur])
+
 
     def check_mtls(self, srv):
         """A client without a certificate must get no byte through: proves each server really does
@@ -713,18 +719,20 @@ def block_rsa(b):
 
 
 def block_bulk_up(b):
-    log("block 3/8: bulk up (to a sink upstream)")
+    log("block 3/8: bulk up (to a sink upstream), four connections and one")
     for name in b.o.servers:
         srv = b.start_server(name, "ecdsa", "sink")
         b.bulk(srv, "bulk-up", "up")
+        b.bulk(srv, "bulk-up-1", "up", concurrency=1, size=b.s.bulk1_bytes)
         b.stop_server(srv)
 
 
 def block_bulk_down(b):
-    log("block 4/8: bulk down (from a source upstream)")
+    log("block 4/8: bulk down (from a source upstream), four connections and one")
     for name in b.o.servers:
         srv = b.start_server(name, "ecdsa", "source")
         b.bulk(srv, "bulk-down", "down")
+        b.bulk(srv, "bulk-down-1", "down", concurrency=1, size=b.s.bulk1_bytes)
         b.stop_server(srv)
 
 
@@ -957,6 +965,7 @@ def machine_meta(b, elapsed):
         ("rustc", rustc if rustc.startswith("rustc") else "unknown"),
         ("duration", s.dur), ("warmup", s.warmup),
         ("handshake_concurrency", s.hs_conc), ("bulk_concurrency", s.bulk_conc), ("bulk_bytes", s.bulk_bytes),
+        ("bulk1_bytes", s.bulk1_bytes),
         ("echo_concurrency", s.echo_conc), ("echo_size", s.echo_size), ("echo_rate", s.echo_rate),
         ("idle_wanted", s.idle_want), ("idle_n", b.idle_n), ("idle_batch", s.idle_batch),
         ("nofile", b.nofile), ("clk_tck", b.clk_tck), ("servers", b.o.servers_arg), ("ktls", b.ktls_state),

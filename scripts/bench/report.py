@@ -368,7 +368,9 @@ def floor_lines(targets):
     ]) + "\n"
 
 
-def bulk_section(runs, servers, measure, title, note):
+def bulk_section(runs, servers, measure, title, note, split=False):
+    """A bulk table; split adds user and kernel s / GiB and the connections the run made (the
+    one-connection tables, where each connection moves --bytes before the next one starts)."""
     t = Table(runs, measure)
     base = t.get(BASE)
     b_cpu = value(base, "derived.server_cpu_s_per_gib") if base else None
@@ -380,14 +382,49 @@ def bulk_section(runs, servers, measure, title, note):
             continue
         cpu, rate = value(r, "derived.server_cpu_s_per_gib"), value(r, "load.mib_per_s")
         gib = (value(r, "load.bytes") or 0) / GIB
-        rows.append([s, num(cpu, 3), ratio(cpu, b_cpu), num(rate), ratio(rate, b_rate),
-                     busy(r), num(gib, 2), num(value(r, "load.failed"), 0)])
+        row = [s, num(cpu, 3), ratio(cpu, b_cpu)]
+        if split:
+            row += [num(value(r, "derived.server_user_s_per_gib"), 3), num(value(r, "derived.server_kernel_s_per_gib"), 3)]
+        row += [num(rate), ratio(rate, b_rate), busy(r), num(gib, 2)]
+        if split:
+            row.append(num(value(r, "load.ok"), 0))
+        rows.append(row + [num(value(r, "load.failed"), 0)])
         n = failure_note(s, r)
         if n:
             notes.append(n)
-    header = ["server", "server CPU s / GiB", "vs HAProxy", "MiB/s", "vs HAProxy",
-              BUSY_HEADER, "GiB moved", "failed"]
-    return section(title, note, header, rows, notes)
+    if split and not rows:
+        return (f"### {title}\n\n{note}\n\nnot measured: no one-connection run in these records (`--only` "
+                "without this block, or records from before it had one).\n")
+    header = ["server", "server CPU s / GiB", "vs HAProxy"]
+    if split:
+        header += ["user s / GiB", "kernel s / GiB"]
+    header += ["MiB/s", "vs HAProxy", BUSY_HEADER, "GiB moved"]
+    if split:
+        header.append("connections")
+    return section(title, note, header + ["failed"], rows, notes)
+
+
+BULK1_TARGET = 0.8  # ringtls' CPU per GiB, one connection, upstream to client, against HAProxy's
+
+
+def bulk1_target(runs):
+    """ringtls' server CPU per GiB of bulk-down-1 against HAProxy's."""
+    t = Table(runs, "bulk-down-1")
+    r, b = t.get("ringtls"), t.get(BASE)
+    cpu = value(r, "derived.server_cpu_s_per_gib") if r else None
+    b_cpu = value(b, "derived.server_cpu_s_per_gib") if b else None
+    q = cpu / b_cpu if cpu is not None and b_cpu else None
+    return {"ringtls_s_per_gib": cpu, "haproxy_s_per_gib": b_cpu, "ratio": q, "target": BULK1_TARGET,
+            "met": None if q is None else q <= BULK1_TARGET}
+
+
+def bulk1_line(t):
+    """The target line under table 3b-1."""
+    head = (f"- Target: ringtls' server CPU per GiB upstream → client with one connection ≤ {t['target']:g}× "
+            "HAProxy's: ")
+    if t["ratio"] is None:
+        return head + "not measured (no ringtls or no HAProxy run of bulk-down-1)\n"
+    return head + f"{num(t['ringtls_s_per_gib'], 3)} against {num(t['haproxy_s_per_gib'], 3)} s / GiB, {met_text(t)}\n"
 
 
 def echo_section(runs, servers, measure, title, note):
@@ -640,6 +677,8 @@ def chart(runs, servers, meta):
         ("Resumed handshake (CPU µs)", "resume", "derived.server_cpu_us_per_op", "µs"),
         ("Bulk up (CPU s / GiB)", "bulk-up", "derived.server_cpu_s_per_gib", "s"),
         ("Bulk down (CPU s / GiB)", "bulk-down", "derived.server_cpu_s_per_gib", "s"),
+        ("Bulk up, one connection (CPU s / GiB)", "bulk-up-1", "derived.server_cpu_s_per_gib", "s"),
+        ("Bulk down, one connection (CPU s / GiB)", "bulk-down-1", "derived.server_cpu_s_per_gib", "s"),
         ("Echo round trip (CPU µs)", "echo", "derived.server_cpu_us_per_op", "µs"),
         ("Idle connection (RSS KiB)", "idle", "derived.rss_kib_per_conn", "KiB"),
     ]
@@ -809,14 +848,22 @@ def results_md(meta, runs, floor, servers):
         f"`{FLOOR_TARGETS['resume'][0]}` (X25519, ticket open and seal; target ≤ {FLOOR_TARGETS['resume'][1]:g}×).",
         floor))
     lines.append(floor_lines(floor_targets(runs, floor)))
+    bulk1 = (f"As above with one connection: `--concurrency 1 --bytes {meta.get('bulk1_bytes', 'n/a')}`, run on the "
+             "same server process right after the four-connection load. The load reconnects after each `--bytes` "
+             "until `--duration` is up, and a connection the deadline cuts short counts what it moved, so CPU per "
+             "GiB is over the bytes the load counted (GiB moved), not `--bytes`; connections is how many it made.")
     lines.append(bulk_section(
         runs, servers, "bulk-up", "3a. Bulk, client to upstream",
         f"`--mode bulk-up --concurrency {meta.get('bulk_concurrency')} --bytes {meta.get('bulk_bytes')}` to a sink "
         "upstream. Lower CPU per GiB is better."))
+    lines.append(bulk_section(runs, servers, "bulk-up-1", "3a-1. Bulk, client to upstream, one connection",
+                              bulk1, split=True))
     lines.append(bulk_section(
         runs, servers, "bulk-down", "3b. Bulk, upstream to client",
         f"`--mode bulk-down --concurrency {meta.get('bulk_concurrency')} --bytes {meta.get('bulk_bytes')}` from a "
         "source upstream."))
+    lines.append(bulk_section(runs, servers, "bulk-down-1", "3b-1. Bulk, upstream to client, one connection",
+                              bulk1, split=True) + "\n" + bulk1_line(bulk1_target(runs)))
     lines.append(echo_section(
         runs, servers, "echo", "4a. Echo latency at a fixed offered rate",
         f"`--mode echo --concurrency {meta.get('echo_concurrency')} --size {meta.get('echo_size')} --rate "
@@ -868,6 +915,7 @@ def targets_summary(runs, floor, servers):
     """The issue's targets that results.md marks met or NOT met, as raw.json's "targets"; the same
     dicts the tables print from, so the two cannot disagree."""
     out = floor_targets(runs, floor)
+    out["bulk_down_1_vs_haproxy"] = bulk1_target(runs)
     return out
 
 

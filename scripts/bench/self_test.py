@@ -21,7 +21,7 @@ from readings import (idle_progress, idle_why, ktls_paths, ktls_probe, listening
 HERE = bench.HERE
 META_KEYS = ["date", "quick", "nproc", "cpu_model", "kernel", "memory", "haproxy", "nginx", "stunnel", "openssl",
              "ringtls", "rustc", "duration", "warmup", "handshake_concurrency", "bulk_concurrency", "bulk_bytes",
-             "echo_concurrency", "echo_size", "echo_rate", "idle_wanted", "idle_n", "idle_batch", "nofile", "clk_tck",
+             "bulk1_bytes", "echo_concurrency", "echo_size", "echo_rate", "idle_wanted", "idle_n", "idle_batch", "nofile", "clk_tck",
              "servers", "ktls", "elapsed_s", "load_failures", "command"]
 
 
@@ -61,6 +61,7 @@ def run():
     check("fd budget: 1024 fds", fd_budget(1024, 1000), (400, 480))
     check("quick sizes", (sizes(True).dur, sizes(True).warmup, sizes(True).idle_want), ("1000ms", "300ms", 1000))
     check("full sizes", (sizes(False).dur, sizes(False).bulk_bytes), ("12000ms", "256MiB"))
+    check("one-connection bulk sizes", (sizes(True).bulk1_bytes, sizes(False).bulk1_bytes), ("64MiB", "1GiB"))
     # options
     o = parse_args(["--quick", "--no-build", "--servers", "ringtls,haproxy", "--only", "1,5", "--out", "x"],
                    {"BENCH_KTLS_FORCE": "1"})
@@ -155,15 +156,19 @@ def run():
         check("results.md: floor ratios without the split or a floor",
               "- full ECDSA handshake, client chain cached: ringtls user n/a (no ringtls run with the user/kernel "
               "split); `mtls_handshake_floor_cached_us`: floor not measured" in md, True)
-    # the user/kernel split and the floor ratios
+        check("results.md: no one-connection bulk run",
+              "not measured: no one-connection run in these records" in md, True)
+    # the user/kernel split, the floor ratios, one-connection bulk and the repeated echo
     split_cases(check)
     floor_cases(check)
+    bulk_order_cases(check)
     with tempfile.TemporaryDirectory() as d:
         canned_split(d)
         report.write_from_work(os.path.join(d, "work"), os.path.join(d, "out"))
         raw = json.load(open(os.path.join(d, "out", "raw.json")))
         md = read(os.path.join(d, "out", "results.md"))
         floor_report_cases(check, raw, md)
+        bulk1_report_cases(check, raw, md)
     # block 8: the edges' table, the ratios and the spliced share, in results.md and raw.json
     with tempfile.TemporaryDirectory() as d:
         canned_passthrough(d)
@@ -261,6 +266,62 @@ def floor_cases(check):
     check("resumed estimate: no user time in the full run", report.resumed_cpu(res, old_full, "user"), None)
 
 
+class StandIn:
+    """A Bench that records what a block asks of it, and starts nothing."""
+    s = sizes(False)
+    o = SimpleNamespace(servers=["ringtls", "haproxy"])
+
+    def __init__(self):
+        self.calls = []
+
+    def start_server(self, name, cert, upmode):
+        self.calls.append(("start", name, upmode))
+        return name
+
+    def stop_server(self, srv):
+        self.calls.append(("stop", srv))
+
+    def check_mtls(self, srv):
+        pass
+
+    def warmup(self, srv, cert):
+        pass
+
+    def handshakes(self, srv, measure, cert, resume=False):
+        self.calls.append((srv, measure))
+
+    def run_load(self, srv, measure, cert, args):
+        self.calls.append((srv, measure))
+
+    def echo(self, srv, measure):
+        self.calls.append((srv, measure))
+
+    def bulk(self, srv, measure, direction, concurrency=None, size=None):
+        self.calls.append((srv, measure, concurrency, size))
+
+
+def quietly(block, stand):
+    """Runs a block on a stand-in without its log lines."""
+    log = bench.log
+    bench.log = lambda msg: None
+    try:
+        block(stand)
+    finally:
+        bench.log = log
+    return stand.calls
+
+
+def bulk_order_cases(check):
+    """Blocks 3 and 4: per server, the four-connection load and then the one-connection one."""
+    calls = quietly(bench.block_bulk_up, StandIn()) + quietly(bench.block_bulk_down, StandIn())
+    check("blocks 3 and 4: four connections, then one",
+          [c for c in calls if c[0] not in ("start", "stop")],
+          [("ringtls", "bulk-up", None, None), ("ringtls", "bulk-up-1", 1, "1GiB"),
+           ("haproxy", "bulk-up", None, None), ("haproxy", "bulk-up-1", 1, "1GiB"),
+           ("ringtls", "bulk-down", None, None), ("ringtls", "bulk-down-1", 1, "1GiB"),
+           ("haproxy", "bulk-down", None, None), ("haproxy", "bulk-down-1", 1, "1GiB")])
+
+
 def floor_report_cases(check, raw, md):
     """canned_split's handshake tables and floor ratios."""
     t = raw["targets"]
@@ -284,6 +345,20 @@ def floor_report_cases(check, raw, md):
            "186 µs: 1.29×" in md,
            "- resumed handshake, per resumed handshake (est.): ringtls user 90.0 µs, `resumed_handshake_floor_us` "
            "50.0 µs: 1.80×, target ≤ 1.5× NOT met" in md), (True, True, True))
+
+
+def bulk1_report_cases(check, raw, md):
+    """canned_split's one-connection bulk tables and their target."""
+    t = raw["targets"]["bulk_down_1_vs_haproxy"]
+    check("raw.json: bulk-down-1 vs HAProxy", (round(t["ratio"], 6), t["met"]), (0.75, True))
+    check("results.md: one-connection bulk rows, user and kernel s / GiB",
+          ("| ringtls | 0.750 | 0.75× | 0.500 | 0.250 | 1,024 | 1.00× |" in md,
+           "| haproxy | 1.000 | 1.00× | 0.600 | 0.400 | 1,024 | 1.00× |" in md), (True, True))
+    check("results.md: one-connection tables follow the four-connection ones",
+          [l[4:9] for l in md.splitlines() if l.startswith("### 3")], ["3a. B", "3a-1.", "3b. B", "3b-1."])
+    check("results.md: bulk-down-1 target line",
+          "- Target: ringtls' server CPU per GiB upstream → client with one connection ≤ 0.8× HAProxy's: 0.750 "
+          "against 1.000 s / GiB, 0.75×, target met" in md, True)
 
 
 def stopped(pid):
