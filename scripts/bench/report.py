@@ -18,6 +18,7 @@ import argparse
 import glob
 import json
 import os
+import statistics
 from html import escape
 
 SERVERS = ["ringtls", "haproxy", "nginx", "stunnel"]
@@ -451,6 +452,93 @@ def echo_section(runs, servers, measure, title, note):
     return section(title, note, header, rows, notes)
 
 
+def echo_runs(runs, server):
+    """The fixed-rate echo runs of server in run order: measure `echo` is run 1 (the only one in
+    records from before there were three), `echo-N` run N; `echo-unpaced` is not one of them."""
+    out = []
+    for r in runs:
+        m = r.get("measure", "")
+        if r.get("server") == server and (m == "echo" or (m.startswith("echo-") and m[5:].isdigit())):
+            out.append((1 if m == "echo" else int(m[5:]), r))
+    return [r for _, r in sorted(out, key=lambda x: x[0])]
+
+
+def echo_stats(server_runs):
+    """Median p50 and p99 over one server's echo runs, the p99s' min and max, the median rate and
+    CPU per round trip, the failures added up, and the run whose p99 is the median (its cores
+    busy are shown); None without a run that has latencies."""
+    with_p99 = [r for r in server_runs if value(r, "load.latency_us.p99") is not None]
+    if not with_p99:
+        return None
+    p99s = sorted(value(r, "load.latency_us.p99") for r in with_p99)
+
+    def med(path):
+        xs = [value(r, path) for r in with_p99 if value(r, path) is not None]
+        return statistics.median(xs) if xs else None
+    by_p99 = sorted(with_p99, key=lambda r: value(r, "load.latency_us.p99"))
+    return {"runs": len(server_runs), "p50": med("load.latency_us.p50"), "p99": statistics.median(p99s),
+            "p99_min": p99s[0], "p99_max": p99s[-1], "per_second": med("load.per_second"),
+            "cpu_us_per_op": med("derived.server_cpu_us_per_op"),
+            "failed": sum(value(r, "load.failed") or 0 for r in server_runs),
+            "median_run": by_p99[(len(by_p99) - 1) // 2], "noisy": any(noisy(r) for r in server_runs)}
+
+
+def best_peer(stats, server):
+    """(name, median p99) of the server other than this one with the lowest median p99, or None."""
+    peers = [(st["p99"], s) for s, st in stats.items() if s != server and st]
+    return (min(peers)[1], min(peers)[0]) if peers else None
+
+
+def echo_target(stats):
+    """ringtls' median p99 against the best peer's: the target is no worse (≤ 1×)."""
+    st, peer = stats.get("ringtls"), best_peer(stats, "ringtls")
+    t = vs_target(st["p99"] if st else None, peer[1] if peer else None, 1.0)
+    return {"ringtls_p99_us": t["user_us"], "best_peer": peer[0] if peer else None, "best_peer_p99_us": t["floor_us"],
+            "ratio": t["ratio"], "target": 1.0, "met": t["met"],
+            "ringtls_runs": st["runs"] if st else 0}
+
+
+def echo_repeated_section(runs, servers, title, note):
+    """The fixed-rate echo over its runs (three since they were repeated; one in older records):
+    medians, the p99s' spread, p99 against HAProxy and against the best peer."""
+    stats = {s: echo_stats(echo_runs(runs, s)) for s in servers}
+    stats = {s: st for s, st in stats.items() if st}
+    base = stats.get(BASE) or {}
+    target = echo_target(stats)
+    rows, notes = [], []
+    for s in servers:
+        st = stats.get(s)
+        if not st:
+            continue
+        peer = best_peer(stats, s)
+        vs_peer = f"{ratio(st['p99'], peer[1])} ({peer[0]})" if peer else "n/a"
+        if s == "ringtls" and target["met"] is not None:
+            vs_peer += f", target {'met' if target['met'] else 'NOT met'}"
+        cores = busy(st["median_run"])
+        if st["noisy"] and not cores.endswith(" †"):
+            cores += " †"
+        rows.append([s, str(st["runs"]), num(st["p50"], 0), ratio(st["p50"], base.get("p50")), num(st["p99"], 0),
+                     f"{num(st['p99_min'], 0)}–{num(st['p99_max'], 0)}", ratio(st["p99"], base.get("p99")),
+                     vs_peer, num(st["per_second"]), num(st["cpu_us_per_op"]),
+                     ratio(st["cpu_us_per_op"], base.get("cpu_us_per_op")), cores, num(st["failed"], 0)])
+        for i, r in enumerate(echo_runs(runs, s), 1):
+            n = failure_note(f"{s} (run {i})", r)
+            if n:
+                notes.append(n)
+    header = ["server", "runs", "p50 µs (median)", "vs HAProxy", "p99 µs (median)", "p99 min–max", "vs HAProxy",
+              "p99 vs best peer", "round trips/s (median)", "server CPU µs / round trip (median)", "vs HAProxy",
+              f"{BUSY_HEADER} (median-p99 run)", "failed (all runs)"]
+    text = section(title, note, header, rows, notes)
+    if stats:
+        if target["ratio"] is None:
+            line = "not measured (no ringtls run, or no peer)"
+        else:
+            line = (f"{num(target['ringtls_p99_us'], 0)} µs against {target['best_peer']}'s "
+                    f"{num(target['best_peer_p99_us'], 0)} µs, {met_text(target)}")
+        text += f"\n- Target: ringtls' p99 (median of its runs) no worse than the best peer's: {line}\n"
+    return text
+
+
 def idle_section(runs, servers, title, note):
     t = Table(runs, "idle")
     base = t.get(BASE)
@@ -770,6 +858,16 @@ def seconds(text):
     return text
 
 
+def echo_runs_note(meta):
+    """How the fixed-rate echo runs were ordered; records from before it was repeated have one."""
+    n = meta.get("echo_runs")
+    if n is None:
+        return "One run per server (records from before the echo was repeated)."
+    return (f"{n} runs per server, interleaved: every server's run 1, then every server's run 2, and so on; run 1 "
+            "follows the handshake runs on the server process of table 1, the later runs each on a fresh server "
+            "process after a warm-up.")
+
+
 def results_md(meta, runs, floor, servers):
     quick = meta.get("quick") == "1"
     dur = seconds(meta.get("duration"))
@@ -864,13 +962,15 @@ def results_md(meta, runs, floor, servers):
         "source upstream."))
     lines.append(bulk_section(runs, servers, "bulk-down-1", "3b-1. Bulk, upstream to client, one connection",
                               bulk1, split=True) + "\n" + bulk1_line(bulk1_target(runs)))
-    lines.append(echo_section(
-        runs, servers, "echo", "4a. Echo latency at a fixed offered rate",
+    lines.append(echo_repeated_section(
+        runs, servers, "4a. Echo latency at a fixed offered rate",
         f"`--mode echo --concurrency {meta.get('echo_concurrency')} --size {meta.get('echo_size')} --rate "
         f"{meta.get('echo_rate')}`: the same offered rate for every server. A round trip sent on schedule is "
         "timed from the actual send (the load generator's own timer lateness is not the server's); one sent "
         "late because the previous reply was late is timed from its due time, so a server stall still counts "
-        "(no coordinated omission)."))
+        f"(no coordinated omission). {echo_runs_note(meta)} The table shows the medians over the runs and the "
+        "p99s' spread (min–max); p99 vs best peer is the ratio to the lowest median p99 among the other servers "
+        "(named)."))
     lines.append(echo_section(
         runs, servers, "echo-unpaced", "4b. Echo round trip, one connection, unpaced",
         f"`--mode echo --concurrency 1 --size {meta.get('echo_size')}` without `--rate`: closed loop, one "
@@ -914,8 +1014,10 @@ def results_md(meta, runs, floor, servers):
 def targets_summary(runs, floor, servers):
     """The issue's targets that results.md marks met or NOT met, as raw.json's "targets"; the same
     dicts the tables print from, so the two cannot disagree."""
+    stats = {s: echo_stats(echo_runs(runs, s)) for s in servers}
     out = floor_targets(runs, floor)
     out["bulk_down_1_vs_haproxy"] = bulk1_target(runs)
+    out["echo_p99_vs_best_peer"] = echo_target({s: st for s, st in stats.items() if st})
     return out
 
 

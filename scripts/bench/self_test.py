@@ -1,6 +1,7 @@
 """scripts/bench/self_test.py: `bench.py --self-test`. The parsing, arithmetic and rendering
-helpers on canned inputs, report.py on a canned run, and the cleanup of a child's children; no
-server is started, and it takes about a second.
+helpers on canned inputs, report.py on canned runs, the order in which blocks 1, 3 and 4 ask for
+their runs (on a stand-in Bench), and the cleanup of a child's children; no server is started, and
+it takes about a second.
 """
 
 import json
@@ -21,7 +22,7 @@ from readings import (idle_progress, idle_why, ktls_paths, ktls_probe, listening
 HERE = bench.HERE
 META_KEYS = ["date", "quick", "nproc", "cpu_model", "kernel", "memory", "haproxy", "nginx", "stunnel", "openssl",
              "ringtls", "rustc", "duration", "warmup", "handshake_concurrency", "bulk_concurrency", "bulk_bytes",
-             "bulk1_bytes", "echo_concurrency", "echo_size", "echo_rate", "idle_wanted", "idle_n", "idle_batch", "nofile", "clk_tck",
+             "bulk1_bytes", "echo_concurrency", "echo_size", "echo_rate", "echo_runs", "idle_wanted", "idle_n", "idle_batch", "nofile", "clk_tck",
              "servers", "ktls", "elapsed_s", "load_failures", "command"]
 
 
@@ -162,6 +163,7 @@ def run():
     split_cases(check)
     floor_cases(check)
     bulk_order_cases(check)
+    echo_cases(check)
     with tempfile.TemporaryDirectory() as d:
         canned_split(d)
         report.write_from_work(os.path.join(d, "work"), os.path.join(d, "out"))
@@ -169,6 +171,7 @@ def run():
         md = read(os.path.join(d, "out", "results.md"))
         floor_report_cases(check, raw, md)
         bulk1_report_cases(check, raw, md)
+        echo_report_cases(check, raw, md)
     # block 8: the edges' table, the ratios and the spliced share, in results.md and raw.json
     with tempfile.TemporaryDirectory() as d:
         canned_passthrough(d)
@@ -322,6 +325,42 @@ def bulk_order_cases(check):
            ("haproxy", "bulk-down", None, None), ("haproxy", "bulk-down-1", 1, "1GiB")])
 
 
+def echo_cases(check):
+    """Block 1's echo runs interleaved across servers; their order from the measure names, the
+    medians, the spread and the best peer."""
+    calls = quietly(bench.block_handshakes, StandIn())
+    check("block 1: echo runs interleaved across servers",
+          [c for c in calls if len(c) == 2 and c[1].startswith("echo") and c[1] != "echo-unpaced"],
+          [("ringtls", "echo"), ("haproxy", "echo"), ("ringtls", "echo-2"), ("haproxy", "echo-2"),
+           ("ringtls", "echo-3"), ("haproxy", "echo-3")])
+    check("block 1: each later echo run on a server of its own",
+          [c[1] for c in calls if c[0] == "start"], ["ringtls", "haproxy"] * 3)
+
+    def echo(measure, server, p50, p99):
+        r = {"clk_tck": 100, "wall_s": 1.0, "cpu_ticks_before": 0, "cpu_ticks_after": 5, "measure": measure,
+             "server": server,
+             "load": {"ok": 5000, "failed": 1, "per_second": 5000.0, "latency_us": {"p50": p50, "p99": p99}}}
+        r["derived"] = report.derive(r)
+        return r
+    runs = [echo("echo-3", "ringtls", 320, 900), echo("echo", "ringtls", 300, 700), echo("echo-unpaced", "ringtls", 50, 60),
+            echo("echo-2", "ringtls", 280, 500), echo("echo", "haproxy", 400, 650)]
+    check("echo runs: in run order, unpaced left out",
+          [r["measure"] for r in report.echo_runs(runs, "ringtls")], ["echo", "echo-2", "echo-3"])
+    st = report.echo_stats(report.echo_runs(runs, "ringtls"))
+    check("echo stats: medians, spread, failures, median run",
+          (st["runs"], st["p50"], st["p99"], st["p99_min"], st["p99_max"], st["failed"], st["median_run"]["measure"]),
+          (3, 300, 700, 500, 900, 3, "echo"))
+    check("echo stats: two runs", report.echo_stats(report.echo_runs(runs, "ringtls")[:2])["p99"], 600.0)
+    check("echo stats: no run", report.echo_stats([]), None)
+    stats = {"ringtls": st, "haproxy": report.echo_stats(report.echo_runs(runs, "haproxy")),
+             "nginx": {"p99": 800}}
+    check("echo: best peer is the lowest median p99 of the others",
+          (report.best_peer(stats, "ringtls"), report.best_peer(stats, "haproxy")), (("haproxy", 650), ("ringtls", 700)))
+    t = report.echo_target(stats)
+    check("echo target: NOT met", (round(t["ratio"], 4), t["met"]), (1.0769, False))
+    check("echo target: no peer", report.echo_target({"ringtls": st})["met"], None)
+
+
 def floor_report_cases(check, raw, md):
     """canned_split's handshake tables and floor ratios."""
     t = raw["targets"]
@@ -359,6 +398,19 @@ def bulk1_report_cases(check, raw, md):
     check("results.md: bulk-down-1 target line",
           "- Target: ringtls' server CPU per GiB upstream → client with one connection ≤ 0.8× HAProxy's: 0.750 "
           "against 1.000 s / GiB, 0.75×, target met" in md, True)
+
+
+def echo_report_cases(check, raw, md):
+    """canned_split's echo table over three runs per server, and its target."""
+    t = raw["targets"]["echo_p99_vs_best_peer"]
+    check("raw.json: echo p99 vs best peer", (t["best_peer"], t["ratio"], t["met"]), ("haproxy", 0.875, True))
+    check("results.md: echo row, medians and spread",
+          "| ringtls | 3 | 300 | 0.75× | 700 | 500–900 | 0.88× | 0.88× (haproxy), target met |" in md, True)
+    check("results.md: echo row of a peer", "| haproxy | 3 | 400 | 1.00× | 800 | 600–1,000 | 1.00× | 1.14× (ringtls) |"
+          in md, True)
+    check("results.md: echo target line",
+          "- Target: ringtls' p99 (median of its runs) no worse than the best peer's: 700 µs against haproxy's "
+          "800 µs, 0.88×, target met" in md, True)
 
 
 def stopped(pid):
