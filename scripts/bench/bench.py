@@ -3,17 +3,18 @@
 each doing mutual TLS (client certificate required, verified against the same ca.pem) in front of
 the same plaintext `ringtls upstream`, with the same certificates, in one run.
 
-  scripts/bench.sh            full run (about 10 minutes), results in benches/results/
+  scripts/bench.sh            full run (about 12 minutes), results in benches/results/
   scripts/bench.sh --quick    smoke run (about 1-2 minutes), same files, marked quick
   scripts/bench/bench.py --self-test   checks this script's helpers on canned inputs (no servers)
 
 Options: --quick, --no-build (use target/release/ringtls as it is, compile nothing: no crypto
 floor then), --out DIR (default
 benches/results), --servers ringtls,haproxy,nginx,stunnel (a subset, for debugging; ratios need
-haproxy), --only 1,5 (run only these measurement blocks, for debugging: 1 handshakes and echo,
-2 RSA handshakes, 3 bulk up, 4 bulk down, 5 idle memory, 6 ringtls threads, 7 ringtls kernel TLS
-vs user space, 8 TLS passthrough edges: ringtls vs HAProxy mode tcp, with and without splice),
---keep (keep the temp dir with configs and logs), --self-test.
+haproxy), --only 1,5 (run only these measurement blocks, for debugging: 1 handshakes (full and
+resumed) and echo latency (three fixed-rate runs per server), 2 RSA handshakes, 3 bulk up and 4
+bulk down (each with four connections and with one), 5 idle memory, 6 ringtls threads, 7 ringtls
+kernel TLS vs user space, 8 TLS passthrough edges: ringtls vs HAProxy mode tcp, with and without
+splice), --keep (keep the temp dir with configs and logs), --self-test.
 
 Environment: BENCH_KTLS_FORCE=1 runs block 7 (ringtls kernel TLS vs user space) also on a kernel
 that offers no kernel TLS, for debugging the block: its "ktls" runs then use --ktls auto instead
@@ -26,11 +27,28 @@ whole process, but logging to its stderr file and not to syslog, see stunnel.con
 --threads 1). The load generator (`ringtls load`) and the upstreams run on core 1. Server CPU is
 utime+stime of the server process (/proc/PID/stat, all threads, including exited ones) read
 before and after each load run and divided by the work done in that run: on a busy 2-core machine
-that is steadier than a rate. Every load run pins TLS 1.3 and X25519, so that no server pays for a
+that is steadier than a rate. The same reads keep utime and stime apart (fields 14 and 15), so that
+results.md shows user and kernel time per handshake and per GiB, and ringtls' user time against the
+crypto floor (below). Every load run pins TLS 1.3 and X25519, so that no server pays for a
 different key exchange (rustls would otherwise pick X25519MLKEM768 where OpenSSL 3.0 cannot).
 Every server writes one log line per connection to a file, as ringtls does. Measurements run
 interleaved (one block for all servers, then the next block) so that noise from other work on the
 machine spreads over all servers alike.
+
+Block 1 runs, per server: the check that a client without a certificate gets nothing through, a
+warm-up, full handshakes, resumed handshakes, the fixed-rate echo (run 1) and the unpaced one-
+connection echo. The fixed-rate echo then runs twice more per server, interleaved (every server's
+run 2, then every server's run 3), each on a fresh server after a warm-up; results.md shows the
+medians of the three p50s and p99s and the p99s' spread. Blocks 3 and 4 run, per server, the
+four-connection bulk load and then the one-connection one (`--concurrency 1 --bytes 1GiB`, 64MiB
+with --quick) on the same server. The load reconnects after each --bytes until --duration is up,
+so CPU per GiB is over the bytes the load counted, whichever ended the run.
+
+The crypto floor (`cargo bench --bench crypto_floor -- --json`, skipped with --no-build) is what a
+handshake's crypto costs alone; results.md holds ringtls' user time per full ECDSA handshake against
+its mtls_handshake_floor_cached_us (target <= 1.3x) and full_mtls_handshake_floor_us, and its user
+time per resumed handshake (estimated as for all CPU: the run less its full handshakes at table 1's
+cost) against resumed_handshake_floor_us (target <= 1.5x); "floor not measured" without a floor.
 
 Block 8 measures passthrough edges, not terminators: the server on core 0 routes each connection
 by the SNI of its ClientHello and relays the TLS bytes untouched, both ways, to one ringtls
