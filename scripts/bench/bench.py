@@ -3,17 +3,18 @@
 each doing mutual TLS (client certificate required, verified against the same ca.pem) in front of
 the same plaintext `ringtls upstream`, with the same certificates, in one run.
 
-  scripts/bench.sh            full run (about 10 minutes), results in benches/results/
+  scripts/bench.sh            full run (about 12 minutes), results in benches/results/
   scripts/bench.sh --quick    smoke run (about 1-2 minutes), same files, marked quick
   scripts/bench/bench.py --self-test   checks this script's helpers on canned inputs (no servers)
 
 Options: --quick, --no-build (use target/release/ringtls as it is, compile nothing: no crypto
 floor then), --out DIR (default
 benches/results), --servers ringtls,haproxy,nginx,stunnel (a subset, for debugging; ratios need
-haproxy), --only 1,5 (run only these measurement blocks, for debugging: 1 handshakes and echo,
-2 RSA handshakes, 3 bulk up, 4 bulk down, 5 idle memory, 6 ringtls threads, 7 ringtls kernel TLS
-vs user space, 8 TLS passthrough edges: ringtls vs HAProxy mode tcp, with and without splice),
---keep (keep the temp dir with configs and logs), --self-test.
+haproxy), --only 1,5 (run only these measurement blocks, for debugging: 1 handshakes (full and
+resumed) and echo latency (three fixed-rate runs per server), 2 RSA handshakes, 3 bulk up and 4
+bulk down (each with four connections and with one), 5 idle memory, 6 ringtls threads, 7 ringtls
+kernel TLS vs user space, 8 TLS passthrough edges: ringtls vs HAProxy mode tcp, with and without
+splice), --keep (keep the temp dir with configs and logs), --self-test.
 
 Environment: BENCH_KTLS_FORCE=1 runs block 7 (ringtls kernel TLS vs user space) also on a kernel
 that offers no kernel TLS, for debugging the block: its "ktls" runs then use --ktls auto instead
@@ -26,11 +27,28 @@ whole process, but logging to its stderr file and not to syslog, see stunnel.con
 --threads 1). The load generator (`ringtls load`) and the upstreams run on core 1. Server CPU is
 utime+stime of the server process (/proc/PID/stat, all threads, including exited ones) read
 before and after each load run and divided by the work done in that run: on a busy 2-core machine
-that is steadier than a rate. Every load run pins TLS 1.3 and X25519, so that no server pays for a
+that is steadier than a rate. The same reads keep utime and stime apart (fields 14 and 15), so that
+results.md shows user and kernel time per handshake and per GiB, and ringtls' user time against the
+crypto floor (below). Every load run pins TLS 1.3 and X25519, so that no server pays for a
 different key exchange (rustls would otherwise pick X25519MLKEM768 where OpenSSL 3.0 cannot).
 Every server writes one log line per connection to a file, as ringtls does. Measurements run
 interleaved (one block for all servers, then the next block) so that noise from other work on the
 machine spreads over all servers alike.
+
+Block 1 runs, per server: the check that a client without a certificate gets nothing through, a
+warm-up, full handshakes, resumed handshakes, the fixed-rate echo (run 1) and the unpaced one-
+connection echo. The fixed-rate echo then runs twice more per server, interleaved (every server's
+run 2, then every server's run 3), each on a fresh server after a warm-up; results.md shows the
+medians of the three p50s and p99s and the p99s' spread. Blocks 3 and 4 run, per server, the
+four-connection bulk load and then the one-connection one (`--concurrency 1 --bytes 1GiB`, 64MiB
+with --quick) on the same server. The load reconnects after each --bytes until --duration is up,
+so CPU per GiB is over the bytes the load counted, whichever ended the run.
+
+The crypto floor (`cargo bench --bench crypto_floor -- --json`, skipped with --no-build) is what a
+handshake's crypto costs alone; results.md holds ringtls' user time per full ECDSA handshake against
+its mtls_handshake_floor_cached_us (target <= 1.3x) and full_mtls_handshake_floor_us, and its user
+time per resumed handshake (estimated as for all CPU: the run less its full handshakes at table 1's
+cost) against resumed_handshake_floor_us (target <= 1.5x); "floor not measured" without a floor.
 
 Block 8 measures passthrough edges, not terminators: the server on core 0 routes each connection
 by the SNI of its ClientHello and relays the TLS bytes untouched, both ways, to one ringtls
@@ -74,7 +92,7 @@ sys.path.insert(0, HERE)
 import report  # noqa: E402  (scripts/bench/report.py, beside this file)
 from children import Children, ChildError, alive, signal_group, stop_group  # noqa: E402
 from readings import (  # noqa: E402
-    children_cpu_ms, cpu_ticks, fd_count, first_line, free_port, idle_progress, idle_why,
+    children_cpu_ms, cpu_ticks, cpu_times, fd_count, first_line, free_port, idle_progress, idle_why,
     haproxy_info, ktls_paths, ktls_probe, last_json, listening_in_proc_net_tcp, listening_port_of,
     load_summary, machine_ticks, passthrough_totals, read, render, rss_kb, tail, thread_count)
 
@@ -160,6 +178,7 @@ class Sizes:
     dur_ms: int
     warmup_ms: int
     bulk_bytes: str
+    bulk1_bytes: str  # per connection of the one-connection bulk runs (bulk-up-1, bulk-down-1)
     idle_want: int
     idle_batch: int  # idle connections opened at once
     idle_bound: int  # seconds to wait for all idle connections
@@ -168,6 +187,7 @@ class Sizes:
     echo_conc: int = 16
     echo_size: int = 64
     echo_rate: int = 5000
+    echo_runs: int = 3  # fixed-rate echo runs per server, interleaved across servers
 
     @property
     def dur(self):
@@ -180,10 +200,10 @@ class Sizes:
 
 def sizes(quick):
     if quick:
-        return Sizes(dur_ms=1000, warmup_ms=300, bulk_bytes="64MiB", idle_want=1000, idle_batch=500,
-                     idle_bound=40)
-    return Sizes(dur_ms=12000, warmup_ms=1000, bulk_bytes="256MiB", idle_want=10000, idle_batch=1000,
-                 idle_bound=180)
+        return Sizes(dur_ms=1000, warmup_ms=300, bulk_bytes="64MiB", bulk1_bytes="64MiB", idle_want=1000,
+                     idle_batch=500, idle_bound=40)
+    return Sizes(dur_ms=12000, warmup_ms=1000, bulk_bytes="256MiB", bulk1_bytes="1GiB", idle_want=10000,
+                 idle_batch=1000, idle_bound=180)
 
 
 def fd_budget(nofile, idle_want):
@@ -498,10 +518,11 @@ class Bench:
         cmd = self.load_cmd(srv, args, nocert)
         up_pid = self.upstreams[srv.upmode][0].pid
         try:
-            before = cpu_ticks(srv.pid) if alive(srv.proc) else None
+            # One read gives both the sum and the user/kernel split, so that they always agree.
+            times0 = cpu_times(srv.pid) if alive(srv.proc) else None
         except OSError:
-            before = None
-        if before is None:
+            times0 = None
+        if times0 is None:
             raise Failed(f"{srv.name} (pid {srv.pid}) is gone before '{measure}'; log {srv.log}")
         helpers0 = [self.helper_ticks(srv, h) for h in srv.helpers]
         up0, m0, load0 = self.upstream_ticks(up_pid), machine_ticks(), children_cpu_ms()
@@ -520,13 +541,20 @@ class Bench:
         time.sleep(0.3)  # the server finishes closing the last connections
         t1 = time.monotonic()
         is_alive = alive(srv.proc)
-        after = cpu_ticks(srv.pid) if is_alive else None
+        try:
+            times1 = cpu_times(srv.pid) if is_alive else None
+        except OSError:
+            times1, is_alive = None, False
+        before, after = sum(times0), (sum(times1) if times1 else None)
         up1, m1 = self.upstream_ticks(up_pid), machine_ticks()
         helpers1 = [self.helper_ticks(srv, h) for h in srv.helpers]
         meta = {
             "seq": self.seq, "server": srv.name, "measure": measure, "cert": cert,
             "server_threads": srv.threads, "load_args": " ".join(cmd[4:]), "load_rc": rc,
-            "cpu_ticks_before": before, "cpu_ticks_after": after, "clk_tck": self.clk_tck,
+            "cpu_ticks_before": before, "cpu_ticks_after": after,
+            "cpu_utime_before": times0[0], "cpu_stime_before": times0[1],
+            "cpu_utime_after": times1[0] if times1 else None, "cpu_stime_after": times1[1] if times1 else None,
+            "clk_tck": self.clk_tck,
             "load_cpu_ms": load1 - load0, "upstream_cpu_ticks": up1 - up0,
             "machine_busy_ticks": m1[0] - m0[0], "machine_total_ticks": m1[1] - m0[1],
             "machine_irq_ticks": m1[2] - m0[2], "wall_s": round(t1 - t0, 3),
@@ -570,9 +598,18 @@ class Bench:
     def warmup(self, srv, cert):
         self.handshakes(srv, "warmup", cert, dur=self.s.warmup)
 
-    def bulk(self, srv, measure, direction):
-        return self.run_load(srv, measure, "ecdsa", ["--mode", f"bulk-{direction}", "--concurrency", self.s.bulk_conc,
-                                               "--bytes", self.s.bulk_bytes, "--duration", self.s.dur])
+    def bulk(self, srv, measure, direction, concurrency=None, size=None):
+        """A bulk run; by default the four-connection load of blocks 3, 4, 7 and 8. Each connection
+        moves `--bytes` and the load reconnects until `--duration` is up (a connection cut short
+        by the deadline counts what it moved): CPU per GiB is over the bytes the load counted."""
+        return self.run_load(srv, measure, "ecdsa", ["--mode", f"bulk-{direction}", "--concurrency",
+                                                     concurrency or self.s.bulk_conc, "--bytes",
+                                                     size or self.s.bulk_bytes, "--duration", self.s.dur])
+
+    def echo(self, srv, measure):
+        s = self.s
+        return self.run_load(srv, measure, "ecdsa", ["--mode", "echo", "--concurrency", s.echo_conc, "--size",
+                                                     s.echo_size, "--rate", s.echo_rate, "--duration", s.dur])
 
     def check_mtls(self, srv):
         """A client without a certificate must get no byte through: proves each server really does
@@ -678,6 +715,12 @@ def write_json(path, obj):
 
 # --- the measurement blocks ----------------------------------------------------------------------
 
+def echo_measure(n):
+    """The measure name of fixed-rate echo run n (1-based): `echo` for the first, as before there
+    were three, then `echo-2`, `echo-3`."""
+    return "echo" if n == 1 else f"echo-{n}"
+
+
 def block_handshakes(b):
     log("block 1/8: full and resumed handshakes, echo latency (ECDSA, echo upstream)")
     s = b.s
@@ -687,12 +730,20 @@ def block_handshakes(b):
         b.warmup(srv, "ecdsa")
         b.handshakes(srv, "handshake", "ecdsa")
         b.handshakes(srv, "resume", "ecdsa", resume=True)
-        b.run_load(srv, "echo", "ecdsa", ["--mode", "echo", "--concurrency", s.echo_conc, "--size", s.echo_size,
-                                          "--rate", s.echo_rate, "--duration", s.dur])
+        b.echo(srv, echo_measure(1))
         # Closed loop, one connection: the round trip itself, without the load's pacing timer.
         b.run_load(srv, "echo-unpaced", "ecdsa", ["--mode", "echo", "--concurrency", 1, "--size", s.echo_size,
                                                   "--duration", s.dur])
         b.stop_server(srv)
+    # The fixed-rate echo again, every server once per round (A2 B2 ... A3 B3 ...): a p99 is one
+    # run's worst 1%, and a burst of other work on the machine lands in one server's run only.
+    # Each on a fresh server after a warm-up, as the servers of block 1 are started one at a time.
+    for n in range(2, s.echo_runs + 1):
+        for name in b.o.servers:
+            srv = b.start_server(name, "ecdsa", "echo")
+            b.warmup(srv, "ecdsa")
+            b.echo(srv, echo_measure(n))
+            b.stop_server(srv)
 
 
 def block_rsa(b):
@@ -705,18 +756,20 @@ def block_rsa(b):
 
 
 def block_bulk_up(b):
-    log("block 3/8: bulk up (to a sink upstream)")
+    log("block 3/8: bulk up (to a sink upstream), four connections and one")
     for name in b.o.servers:
         srv = b.start_server(name, "ecdsa", "sink")
         b.bulk(srv, "bulk-up", "up")
+        b.bulk(srv, "bulk-up-1", "up", concurrency=1, size=b.s.bulk1_bytes)
         b.stop_server(srv)
 
 
 def block_bulk_down(b):
-    log("block 4/8: bulk down (from a source upstream)")
+    log("block 4/8: bulk down (from a source upstream), four connections and one")
     for name in b.o.servers:
         srv = b.start_server(name, "ecdsa", "source")
         b.bulk(srv, "bulk-down", "down")
+        b.bulk(srv, "bulk-down-1", "down", concurrency=1, size=b.s.bulk1_bytes)
         b.stop_server(srv)
 
 
@@ -949,7 +1002,9 @@ def machine_meta(b, elapsed):
         ("rustc", rustc if rustc.startswith("rustc") else "unknown"),
         ("duration", s.dur), ("warmup", s.warmup),
         ("handshake_concurrency", s.hs_conc), ("bulk_concurrency", s.bulk_conc), ("bulk_bytes", s.bulk_bytes),
+        ("bulk1_bytes", s.bulk1_bytes),
         ("echo_concurrency", s.echo_conc), ("echo_size", s.echo_size), ("echo_rate", s.echo_rate),
+        ("echo_runs", s.echo_runs),
         ("idle_wanted", s.idle_want), ("idle_n", b.idle_n), ("idle_batch", s.idle_batch),
         ("nofile", b.nofile), ("clk_tck", b.clk_tck), ("servers", b.o.servers_arg), ("ktls", b.ktls_state),
         ("elapsed_s", elapsed), ("load_failures", b.failures),

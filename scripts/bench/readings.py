@@ -12,12 +12,17 @@ import socket
 import subprocess
 
 
-def stat_ticks(text):
-    """utime+stime in clock ticks from /proc/PID/stat: the process line sums all its threads,
-    exited included. The command name may hold spaces and parentheses: fields count from the
-    last ')'."""
+def stat_times(text):
+    """(utime, stime) in clock ticks from /proc/PID/stat, fields 14 and 15: the process line sums
+    all its threads, exited included. The command name may hold spaces and parentheses: fields
+    count from the last ')'."""
     fields = text.rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
+    return int(fields[11]), int(fields[12])
+
+
+def stat_ticks(text):
+    """utime+stime in clock ticks from /proc/PID/stat."""
+    return sum(stat_times(text))
 
 
 def status_field(text, key):
@@ -59,6 +64,11 @@ def read(path):
 
 def cpu_ticks(pid):
     return stat_ticks(read(f"/proc/{pid}/stat"))
+
+
+def cpu_times(pid):
+    """(utime, stime) of pid in clock ticks; their sum is cpu_ticks, from the same read."""
+    return stat_times(read(f"/proc/{pid}/stat"))
 
 
 def rss_kb(pid):

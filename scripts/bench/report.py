@@ -18,6 +18,7 @@ import argparse
 import glob
 import json
 import os
+import statistics
 from html import escape
 
 SERVERS = ["ringtls", "haproxy", "nginx", "stunnel"]
@@ -103,6 +104,17 @@ def derive(run):
             d["server_cpu_us_per_op"] = cpu_s * 1e6 / ok
         if load.get("bytes"):
             d["server_cpu_s_per_gib"] = cpu_s / (load["bytes"] / GIB)
+    split = [run.get(k) for k in ("cpu_utime_before", "cpu_utime_after", "cpu_stime_before", "cpu_stime_after")]
+    if all(isinstance(x, int) for x in split):
+        # utime and stime apart (records from before the split have only their sum): the user
+        # part is what the crypto floor bounds, the kernel part is sockets and the event loop.
+        for part, ticks in (("user", split[1] - split[0]), ("kernel", split[3] - split[2])):
+            part_s = ticks / run["clk_tck"]
+            d[f"server_{part}_s"] = part_s
+            if load.get("ok"):
+                d[f"server_{part}_us_per_op"] = part_s * 1e6 / load["ok"]
+            if load.get("bytes"):
+                d[f"server_{part}_s_per_gib"] = part_s / (load["bytes"] / GIB)
     if isinstance(run.get("ktls_conns"), int) and isinstance(run.get("other_conns"), int):
         # Block 7: the data path of each connection, from the server's close events.
         conns = run["ktls_conns"] + run["other_conns"]
@@ -223,35 +235,101 @@ def section(title, note, header, rows, notes):
     return "\n".join(parts) + "\n"
 
 
-def resumed_cpu(run, full_run):
+def resumed_cpu(run, full_run, part="cpu"):
     """Server CPU per resumed handshake, estimated: the run's CPU less its full handshakes at the
-    cost the same server showed in the full-handshake run, over the resumed handshakes."""
-    cpu, ok, frac = value(run, "derived.server_cpu_s"), value(run, "load.ok"), value(run, "load.resumed_fraction")
-    full = value(full_run, "derived.server_cpu_us_per_op") if full_run else None
+    cost the same server showed in the full-handshake run, over the resumed handshakes. part
+    "user" does the same with user time alone (utime), which the resumed floor bounds."""
+    cpu, ok, frac = value(run, f"derived.server_{part}_s"), value(run, "load.ok"), value(run, "load.resumed_fraction")
+    full = value(full_run, f"derived.server_{part}_us_per_op") if full_run else None
     if None in (cpu, ok, frac, full) or frac <= 0 or ok <= 0:
         return None
     resumed = frac * ok
     return max(0.0, (cpu * 1e6 - (ok - resumed) * full) / resumed)
 
 
-def handshake_section(runs, servers, measure, title, note):
+# The issue's targets for ringtls' user time against the crypto floor: the line of crypto_floor's
+# JSON that bounds each handshake table, and how far above it ringtls may be. A full handshake is
+# also shown against the floor that verifies the client chain afresh, without a target.
+FLOOR_TARGETS = {"handshake": ("mtls_handshake_floor_cached_us", 1.3), "resume": ("resumed_handshake_floor_us", 1.5)}
+FLOOR_FULL = "full_mtls_handshake_floor_us"
+NO_FLOOR = "floor not measured"
+
+
+def floor_us(floor, key):
+    """One line of the crypto floor in µs, or None: not measured (a --no-build run, no bench),
+    failed, or from before that line existed."""
+    v = floor.get(key) if isinstance(floor, dict) else None
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
+
+
+def vs_target(user_us, floor_value, target):
+    """{user_us, floor_us, ratio, target, met} for one ratio to a floor (or to a peer); ratio and
+    met are None when either side is missing, met also when there is no target."""
+    q = user_us / floor_value if user_us is not None and floor_value else None
+    return {"user_us": user_us, "floor_us": floor_value, "ratio": q, "target": target,
+            "met": None if q is None or target is None else q <= target}
+
+
+def met_text(t, show_target=False):
+    """'1.20×, target met' / '1.45×, target NOT met' / '1.10×' (no target) for a vs_target dict;
+    show_target names it: '1.20×, target ≤ 1.3× met'."""
+    if t["ratio"] is None:
+        return "n/a"
+    if t["target"] is None:
+        return f"{t['ratio']:.2f}×"
+    goal = f" ≤ {t['target']:g}×" if show_target else ""
+    return f"{t['ratio']:.2f}×, target{goal} {'met' if t['met'] else 'NOT met'}"
+
+
+def floor_cell(t):
+    """A ratio to a floor line as a table cell: 'floor not measured' when the floor is missing."""
+    return NO_FLOOR if t["floor_us"] is None else met_text(t)
+
+
+def floor_targets(runs, floor):
+    """ringtls' user time against the crypto floor: full ECDSA handshakes (per handshake) and
+    resumed ones (per resumed handshake, estimated as resumed_cpu does, from user time alone)."""
+    full = Table(runs, "handshake").get("ringtls")
+    res = Table(runs, "resume").get("ringtls")
+    full_user = value(full, "derived.server_user_us_per_op") if full else None
+    res_user = resumed_cpu(res, full, "user") if res else None
+    key, target = FLOOR_TARGETS["handshake"]
+    rkey, rtarget = FLOOR_TARGETS["resume"]
+    return {
+        "handshake_user_vs_floor_cached": dict(vs_target(full_user, floor_us(floor, key), target), floor=key),
+        "handshake_user_vs_floor_full": dict(vs_target(full_user, floor_us(floor, FLOOR_FULL), None), floor=FLOOR_FULL),
+        "resumed_user_vs_floor": dict(vs_target(res_user, floor_us(floor, rkey), rtarget), floor=rkey),
+    }
+
+
+def handshake_section(runs, servers, measure, title, note, floor=None):
     t = Table(runs, measure)
     full_t = Table(runs, "handshake")
     b_res = resumed_cpu(t.get(BASE), full_t.get(BASE)) if t.get(BASE) else None
     base = t.get(BASE)
     b_cpu = value(base, "derived.server_cpu_us_per_op") if base else None
+    b_kernel = value(base, "derived.server_kernel_us_per_op") if base else None
     b_rate = value(base, "load.per_second") if base else None
+    targets = floor_targets(runs, floor)
     rows, notes = [], []
     for s in servers:
         r = t.get(s)
         if not r:
             continue
         cpu, rate = value(r, "derived.server_cpu_us_per_op"), value(r, "load.per_second")
-        row = [s, num(cpu), ratio(cpu, b_cpu), num(rate), ratio(rate, b_rate)]
+        user, kernel = value(r, "derived.server_user_us_per_op"), value(r, "derived.server_kernel_us_per_op")
+        row = [s, num(cpu), ratio(cpu, b_cpu), num(user), num(kernel), ratio(kernel, b_kernel)]
+        if measure == "handshake":
+            # The floor is ringtls' own (rustls + aws-lc-rs), so only its row is held to it.
+            row += ([floor_cell(targets["handshake_user_vs_floor_cached"]),
+                     floor_cell(targets["handshake_user_vs_floor_full"])] if s == "ringtls" else ["—", "—"])
+        row += [num(rate), ratio(rate, b_rate)]
         if measure == "resume":
             frac = value(r, "load.resumed_fraction")
             res = resumed_cpu(r, full_t.get(s))
-            row += ["n/a" if frac is None else f"{frac:.3f}", num(res), ratio(res, b_res)]
+            row += ["n/a" if frac is None else f"{frac:.3f}", num(res), ratio(res, b_res),
+                    num(resumed_cpu(r, full_t.get(s), "user")),
+                    floor_cell(targets["resumed_user_vs_floor"]) if s == "ringtls" else "—"]
         row += [
             busy(r),
             f"{num(value(r, 'load.latency_us.p50'), 0)} / {num(value(r, 'load.latency_us.p99'), 0)}",
@@ -261,14 +339,39 @@ def handshake_section(runs, servers, measure, title, note):
         n = failure_note(s, r)
         if n:
             notes.append(n)
-    header = ["server", "server CPU µs / handshake", "vs HAProxy", "handshakes/s", "vs HAProxy"]
+    header = ["server", "server CPU µs / handshake", "vs HAProxy", "user µs / handshake", "kernel µs / handshake",
+              "kernel vs HAProxy"]
+    if measure == "handshake":
+        header += [f"ringtls user vs floor, cached chain (target ≤ {FLOOR_TARGETS['handshake'][1]:g}×)",
+                   "ringtls user vs floor, full"]
+    header += ["handshakes/s", "vs HAProxy"]
     if measure == "resume":
-        header += ["resumed fraction", "CPU µs / resumed handshake (est.)", "vs HAProxy"]
+        header += ["resumed fraction", "CPU µs / resumed handshake (est.)", "vs HAProxy",
+                   "user µs / resumed handshake (est.)",
+                   f"ringtls user vs resumed floor (target ≤ {FLOOR_TARGETS['resume'][1]:g}×)"]
     header += [BUSY_HEADER, "latency p50 / p99 µs", "failed"]
     return section(title, note, header, rows, notes)
 
 
-def bulk_section(runs, servers, measure, title, note):
+def floor_lines(targets):
+    """The "Floor ratios" list under the handshake tables, from floor_targets."""
+    def line(label, t):
+        user = "n/a (no ringtls run with the user/kernel split)" if t["user_us"] is None else f"{num(t['user_us'])} µs"
+        if t["floor_us"] is None:
+            return f"- {label}: ringtls user {user}; `{t['floor']}`: {NO_FLOOR}"
+        return f"- {label}: ringtls user {user}, `{t['floor']}` {num(t['floor_us'])} µs: {met_text(t, show_target=True)}"
+    return "\n".join([
+        "**Floor ratios** (ringtls' user time, where the floor's crypto runs)",
+        "",
+        line("full ECDSA handshake, client chain cached", targets["handshake_user_vs_floor_cached"]),
+        line("full ECDSA handshake, client chain verified", targets["handshake_user_vs_floor_full"]),
+        line("resumed handshake, per resumed handshake (est.)", targets["resumed_user_vs_floor"]),
+    ]) + "\n"
+
+
+def bulk_section(runs, servers, measure, title, note, split=False):
+    """A bulk table; split adds user and kernel s / GiB and the connections the run made (the
+    one-connection tables, where each connection moves --bytes before the next one starts)."""
     t = Table(runs, measure)
     base = t.get(BASE)
     b_cpu = value(base, "derived.server_cpu_s_per_gib") if base else None
@@ -280,14 +383,49 @@ def bulk_section(runs, servers, measure, title, note):
             continue
         cpu, rate = value(r, "derived.server_cpu_s_per_gib"), value(r, "load.mib_per_s")
         gib = (value(r, "load.bytes") or 0) / GIB
-        rows.append([s, num(cpu, 3), ratio(cpu, b_cpu), num(rate), ratio(rate, b_rate),
-                     busy(r), num(gib, 2), num(value(r, "load.failed"), 0)])
+        row = [s, num(cpu, 3), ratio(cpu, b_cpu)]
+        if split:
+            row += [num(value(r, "derived.server_user_s_per_gib"), 3), num(value(r, "derived.server_kernel_s_per_gib"), 3)]
+        row += [num(rate), ratio(rate, b_rate), busy(r), num(gib, 2)]
+        if split:
+            row.append(num(value(r, "load.ok"), 0))
+        rows.append(row + [num(value(r, "load.failed"), 0)])
         n = failure_note(s, r)
         if n:
             notes.append(n)
-    header = ["server", "server CPU s / GiB", "vs HAProxy", "MiB/s", "vs HAProxy",
-              BUSY_HEADER, "GiB moved", "failed"]
-    return section(title, note, header, rows, notes)
+    if split and not rows:
+        return (f"### {title}\n\n{note}\n\nnot measured: no one-connection run in these records (`--only` "
+                "without this block, or records from before it had one).\n")
+    header = ["server", "server CPU s / GiB", "vs HAProxy"]
+    if split:
+        header += ["user s / GiB", "kernel s / GiB"]
+    header += ["MiB/s", "vs HAProxy", BUSY_HEADER, "GiB moved"]
+    if split:
+        header.append("connections")
+    return section(title, note, header + ["failed"], rows, notes)
+
+
+BULK1_TARGET = 0.8  # ringtls' CPU per GiB, one connection, upstream to client, against HAProxy's
+
+
+def bulk1_target(runs):
+    """ringtls' server CPU per GiB of bulk-down-1 against HAProxy's."""
+    t = Table(runs, "bulk-down-1")
+    r, b = t.get("ringtls"), t.get(BASE)
+    cpu = value(r, "derived.server_cpu_s_per_gib") if r else None
+    b_cpu = value(b, "derived.server_cpu_s_per_gib") if b else None
+    q = cpu / b_cpu if cpu is not None and b_cpu else None
+    return {"ringtls_s_per_gib": cpu, "haproxy_s_per_gib": b_cpu, "ratio": q, "target": BULK1_TARGET,
+            "met": None if q is None else q <= BULK1_TARGET}
+
+
+def bulk1_line(t):
+    """The target line under table 3b-1."""
+    head = (f"- Target: ringtls' server CPU per GiB upstream → client with one connection ≤ {t['target']:g}× "
+            "HAProxy's: ")
+    if t["ratio"] is None:
+        return head + "not measured (no ringtls or no HAProxy run of bulk-down-1)\n"
+    return head + f"{num(t['ringtls_s_per_gib'], 3)} against {num(t['haproxy_s_per_gib'], 3)} s / GiB, {met_text(t)}\n"
 
 
 def echo_section(runs, servers, measure, title, note):
@@ -312,6 +450,93 @@ def echo_section(runs, servers, measure, title, note):
     header = ["server", "p50 µs", "vs HAProxy", "p99 µs", "vs HAProxy", "round trips/s",
               "server CPU µs / round trip", "vs HAProxy", BUSY_HEADER, "failed"]
     return section(title, note, header, rows, notes)
+
+
+def echo_runs(runs, server):
+    """The fixed-rate echo runs of server in run order: measure `echo` is run 1 (the only one in
+    records from before there were three), `echo-N` run N; `echo-unpaced` is not one of them."""
+    out = []
+    for r in runs:
+        m = r.get("measure", "")
+        if r.get("server") == server and (m == "echo" or (m.startswith("echo-") and m[5:].isdigit())):
+            out.append((1 if m == "echo" else int(m[5:]), r))
+    return [r for _, r in sorted(out, key=lambda x: x[0])]
+
+
+def echo_stats(server_runs):
+    """Median p50 and p99 over one server's echo runs, the p99s' min and max, the median rate and
+    CPU per round trip, the failures added up, and the run whose p99 is the median (its cores
+    busy are shown); None without a run that has latencies."""
+    with_p99 = [r for r in server_runs if value(r, "load.latency_us.p99") is not None]
+    if not with_p99:
+        return None
+    p99s = sorted(value(r, "load.latency_us.p99") for r in with_p99)
+
+    def med(path):
+        xs = [value(r, path) for r in with_p99 if value(r, path) is not None]
+        return statistics.median(xs) if xs else None
+    by_p99 = sorted(with_p99, key=lambda r: value(r, "load.latency_us.p99"))
+    return {"runs": len(server_runs), "p50": med("load.latency_us.p50"), "p99": statistics.median(p99s),
+            "p99_min": p99s[0], "p99_max": p99s[-1], "per_second": med("load.per_second"),
+            "cpu_us_per_op": med("derived.server_cpu_us_per_op"),
+            "failed": sum(value(r, "load.failed") or 0 for r in server_runs),
+            "median_run": by_p99[(len(by_p99) - 1) // 2], "noisy": any(noisy(r) for r in server_runs)}
+
+
+def best_peer(stats, server):
+    """(name, median p99) of the server other than this one with the lowest median p99, or None."""
+    peers = [(st["p99"], s) for s, st in stats.items() if s != server and st]
+    return (min(peers)[1], min(peers)[0]) if peers else None
+
+
+def echo_target(stats):
+    """ringtls' median p99 against the best peer's: the target is no worse (≤ 1×)."""
+    st, peer = stats.get("ringtls"), best_peer(stats, "ringtls")
+    t = vs_target(st["p99"] if st else None, peer[1] if peer else None, 1.0)
+    return {"ringtls_p99_us": t["user_us"], "best_peer": peer[0] if peer else None, "best_peer_p99_us": t["floor_us"],
+            "ratio": t["ratio"], "target": 1.0, "met": t["met"],
+            "ringtls_runs": st["runs"] if st else 0}
+
+
+def echo_repeated_section(runs, servers, title, note):
+    """The fixed-rate echo over its runs (three since they were repeated; one in older records):
+    medians, the p99s' spread, p99 against HAProxy and against the best peer."""
+    stats = {s: echo_stats(echo_runs(runs, s)) for s in servers}
+    stats = {s: st for s, st in stats.items() if st}
+    base = stats.get(BASE) or {}
+    target = echo_target(stats)
+    rows, notes = [], []
+    for s in servers:
+        st = stats.get(s)
+        if not st:
+            continue
+        peer = best_peer(stats, s)
+        vs_peer = f"{ratio(st['p99'], peer[1])} ({peer[0]})" if peer else "n/a"
+        if s == "ringtls" and target["met"] is not None:
+            vs_peer += f", target {'met' if target['met'] else 'NOT met'}"
+        cores = busy(st["median_run"])
+        if st["noisy"] and not cores.endswith(" †"):
+            cores += " †"
+        rows.append([s, str(st["runs"]), num(st["p50"], 0), ratio(st["p50"], base.get("p50")), num(st["p99"], 0),
+                     f"{num(st['p99_min'], 0)}–{num(st['p99_max'], 0)}", ratio(st["p99"], base.get("p99")),
+                     vs_peer, num(st["per_second"]), num(st["cpu_us_per_op"]),
+                     ratio(st["cpu_us_per_op"], base.get("cpu_us_per_op")), cores, num(st["failed"], 0)])
+        for i, r in enumerate(echo_runs(runs, s), 1):
+            n = failure_note(f"{s} (run {i})", r)
+            if n:
+                notes.append(n)
+    header = ["server", "runs", "p50 µs (median)", "vs HAProxy", "p99 µs (median)", "p99 min–max", "vs HAProxy",
+              "p99 vs best peer", "round trips/s (median)", "server CPU µs / round trip (median)", "vs HAProxy",
+              f"{BUSY_HEADER} (median-p99 run)", "failed (all runs)"]
+    text = section(title, note, header, rows, notes)
+    if stats:
+        if target["ratio"] is None:
+            line = "not measured (no ringtls run, or no peer)"
+        else:
+            line = (f"{num(target['ringtls_p99_us'], 0)} µs against {target['best_peer']}'s "
+                    f"{num(target['best_peer_p99_us'], 0)} µs, {met_text(target)}")
+        text += f"\n- Target: ringtls' p99 (median of its runs) no worse than the best peer's: {line}\n"
+    return text
 
 
 def idle_section(runs, servers, title, note):
@@ -540,6 +765,8 @@ def chart(runs, servers, meta):
         ("Resumed handshake (CPU µs)", "resume", "derived.server_cpu_us_per_op", "µs"),
         ("Bulk up (CPU s / GiB)", "bulk-up", "derived.server_cpu_s_per_gib", "s"),
         ("Bulk down (CPU s / GiB)", "bulk-down", "derived.server_cpu_s_per_gib", "s"),
+        ("Bulk up, one connection (CPU s / GiB)", "bulk-up-1", "derived.server_cpu_s_per_gib", "s"),
+        ("Bulk down, one connection (CPU s / GiB)", "bulk-down-1", "derived.server_cpu_s_per_gib", "s"),
         ("Echo round trip (CPU µs)", "echo", "derived.server_cpu_us_per_op", "µs"),
         ("Idle connection (RSS KiB)", "idle", "derived.rss_kib_per_conn", "KiB"),
     ]
@@ -631,6 +858,16 @@ def seconds(text):
     return text
 
 
+def echo_runs_note(meta):
+    """How the fixed-rate echo runs were ordered; records from before it was repeated have one."""
+    n = meta.get("echo_runs")
+    if n is None:
+        return "One run per server (records from before the echo was repeated)."
+    return (f"{n} runs per server, interleaved: every server's run 1, then every server's run 2, and so on; run 1 "
+            "follows the handshake runs on the server process of table 1, the later runs each on a fresh server "
+            "process after a warm-up.")
+
+
 def results_md(meta, runs, floor, servers):
     quick = meta.get("quick") == "1"
     dur = seconds(meta.get("duration"))
@@ -668,7 +905,11 @@ def results_md(meta, runs, floor, servers):
         "\"other\" well above 0 means other work shared the machine (marked †), and the rates (less so "
         f"the CPU per operation) of that row are depressed. Each row is one {dur} load run (after a {seconds(meta.get('warmup'))} "
         "warm-up); ratios are to HAProxy (HAProxy = 1.00×): below 1 is less CPU, memory or latency, above 1 "
-        "is more, as the column says.",
+        "is more, as the column says. \"user\" and \"kernel\" split the server CPU into utime and stime (fields "
+        "14 and 15 of `/proc/PID/stat`, read at the same moments as their sum): user is the TLS library, the "
+        "crypto and the proxy's own code, kernel is the system calls (sockets, epoll or io_uring, splice). The "
+        "kernel splits a process's runtime between the two by where its timer ticks land, so the split is a "
+        "sample: read it over a full run's thousands of ticks, not a quick run's hundred.",
         "",
         "![Server CPU and memory per unit of work, relative to HAProxy](chart.svg)",
         "",
@@ -681,36 +922,55 @@ def results_md(meta, runs, floor, servers):
         "## Results",
         "",
     ]
+    floor_note = (f"ringtls' user µs against the crypto floor (`{FLOOR_TARGETS['handshake'][0]}`, the floor of a "
+                  f"full handshake whose client chain is cached, target ≤ {FLOOR_TARGETS['handshake'][1]:g}×; and "
+                  f"`{FLOOR_FULL}`, one that verifies it afresh), with \"target met\" or \"NOT met\"; \"floor not "
+                  "measured\" when the run had no crypto floor (`--no-build`, or an older floor without that "
+                  "line).")
     lines.append(handshake_section(
         runs, servers, "handshake", "1. Full handshake, ECDSA P-256 server certificate",
         f"`--mode handshake --concurrency {meta.get('handshake_concurrency')}`: new TCP connection, full TLS 1.3 "
         "mutual-TLS handshake, the server's first post-handshake record (a session ticket), close. Lower "
-        "CPU is better."))
+        f"CPU is better. Kernel vs HAProxy is the ratio of kernel µs. The floor columns: {floor_note}", floor))
     lines.append(handshake_section(
         runs, servers, "handshake-rsa", "1b. Full handshake, RSA-2048 server certificate",
         "As 1, with an RSA-2048 server certificate signed by the same root (the client certificate stays "
-        "ECDSA)."))
+        "ECDSA). No floor column: the crypto floor signs with ECDSA P-256.", floor))
     lines.append(handshake_section(
         runs, servers, "resume", "2. Resumed handshake (session tickets)",
         "As 1 with `--resume`: the client offers its last ticket from that server. \"server CPU µs / "
         "handshake\" averages over all handshakes of the run, resumed or not; the resumed fraction is what the "
         "load generator saw; the estimate per resumed handshake takes out the full handshakes of the run at "
-        "the cost that server showed in table 1."))
+        "the cost that server showed in table 1, and the user estimate does the same with user time alone "
+        f"(user µs of this run less its full handshakes at table 1's user µs). ringtls' user estimate is held to "
+        f"`{FLOOR_TARGETS['resume'][0]}` (X25519, ticket open and seal; target ≤ {FLOOR_TARGETS['resume'][1]:g}×).",
+        floor))
+    lines.append(floor_lines(floor_targets(runs, floor)))
+    bulk1 = (f"As above with one connection: `--concurrency 1 --bytes {meta.get('bulk1_bytes', 'n/a')}`, run on the "
+             "same server process right after the four-connection load. The load reconnects after each `--bytes` "
+             "until `--duration` is up, and a connection the deadline cuts short counts what it moved, so CPU per "
+             "GiB is over the bytes the load counted (GiB moved), not `--bytes`; connections is how many it made.")
     lines.append(bulk_section(
         runs, servers, "bulk-up", "3a. Bulk, client to upstream",
         f"`--mode bulk-up --concurrency {meta.get('bulk_concurrency')} --bytes {meta.get('bulk_bytes')}` to a sink "
         "upstream. Lower CPU per GiB is better."))
+    lines.append(bulk_section(runs, servers, "bulk-up-1", "3a-1. Bulk, client to upstream, one connection",
+                              bulk1, split=True))
     lines.append(bulk_section(
         runs, servers, "bulk-down", "3b. Bulk, upstream to client",
         f"`--mode bulk-down --concurrency {meta.get('bulk_concurrency')} --bytes {meta.get('bulk_bytes')}` from a "
         "source upstream."))
-    lines.append(echo_section(
-        runs, servers, "echo", "4a. Echo latency at a fixed offered rate",
+    lines.append(bulk_section(runs, servers, "bulk-down-1", "3b-1. Bulk, upstream to client, one connection",
+                              bulk1, split=True) + "\n" + bulk1_line(bulk1_target(runs)))
+    lines.append(echo_repeated_section(
+        runs, servers, "4a. Echo latency at a fixed offered rate",
         f"`--mode echo --concurrency {meta.get('echo_concurrency')} --size {meta.get('echo_size')} --rate "
         f"{meta.get('echo_rate')}`: the same offered rate for every server. A round trip sent on schedule is "
         "timed from the actual send (the load generator's own timer lateness is not the server's); one sent "
         "late because the previous reply was late is timed from its due time, so a server stall still counts "
-        "(no coordinated omission)."))
+        f"(no coordinated omission). {echo_runs_note(meta)} The table shows the medians over the runs and the "
+        "p99s' spread (min–max); p99 vs best peer is the ratio to the lowest median p99 among the other servers "
+        "(named)."))
     lines.append(echo_section(
         runs, servers, "echo-unpaced", "4b. Echo round trip, one connection, unpaced",
         f"`--mode echo --concurrency 1 --size {meta.get('echo_size')}` without `--rate`: closed loop, one "
@@ -751,11 +1011,22 @@ def results_md(meta, runs, floor, servers):
     return "\n".join(lines)
 
 
+def targets_summary(runs, floor, servers):
+    """The issue's targets that results.md marks met or NOT met, as raw.json's "targets"; the same
+    dicts the tables print from, so the two cannot disagree."""
+    stats = {s: echo_stats(echo_runs(runs, s)) for s in servers}
+    out = floor_targets(runs, floor)
+    out["bulk_down_1_vs_haproxy"] = bulk1_target(runs)
+    out["echo_p99_vs_best_peer"] = echo_target({s: st for s, st in stats.items() if st})
+    return out
+
+
 def write(meta, floor, runs, out):
     """raw.json, results.md and chart.svg into out."""
     wanted = [s for s in meta.get("servers", ",".join(SERVERS)).split(",") if s]
     servers = [s for s in SERVERS if s in wanted]
-    raw = {"meta": meta, "crypto_floor": floor, "runs": runs, "passthrough": passthrough_summary(runs)}
+    raw = {"meta": meta, "crypto_floor": floor, "runs": runs, "passthrough": passthrough_summary(runs),
+           "targets": targets_summary(runs, floor, servers)}
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "raw.json"), "w") as f:
         json.dump(raw, f, indent=1)

@@ -1,6 +1,7 @@
 """scripts/bench/self_test.py: `bench.py --self-test`. The parsing, arithmetic and rendering
-helpers on canned inputs, report.py on a canned run, and the cleanup of a child's children; no
-server is started, and it takes about a second.
+helpers on canned inputs, report.py on canned runs, the order in which blocks 1, 3 and 4 ask for
+their runs (on a stand-in Bench), and the cleanup of a child's children; no server is started, and
+it takes about a second.
 """
 
 import json
@@ -16,12 +17,12 @@ from bench import BLOCKS, SERVERS, Usage, fd_budget, parse_args, sizes, usage, w
 from children import Children
 from readings import (idle_progress, idle_why, ktls_paths, ktls_probe, listening_in_proc_net_tcp,
                       listening_port_of, load_summary, machine_ticks_of, info_fields, passthrough_totals, read, render,
-                      stat_ticks, status_field)
+                      stat_ticks, stat_times, status_field)
 
 HERE = bench.HERE
 META_KEYS = ["date", "quick", "nproc", "cpu_model", "kernel", "memory", "haproxy", "nginx", "stunnel", "openssl",
              "ringtls", "rustc", "duration", "warmup", "handshake_concurrency", "bulk_concurrency", "bulk_bytes",
-             "echo_concurrency", "echo_size", "echo_rate", "idle_wanted", "idle_n", "idle_batch", "nofile", "clk_tck",
+             "bulk1_bytes", "echo_concurrency", "echo_size", "echo_rate", "echo_runs", "idle_wanted", "idle_n", "idle_batch", "nofile", "clk_tck",
              "servers", "ktls", "elapsed_s", "load_failures", "command"]
 
 
@@ -42,6 +43,7 @@ def run():
     # /proc
     stat = "4242 (ringtls (w) 1) S 1 4242 4242 0 -1 4194560 620 0 0 0 123 45 0 0 20 0 2 0 99 12345 678"
     check("stat: utime+stime past a ')' in the name", stat_ticks(stat), 168)
+    check("stat: utime and stime apart (fields 14 and 15)", stat_times(stat), (123, 45))
     status = "Name:\tringtls\nVmRSS:\t   10240 kB\nThreads:\t3\n"
     check("status: VmRSS", status_field(status, "VmRSS"), 10240)
     check("status: Threads", status_field(status, "Threads"), 3)
@@ -60,6 +62,7 @@ def run():
     check("fd budget: 1024 fds", fd_budget(1024, 1000), (400, 480))
     check("quick sizes", (sizes(True).dur, sizes(True).warmup, sizes(True).idle_want), ("1000ms", "300ms", 1000))
     check("full sizes", (sizes(False).dur, sizes(False).bulk_bytes), ("12000ms", "256MiB"))
+    check("one-connection bulk sizes", (sizes(True).bulk1_bytes, sizes(False).bulk1_bytes), ("64MiB", "1GiB"))
     # options
     o = parse_args(["--quick", "--no-build", "--servers", "ringtls,haproxy", "--only", "1,5", "--out", "x"],
                    {"BENCH_KTLS_FORCE": "1"})
@@ -138,7 +141,7 @@ def run():
         raw = json.load(open(os.path.join(d, "out", "raw.json")))
         md = read(os.path.join(d, "out", "results.md"))
         svg = read(os.path.join(d, "out", "chart.svg"))
-        check("raw.json: top-level keys", list(raw), ["meta", "crypto_floor", "runs", "passthrough"])
+        check("raw.json: top-level keys", list(raw), ["meta", "crypto_floor", "runs", "passthrough", "targets"])
         check("raw.json: derived CPU per handshake", [r["derived"].get("server_cpu_us_per_op") for r in raw["runs"]],
               [200.0, 1000.0, None])
         check("raw.json: derived RSS per connection", raw["runs"][2]["derived"].get("rss_kib_per_conn"), 20.0)
@@ -147,6 +150,28 @@ def run():
         check("results.md: idle row", "| ringtls | 500 of 500 | 10.0 | 19.8 | 20.0 | n/a | 1 |" in md, True)
         check("results.md: quick banner and note", ("QUICK smoke run" in md, "- ringtls idle: 3 of" in md), (True, True))
         check("chart.svg", (svg.startswith("<svg"), "0.20× (200 µs)" in svg), (True, True))
+        # Records from before the user/kernel split, and no crypto floor: n/a and "floor not measured".
+        check("results.md: handshake row without the split",
+              row is not None and "| 200 | 0.20× | n/a | n/a | n/a | floor not measured | floor not measured |" in row,
+              True)
+        check("results.md: floor ratios without the split or a floor",
+              "- full ECDSA handshake, client chain cached: ringtls user n/a (no ringtls run with the user/kernel "
+              "split); `mtls_handshake_floor_cached_us`: floor not measured" in md, True)
+        check("results.md: no one-connection bulk run",
+              "not measured: no one-connection run in these records" in md, True)
+    # the user/kernel split, the floor ratios, one-connection bulk and the repeated echo
+    split_cases(check)
+    floor_cases(check)
+    bulk_order_cases(check)
+    echo_cases(check)
+    with tempfile.TemporaryDirectory() as d:
+        canned_split(d)
+        report.write_from_work(os.path.join(d, "work"), os.path.join(d, "out"))
+        raw = json.load(open(os.path.join(d, "out", "raw.json")))
+        md = read(os.path.join(d, "out", "results.md"))
+        floor_report_cases(check, raw, md)
+        bulk1_report_cases(check, raw, md)
+        echo_report_cases(check, raw, md)
     # block 8: the edges' table, the ratios and the spliced share, in results.md and raw.json
     with tempfile.TemporaryDirectory() as d:
         canned_passthrough(d)
@@ -192,6 +217,200 @@ def run():
         print(f"self-test FAILED: {n}: got {g!r}, want {w!r}", file=sys.stderr)
     print(f"self-test: {len(cases) - len(bad)}/{len(cases)} ok")
     return 1 if bad else 0
+
+
+def split_cases(check):
+    """The user/kernel split on canned records: per handshake, per GiB, and its absence."""
+    common = {"clk_tck": 100, "wall_s": 1.0, "cpu_ticks_before": 0, "cpu_utime_before": 0, "cpu_stime_before": 0}
+    full = dict(common, measure="handshake", cpu_ticks_after=30, cpu_utime_after=24, cpu_stime_after=6,
+                load={"ok": 1000, "resumed_fraction": 0.0})
+    d = report.derive(full)
+    check("split: user and kernel µs per handshake",
+          (round(d["server_user_us_per_op"], 6), round(d["server_kernel_us_per_op"], 6),
+           round(d["server_cpu_us_per_op"], 6)), (240.0, 60.0, 300.0))
+    bulk = dict(common, cpu_ticks_after=80, cpu_utime_after=50, cpu_stime_after=30, load={"ok": 2, "bytes": 2 << 30})
+    d = report.derive(bulk)
+    check("split: user and kernel s per GiB", (d["server_user_s_per_gib"], d["server_kernel_s_per_gib"]), (0.25, 0.15))
+    old = {k: v for k, v in bulk.items() if not k.startswith(("cpu_utime", "cpu_stime"))}
+    check("split: records from before it have the sum only",
+          sorted(k for k in report.derive(old) if "user" in k or "kernel" in k), [])
+    died = dict(bulk, cpu_ticks_after=None, cpu_utime_after=None, cpu_stime_after=None)
+    check("split: a server that died has none", "server_user_s" in report.derive(died), False)
+
+
+def floor_cases(check):
+    """The floor lines, the ratios to them with and without a floor, and the resumed estimate
+    from user time."""
+    floor = {"mtls_handshake_floor_cached_us": 200.0, "full_mtls_handshake_floor_us": 186, "x25519_us": 34.8}
+    check("floor: one line", report.floor_us(floor, "full_mtls_handshake_floor_us"), 186.0)
+    check("floor: not measured, failed, older", [report.floor_us(f, "mtls_handshake_floor_cached_us") for f in
+                                                 (None, {"error": "crypto_floor ran but printed no JSON line"},
+                                                  {"full_mtls_handshake_floor_us": 186})], [None, None, None])
+    check("floor ratio: met", report.floor_cell(report.vs_target(240.0, 200.0, 1.3)), "1.20×, target met")
+    check("floor ratio: NOT met", report.floor_cell(report.vs_target(300.0, 200.0, 1.3)), "1.50×, target NOT met")
+    check("floor ratio: no target", report.floor_cell(report.vs_target(372.0, 186.0, None)), "2.00×")
+    check("floor ratio: no floor", report.floor_cell(report.vs_target(240.0, None, 1.3)), "floor not measured")
+    check("floor ratio: no user time", report.floor_cell(report.vs_target(None, 200.0, 1.3)), "n/a")
+    check("floor ratio: no floor, no user time", report.floor_cell(report.vs_target(None, None, 1.3)),
+          "floor not measured")
+    # 1000 handshakes, 800 resumed, 0.12 s of user time, less the 200 full ones at the full
+    # run's 240 µs: (120000 - 48000) / 800
+    common = {"clk_tck": 100, "wall_s": 1.0, "cpu_ticks_before": 0, "cpu_utime_before": 0, "cpu_stime_before": 0}
+    full = dict(common, measure="handshake", cpu_ticks_after=30, cpu_utime_after=24, cpu_stime_after=6,
+                load={"ok": 1000, "resumed_fraction": 0.0})
+    full["derived"] = report.derive(full)
+    res = dict(common, measure="resume", cpu_ticks_after=20, cpu_utime_after=12, cpu_stime_after=8,
+               load={"ok": 1000, "resumed_fraction": 0.8})
+    res["derived"] = report.derive(res)
+    check("resumed estimate: user time", round(report.resumed_cpu(res, full, "user"), 6), 90.0)
+    check("resumed estimate: all CPU as before", round(report.resumed_cpu(res, full), 6), 175.0)
+    old_full = {k: v for k, v in full.items() if not k.startswith(("cpu_utime", "cpu_stime"))}
+    old_full["derived"] = report.derive(old_full)
+    check("resumed estimate: no user time in the full run", report.resumed_cpu(res, old_full, "user"), None)
+
+
+class StandIn:
+    """A Bench that records what a block asks of it, and starts nothing."""
+    s = sizes(False)
+    o = SimpleNamespace(servers=["ringtls", "haproxy"])
+
+    def __init__(self):
+        self.calls = []
+
+    def start_server(self, name, cert, upmode):
+        self.calls.append(("start", name, upmode))
+        return name
+
+    def stop_server(self, srv):
+        self.calls.append(("stop", srv))
+
+    def check_mtls(self, srv):
+        pass
+
+    def warmup(self, srv, cert):
+        pass
+
+    def handshakes(self, srv, measure, cert, resume=False):
+        self.calls.append((srv, measure))
+
+    def run_load(self, srv, measure, cert, args):
+        self.calls.append((srv, measure))
+
+    def echo(self, srv, measure):
+        self.calls.append((srv, measure))
+
+    def bulk(self, srv, measure, direction, concurrency=None, size=None):
+        self.calls.append((srv, measure, concurrency, size))
+
+
+def quietly(block, stand):
+    """Runs a block on a stand-in without its log lines."""
+    log = bench.log
+    bench.log = lambda msg: None
+    try:
+        block(stand)
+    finally:
+        bench.log = log
+    return stand.calls
+
+
+def bulk_order_cases(check):
+    """Blocks 3 and 4: per server, the four-connection load and then the one-connection one."""
+    calls = quietly(bench.block_bulk_up, StandIn()) + quietly(bench.block_bulk_down, StandIn())
+    check("blocks 3 and 4: four connections, then one",
+          [c for c in calls if c[0] not in ("start", "stop")],
+          [("ringtls", "bulk-up", None, None), ("ringtls", "bulk-up-1", 1, "1GiB"),
+           ("haproxy", "bulk-up", None, None), ("haproxy", "bulk-up-1", 1, "1GiB"),
+           ("ringtls", "bulk-down", None, None), ("ringtls", "bulk-down-1", 1, "1GiB"),
+           ("haproxy", "bulk-down", None, None), ("haproxy", "bulk-down-1", 1, "1GiB")])
+
+
+def echo_cases(check):
+    """Block 1's echo runs interleaved across servers; their order from the measure names, the
+    medians, the spread and the best peer."""
+    calls = quietly(bench.block_handshakes, StandIn())
+    check("block 1: echo runs interleaved across servers",
+          [c for c in calls if len(c) == 2 and c[1].startswith("echo") and c[1] != "echo-unpaced"],
+          [("ringtls", "echo"), ("haproxy", "echo"), ("ringtls", "echo-2"), ("haproxy", "echo-2"),
+           ("ringtls", "echo-3"), ("haproxy", "echo-3")])
+    check("block 1: each later echo run on a server of its own",
+          [c[1] for c in calls if c[0] == "start"], ["ringtls", "haproxy"] * 3)
+
+    def echo(measure, server, p50, p99):
+        r = {"clk_tck": 100, "wall_s": 1.0, "cpu_ticks_before": 0, "cpu_ticks_after": 5, "measure": measure,
+             "server": server,
+             "load": {"ok": 5000, "failed": 1, "per_second": 5000.0, "latency_us": {"p50": p50, "p99": p99}}}
+        r["derived"] = report.derive(r)
+        return r
+    runs = [echo("echo-3", "ringtls", 320, 900), echo("echo", "ringtls", 300, 700), echo("echo-unpaced", "ringtls", 50, 60),
+            echo("echo-2", "ringtls", 280, 500), echo("echo", "haproxy", 400, 650)]
+    check("echo runs: in run order, unpaced left out",
+          [r["measure"] for r in report.echo_runs(runs, "ringtls")], ["echo", "echo-2", "echo-3"])
+    st = report.echo_stats(report.echo_runs(runs, "ringtls"))
+    check("echo stats: medians, spread, failures, median run",
+          (st["runs"], st["p50"], st["p99"], st["p99_min"], st["p99_max"], st["failed"], st["median_run"]["measure"]),
+          (3, 300, 700, 500, 900, 3, "echo"))
+    check("echo stats: two runs", report.echo_stats(report.echo_runs(runs, "ringtls")[:2])["p99"], 600.0)
+    check("echo stats: no run", report.echo_stats([]), None)
+    stats = {"ringtls": st, "haproxy": report.echo_stats(report.echo_runs(runs, "haproxy")),
+             "nginx": {"p99": 800}}
+    check("echo: best peer is the lowest median p99 of the others",
+          (report.best_peer(stats, "ringtls"), report.best_peer(stats, "haproxy")), (("haproxy", 650), ("ringtls", 700)))
+    t = report.echo_target(stats)
+    check("echo target: NOT met", (round(t["ratio"], 4), t["met"]), (1.0769, False))
+    check("echo target: no peer", report.echo_target({"ringtls": st})["met"], None)
+
+
+def floor_report_cases(check, raw, md):
+    """canned_split's handshake tables and floor ratios."""
+    t = raw["targets"]
+    check("raw.json: handshake user vs cached floor", (round(t["handshake_user_vs_floor_cached"]["ratio"], 6),
+                                                      t["handshake_user_vs_floor_cached"]["met"]), (1.2, True))
+    check("raw.json: resumed user vs floor", (round(t["resumed_user_vs_floor"]["user_us"], 6),
+                                              round(t["resumed_user_vs_floor"]["ratio"], 6),
+                                              t["resumed_user_vs_floor"]["met"]), (90.0, 1.8, False))
+    check("results.md: handshake row, user and kernel, floors",
+          "| ringtls | 300 | 0.30× | 240 | 60.0 | 0.20× | 1.20×, target met | 1.29× | 1,000 | 1.00× |" in md, True)
+    check("results.md: handshake row, HAProxy has no floor cells",
+          "| haproxy | 1,000 | 1.00× | 700 | 300 | 1.00× | — | — |" in md, True)
+    check("results.md: RSA row, split but no floor column",
+          "| ringtls | 500 | 0.50× | 400 | 100 | 0.33× | 1,000 | 1.00× |" in md, True)
+    check("results.md: resumed row, user estimate against its floor",
+          "| 0.800 | 175 | 0.17× | 90.0 | 1.80×, target NOT met |" in md, True)
+    check("results.md: floor ratios",
+          ("- full ECDSA handshake, client chain cached: ringtls user 240 µs, `mtls_handshake_floor_cached_us` "
+           "200 µs: 1.20×, target ≤ 1.3× met" in md,
+           "- full ECDSA handshake, client chain verified: ringtls user 240 µs, `full_mtls_handshake_floor_us` "
+           "186 µs: 1.29×" in md,
+           "- resumed handshake, per resumed handshake (est.): ringtls user 90.0 µs, `resumed_handshake_floor_us` "
+           "50.0 µs: 1.80×, target ≤ 1.5× NOT met" in md), (True, True, True))
+
+
+def bulk1_report_cases(check, raw, md):
+    """canned_split's one-connection bulk tables and their target."""
+    t = raw["targets"]["bulk_down_1_vs_haproxy"]
+    check("raw.json: bulk-down-1 vs HAProxy", (round(t["ratio"], 6), t["met"]), (0.75, True))
+    check("results.md: one-connection bulk rows, user and kernel s / GiB",
+          ("| ringtls | 0.750 | 0.75× | 0.500 | 0.250 | 1,024 | 1.00× |" in md,
+           "| haproxy | 1.000 | 1.00× | 0.600 | 0.400 | 1,024 | 1.00× |" in md), (True, True))
+    check("results.md: one-connection tables follow the four-connection ones",
+          [l[4:9] for l in md.splitlines() if l.startswith("### 3")], ["3a. B", "3a-1.", "3b. B", "3b-1."])
+    check("results.md: bulk-down-1 target line",
+          "- Target: ringtls' server CPU per GiB upstream → client with one connection ≤ 0.8× HAProxy's: 0.750 "
+          "against 1.000 s / GiB, 0.75×, target met" in md, True)
+
+
+def echo_report_cases(check, raw, md):
+    """canned_split's echo table over three runs per server, and its target."""
+    t = raw["targets"]["echo_p99_vs_best_peer"]
+    check("raw.json: echo p99 vs best peer", (t["best_peer"], t["ratio"], t["met"]), ("haproxy", 0.875, True))
+    check("results.md: echo row, medians and spread",
+          "| ringtls | 3 | 300 | 0.75× | 700 | 500–900 | 0.88× | 0.88× (haproxy), target met |" in md, True)
+    check("results.md: echo row of a peer", "| haproxy | 3 | 400 | 1.00× | 800 | 600–1,000 | 1.00× | 1.14× (ringtls) |"
+          in md, True)
+    check("results.md: echo target line",
+          "- Target: ringtls' p99 (median of its runs) no worse than the best peer's: 700 µs against haproxy's "
+          "800 µs, 0.88×, target met" in md, True)
 
 
 def stopped(pid):
@@ -254,3 +473,43 @@ def canned_passthrough(d):
             f.write(json.dumps({"ok": 4, "failed": 0, "per_second": 4.0, "mib_per_s": 1024.0, "bytes": 1 << 30,
                                 "latency_us": {"p50": 100, "p99": 200}, "resumed_fraction": 0.0,
                                 "failures": {}}) + "\n")
+
+
+def canned_split(d):
+    """A work dir with the user/kernel split, a crypto floor, three echo runs per server and the
+    one-connection bulk runs, for ringtls and HAProxy."""
+    work = os.path.join(d, "work")
+    os.makedirs(os.path.join(work, "records"))
+    with open(os.path.join(work, "meta.txt"), "w") as f:
+        f.write("quick=1\nnproc=2\nduration=1000ms\nwarmup=300ms\nidle_n=500\nidle_wanted=500\nbulk_concurrency=4\n"
+                "bulk_bytes=64MiB\nbulk1_bytes=64MiB\necho_runs=3\nservers=ringtls,haproxy\n"
+                "command=scripts/bench.sh --quick\n")
+    with open(os.path.join(work, "crypto_floor.out"), "w") as f:
+        f.write(json.dumps({"bench": "crypto_floor", "mtls_handshake_floor_cached_us": 200.0,
+                            "full_mtls_handshake_floor_us": 186.0, "resumed_handshake_floor_us": 50.0}) + "\n")
+    common = {"cert": "ecdsa", "server_threads": 1, "clk_tck": 100, "load_rc": 0, "load_cpu_ms": 500,
+              "upstream_cpu_ticks": 10, "machine_busy_ticks": 150, "machine_total_ticks": 200,
+              "machine_irq_ticks": 5, "wall_s": 1.0, "server_alive_after": True, "cpu_ticks_before": 0,
+              "cpu_utime_before": 0, "cpu_stime_before": 0}
+    ops = {"ok": 1000, "failed": 0, "per_second": 1000.0, "mib_per_s": 0.0, "bytes": 0, "resumed_fraction": 0.0,
+           "latency_us": {"p50": 100, "p99": 200}, "failures": {}}
+    gib = dict(ops, ok=16, per_second=16.0, mib_per_s=1024.0, bytes=1 << 30)
+    # (server, measure, utime ticks, stime ticks, load)
+    rows = [("ringtls", "handshake", 24, 6, ops), ("haproxy", "handshake", 70, 30, ops),
+            ("ringtls", "handshake-rsa", 40, 10, ops), ("haproxy", "handshake-rsa", 70, 30, ops),
+            ("ringtls", "resume", 12, 8, dict(ops, resumed_fraction=0.8)),
+            ("haproxy", "resume", 70, 30, dict(ops, resumed_fraction=0.8)),
+            ("ringtls", "bulk-up-1", 50, 25, gib), ("haproxy", "bulk-up-1", 60, 40, gib),
+            ("ringtls", "bulk-down-1", 50, 25, gib), ("haproxy", "bulk-down-1", 60, 40, gib)]
+    for server, p50s, p99s in (("ringtls", (300, 280, 320), (700, 500, 900)),
+                               ("haproxy", (400, 380, 420), (800, 600, 1000))):
+        for n, (p50, p99) in enumerate(zip(p50s, p99s), 1):
+            rows.append((server, "echo" if n == 1 else f"echo-{n}", 3, 2,
+                         dict(ops, ok=5000, per_second=5000.0, latency_us={"p50": p50, "p99": p99})))
+    for seq, (server, measure, utime, stime, load) in enumerate(rows, 1):
+        base = os.path.join(work, "records", f"{seq:03d}")
+        write_json(base + ".meta.json", dict(common, seq=seq, server=server, measure=measure,
+                                             cpu_ticks_after=utime + stime, cpu_utime_after=utime,
+                                             cpu_stime_after=stime))
+        with open(base + ".load.json", "w") as f:
+            f.write(json.dumps(load) + "\n")
