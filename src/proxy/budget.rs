@@ -77,10 +77,13 @@ impl Future for YieldNow {
 
 /// The worker's pump: wakes the tasks that yielded, from a task of its own. Runs forever.
 pub(crate) async fn pump() {
-    poll_fn(|cx: &mut Context<'_>| {
+    // Two lists that trade places, each keeping its capacity: taking the parked list and
+    // leaving an empty one cost an allocation at the next yield, every round of every relay.
+    let mut waking = Vec::new();
+    poll_fn(move |cx: &mut Context<'_>| {
         PUMP.with(|p| *p.borrow_mut() = Some(cx.waker().clone()));
-        let parked = PARKED.with(|p| std::mem::take(&mut *p.borrow_mut()));
-        for waker in parked {
+        PARKED.with(|p| std::mem::swap(&mut *p.borrow_mut(), &mut waking));
+        for waker in waking.drain(..) {
             waker.wake();
         }
         Poll::<()>::Pending

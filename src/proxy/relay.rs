@@ -56,19 +56,16 @@ pub(crate) async fn relay<U: Upstream>(
     let stop = guard.watch(conn, counters);
     let to_writer = Notify::default();
     let space = Notify::default();
-    let upstream_done = Cell::new(false);
+    // Which directions have ended: the last one to end leaves its FIN to close(2), which sends
+    // it anyway, and saves a shutdown(2).
+    let ended = Ended::default();
 
     let result = {
-        let up = client_to_upstream(conn, &client, &upstream, early, &to_writer, counters);
-        let down = upstream_to_client(
-            conn,
-            &upstream,
-            &to_writer,
-            &space,
-            &upstream_done,
-            counters,
+        let up = client_to_upstream(
+            conn, &client, &upstream, early, &to_writer, &ended, counters,
         );
-        let write = write_client(conn, &client, &to_writer, &space, &upstream_done);
+        let down = upstream_to_client(conn, &upstream, &to_writer, &space, &ended, counters);
+        let write = write_client(conn, &client, &to_writer, &space, &ended);
         monoio::select! {
             r = async { monoio::try_join!(up, down, write) } => r.map(|_| ()),
             stop = stop => Err(RelayError::Stopped(stop)),
@@ -92,6 +89,7 @@ async fn client_to_upstream<U: Ready>(
     upstream: &U,
     early: Early,
     to_writer: &Notify,
+    ended: &Ended,
     counters: &Counters,
 ) -> Result<(), RelayError> {
     let Early {
@@ -114,8 +112,11 @@ async fn client_to_upstream<U: Ready>(
             buffers::relax(&mut plain);
         }
         if closed {
-            // ENOTCONN here means the upstream is gone already; the other direction reports it.
-            let _ = splice::shutdown_write(upstream);
+            ended.client.set(true);
+            if !ended.upstream.get() {
+                // ENOTCONN here means the upstream is gone already; the other direction reports it.
+                let _ = splice::shutdown_write(upstream);
+            }
             return Ok(());
         }
         let (buf, n) = read(client, &mut read_buf, 0)
@@ -143,7 +144,7 @@ async fn upstream_to_client<U: Ready>(
     upstream: &U,
     to_writer: &Notify,
     space: &Notify,
-    upstream_done: &Cell<bool>,
+    ended: &Ended,
     counters: &Counters,
 ) -> Result<(), RelayError> {
     let mut read_buf = ReadBuf::new();
@@ -156,7 +157,7 @@ async fn upstream_to_client<U: Ready>(
         if n == 0 {
             read_buf.park(buf);
             conn.borrow_mut().send_close_notify();
-            upstream_done.set(true);
+            ended.upstream.set(true);
             to_writer.notify();
             return Ok(());
         }
@@ -194,6 +195,15 @@ async fn upstream_to_client<U: Ready>(
 /// Only speed depends on it: a different layout in rustls would be slower, never wrong.
 const RECORD_HEADER: usize = 5;
 
+/// Which directions of the relay have ended.
+#[derive(Default)]
+struct Ended {
+    /// The client sent close_notify or FIN; the upstream was told (or will be, by close).
+    client: Cell<bool>,
+    /// The upstream sent FIN; close_notify is queued for the client.
+    upstream: Cell<bool>,
+}
+
 /// One read of `n` bytes from `src` once it has bytes (`n == 0`: its end), into a buffer
 /// borrowed only then, at `buf[at..at + n]`: while `src` is quiet the direction holds none.
 async fn read(src: &impl Ready, read_buf: &mut ReadBuf, at: usize) -> io::Result<(Vec<u8>, usize)> {
@@ -219,7 +229,7 @@ async fn write_client(
     client: &TcpStream,
     to_writer: &Notify,
     space: &Notify,
-    upstream_done: &Cell<bool>,
+    ended: &Ended,
 ) -> Result<(), RelayError> {
     loop {
         if conn.borrow().wants_write() {
@@ -239,8 +249,10 @@ async fn write_client(
             }
             continue;
         }
-        if upstream_done.get() {
-            let _ = splice::shutdown_write(client);
+        if ended.upstream.get() {
+            if !ended.client.get() {
+                let _ = splice::shutdown_write(client);
+            }
             return Ok(());
         }
         to_writer.notified().await;
