@@ -17,7 +17,8 @@
 //!
 //! Half-close is forwarded both ways: the client's close_notify (or FIN) becomes
 //! `shutdown(SHUT_WR)` on the upstream, the upstream's FIN becomes close_notify then
-//! `shutdown(SHUT_WR)` on the client; the other direction keeps flowing until it ends too.
+//! `shutdown(SHUT_WR)` on the client; the other direction keeps flowing until it ends too. The
+//! direction that ends last sends no shutdown: close(2) sends its FIN a moment later anyway.
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, IoSlice, Write};
