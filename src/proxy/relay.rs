@@ -120,7 +120,7 @@ async fn client_to_upstream<U: Ready>(
             }
             return Ok(());
         }
-        let (buf, n) = read(client, &mut read_buf, 0)
+        let (buf, n) = splice::read_ready(client, &mut read_buf, 0)
             .await
             .map_err(RelayError::ClientRead)?;
         counters.touch();
@@ -151,7 +151,7 @@ async fn upstream_to_client<U: Ready>(
     let mut read_buf = ReadBuf::new();
     loop {
         budget::own_turn().await;
-        let (buf, n) = read(upstream, &mut read_buf, RECORD_HEADER)
+        let (buf, n) = splice::read_ready(upstream, &mut read_buf, RECORD_HEADER)
             .await
             .map_err(RelayError::UpstreamRead)?;
         counters.touch();
@@ -205,26 +205,6 @@ struct Ended {
     upstream: Cell<bool>,
 }
 
-/// One read of `n` bytes from `src` once it has bytes (`n == 0`: its end), into a buffer
-/// borrowed only then, at `buf[at..at + n]`: while `src` is quiet the direction holds none.
-async fn read(src: &impl Ready, read_buf: &mut ReadBuf, at: usize) -> io::Result<(Vec<u8>, usize)> {
-    loop {
-        let mut buf = read_buf.take();
-        buf.resize(at, 0);
-        match sys::splice::read_into(src, &mut buf) {
-            Ok(n) => return Ok((buf, n)),
-            Err(e) => {
-                read_buf.park(buf);
-                match e.kind() {
-                    io::ErrorKind::WouldBlock => src.readable().await?,
-                    io::ErrorKind::Interrupted => {}
-                    _ => return Err(e),
-                }
-            }
-        }
-    }
-}
-
 async fn write_client(
     conn: &RefCell<Box<ServerConnection>>,
     client: &TcpStream,
@@ -234,20 +214,11 @@ async fn write_client(
 ) -> Result<(), RelayError> {
     loop {
         if conn.borrow().wants_write() {
-            // The borrow ends here, before any await.
-            let written = conn.borrow_mut().write_tls(&mut Socket(client));
-            match written {
-                Ok(_) => {
-                    space.notify();
-                    budget::own_turn().await;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => client
-                    .writable(false)
-                    .await
-                    .map_err(RelayError::ClientWrite)?,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(RelayError::ClientWrite(e)),
-            }
+            write_queued(conn, client)
+                .await
+                .map_err(RelayError::ClientWrite)?;
+            space.notify();
+            budget::own_turn().await;
             continue;
         }
         if ended.upstream.get() {
@@ -264,15 +235,24 @@ async fn write_client(
 /// close_notify).
 async fn flush(conn: &RefCell<Box<ServerConnection>>, client: &TcpStream) -> io::Result<()> {
     while conn.borrow().wants_write() {
+        write_queued(conn, client).await?;
+    }
+    Ok(())
+}
+
+/// One `write_tls` of what rustls has queued into the client socket, waiting for room first
+/// if its send buffer is full.
+async fn write_queued(conn: &RefCell<Box<ServerConnection>>, client: &TcpStream) -> io::Result<()> {
+    loop {
+        // The borrow ends here, before any await.
         let written = conn.borrow_mut().write_tls(&mut Socket(client));
         match written {
-            Ok(_) => {}
+            Ok(_) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => client.writable(false).await?,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(())
 }
 
 /// The client socket as rustls' `write_tls` target: its records go out straight from rustls'

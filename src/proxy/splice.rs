@@ -259,21 +259,10 @@ async fn copy_round(
     moved: &mut impl FnMut(usize, bool),
     read: &mut impl FnMut(),
 ) -> Result<Option<Stop>, SpliceError> {
-    let (buf, n) = loop {
-        let mut buf = read_buf.take();
-        match sys::read_into(src, &mut buf) {
-            Ok(n) => break (buf, n),
-            Err(e) => {
-                read_buf.park(buf);
-                match e {
-                    e if e.kind() == io::ErrorKind::WouldBlock => {
-                        src.readable().await.map_err(SpliceError::Read)?
-                    }
-                    e if refused(&e) => return Ok(Some(Stop::Control)),
-                    e => return Err(SpliceError::Read(e)),
-                }
-            }
-        }
+    let (buf, n) = match read_ready(src, read_buf, 0).await {
+        Ok(got) => got,
+        Err(e) if refused(&e) => return Ok(Some(Stop::Control)),
+        Err(e) => return Err(SpliceError::Read(e)),
     };
     read();
     let written = write_all(dst, &buf).await;
@@ -284,6 +273,31 @@ async fn copy_round(
     }
     moved(n, false);
     Ok(None)
+}
+
+/// One read of `n` bytes from a socket taken over by this module, once it has bytes (`n == 0`:
+/// its end), into a buffer borrowed from `read_buf` only then, at `buf[at..at + n]`: while
+/// `src` is quiet the direction holds none.
+pub(super) async fn read_ready(
+    src: &impl Ready,
+    read_buf: &mut ReadBuf,
+    at: usize,
+) -> io::Result<(Vec<u8>, usize)> {
+    loop {
+        let mut buf = read_buf.take();
+        buf.resize(at, 0);
+        match sys::read_into(src, &mut buf) {
+            Ok(n) => return Ok((buf, n)),
+            Err(e) => {
+                read_buf.park(buf);
+                match e.kind() {
+                    io::ErrorKind::WouldBlock => src.readable().await?,
+                    io::ErrorKind::Interrupted => {}
+                    _ => return Err(e),
+                }
+            }
+        }
+    }
 }
 
 /// Writes all of `buf` to a socket taken over by this module.
